@@ -1,0 +1,38 @@
+"""MatSeg Hub: the Hugging Face-native home of the MatSeg material-state segmentation benchmark.
+
+Public entry points are imported lazily (``matseg_hub.read_benchmark`` etc.) so that ``import matseg_hub``
+stays cheap and does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    "MatSegError": "errors",
+    "MatSegFormatError": "errors",
+    "MatSegInputError": "errors",
+    "MissingDependencyError": "errors",
+    "BenchmarkItem": "benchmark",
+    "read_benchmark_item": "benchmark",
+    "read_benchmark": "benchmark",
+    "parse_group_relations": "benchmark",
+    "resize_for_evaluation": "benchmark",
+    "point_disc_masks": "benchmark",
+    "builtin_benchmark_dir": "benchmark",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'matseg_hub' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

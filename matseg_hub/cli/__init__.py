@@ -1,0 +1,75 @@
+"""The ``matseg`` command.
+
+Subcommands are discovered: every module in this package that defines ``NAME``, ``HELP``, ``register(parser)``
+and ``run(args) -> int`` becomes ``matseg NAME`` (or ``matseg GROUP NAME`` when it also defines ``GROUP``, e.g.
+``matseg build benchmark``). Modules keep heavy imports inside ``run`` so that ``matseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from typing import List, Optional
+
+from ..errors import MatSegError
+from ..utils.logging import set_verbosity
+
+GROUP_HELP = {
+    "build": "build a Hub dataset folder (Parquet shards + dataset card) from raw data",
+    "generate": "generate synthetic data (2D scenes, textures, PBR materials, 3D renders)",
+}
+
+
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "register") and hasattr(module, "run"):
+            yield module
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="matseg", description="MatSeg Hub: zero-shot material-state segmentation "
+                                     "benchmark, metric, synthetic data generators and model.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups = {}
+    for module in _command_modules():
+        group = getattr(module, "GROUP", None)
+        if group is None:
+            sub = top.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        else:
+            if group not in groups:
+                gp = top.add_parser(group, help=GROUP_HELP.get(group, group), description=GROUP_HELP.get(group))
+                groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+                gp.set_defaults(_group_parser=gp)
+            sub = groups[group].add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.register(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    set_verbosity(logging.DEBUG if args.verbose else logging.INFO)
+    run = getattr(args, "_run", None)
+    if run is None:
+        (getattr(args, "_group_parser", None) or parser).print_help()
+        return 2
+    try:
+        return int(run(args) or 0)
+    except MatSegError as exc:
+        print(f"matseg: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

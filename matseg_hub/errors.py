@@ -1,0 +1,60 @@
+"""Typed errors raised at the project's boundaries.
+
+Every error names what was wrong (the file, the line or field) and what to do about it, so that a user
+with a 1,220-image folder can fix the one bad item without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+
+class MatSegError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class MatSegFormatError(MatSegError, ValueError):
+    """A data file (annotation, relations, image, scene folder, ...) does not follow the format.
+
+    Attributes:
+        path: the offending file, when there is one.
+        field: the JSON field, line number or key that was wrong, when known.
+    """
+
+    def __init__(self, message: str, path: Optional[os.PathLike | str] = None, field: Optional[str] = None):
+        self.path = None if path is None else str(path)
+        self.field = field
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if field is not None:
+                where += f" [{field}]"
+            where += ": "
+        elif field is not None:
+            where = f"[{field}]: "
+        super().__init__(where + message)
+
+
+class MatSegInputError(MatSegError, ValueError):
+    """An argument (array, tensor, option) has the wrong shape, type or value."""
+
+
+class MissingDependencyError(MatSegError, ImportError):
+    """An optional dependency is needed for this feature; the message says how to install it."""
+
+    def __init__(self, package: str, feature: str, extra: Optional[str] = None):
+        hint = f'pip install "matseg-hub[{extra}]"' if extra else f"pip install {package}"
+        super().__init__(f"{feature} needs the optional package '{package}', which is not installed. Install it with: {hint}")
+        self.package = package
+        self.extra = extra
+
+
+def require(module: str, feature: str, extra: Optional[str] = None, package: Optional[str] = None):
+    """Import an optional module or raise :class:`MissingDependencyError` with an install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised where the package is absent
+        raise MissingDependencyError(package or module, feature, extra) from exc

@@ -1,0 +1,1 @@
+"""Small shared helpers: logging/progress, atomic file output, image decoding."""
