@@ -1,0 +1,52 @@
+"""Shared pytest fixtures.
+
+* ``shared_data`` — the folder ``../shared/data`` beside the checkout (real CC0 sample files); tests that use it
+  are skipped with a reason where it is absent (set ``MATSEG_SHARED_DATA`` to point elsewhere).
+* Progress bars are disabled and the Hugging Face caches point into a temporary folder, so tests never touch
+  the user's cache and never reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("MATSEG_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory):
+    home = tmp_path_factory.mktemp("hf_home")
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "MATSEG_DISABLE_PROGRESS",
+                                            "HF_HUB_DISABLE_TELEMETRY")}
+    os.environ["HF_HOME"] = str(home)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ["MATSEG_DISABLE_PROGRESS"] = "1"
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real sample data not found at {path} (set MATSEG_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
