@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,22 +23,17 @@ def _shared_data_dir() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_environment(tmp_path_factory):
-    home = tmp_path_factory.mktemp("hf_home")
-    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "MATSEG_DISABLE_PROGRESS",
-                                            "HF_HUB_DISABLE_TELEMETRY")}
-    os.environ["HF_HOME"] = str(home)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-    os.environ["MATSEG_DISABLE_PROGRESS"] = "1"
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+# Set before any test module imports huggingface_hub/datasets (they read these at import time).
+_HF_HOME = Path(tempfile.mkdtemp(prefix="matseg-tests-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["MATSEG_DISABLE_PROGRESS"] = "1"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HF_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
