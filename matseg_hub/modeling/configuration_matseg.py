@@ -41,6 +41,9 @@ def convnext_encoder_config(size: str = "base", *, depths: Optional[Sequence[int
                                    "or give depths= and hidden_sizes=")
         depths = CONVNEXT_SIZES[size]["depths"] if depths is None else depths
         hidden_sizes = CONVNEXT_SIZES[size]["hidden_sizes"] if hidden_sizes is None else hidden_sizes
+    if len(depths) != 4 or len(hidden_sizes) != 4:
+        raise MatSegInputError(f"the MatSeg decoder needs a 4-stage ConvNeXt, got depths={list(depths)}, "
+                               f"hidden_sizes={list(hidden_sizes)}")
     if drop_path_rate is None:
         drop_path_rate = _TORCHVISION_DROP_PATH.get(size, 0.0)
     return ConvNextConfig(num_channels=num_channels, depths=list(depths), hidden_sizes=list(hidden_sizes),
