@@ -110,7 +110,9 @@ def publish_folder(
     return _publish_with_http(folder, repo_id, repo_type, token, private, message, revision)
 
 
-def _publish_with_http(folder: Path, repo_id: str, repo_type: str, token, private: bool, message: str, revision: Optional[str]) -> str:
+def _publish_with_http(
+    folder: Path, repo_id: str, repo_type: str, token, private: bool, message: str, revision: Optional[str]
+) -> str:
     from huggingface_hub import HfApi
     from huggingface_hub import errors as hf_errors
 
@@ -136,7 +138,9 @@ def _publish_with_http(folder: Path, repo_id: str, repo_type: str, token, privat
             delete_patterns="*",  # the repository mirrors the folder (.gitattributes is always kept)
         )
     except hf_errors.LocalTokenNotFoundError as exc:
-        raise fail(f"not logged in to {endpoint}: run `hf auth login` (or set HF_TOKEN, or pass token=) with a write token") from exc
+        raise fail(
+            f"not logged in to {endpoint}: run `hf auth login` (or set HF_TOKEN, or pass token=) with a write token"
+        ) from exc
     except hf_errors.OfflineModeIsEnabled as exc:
         raise fail("HF_HUB_OFFLINE is set: unset it to publish") from exc
     except hf_errors.RepositoryNotFoundError as exc:
@@ -156,14 +160,16 @@ def _publish_with_http(folder: Path, repo_id: str, repo_type: str, token, privat
             hint = f"{endpoint} refused the upload: {first_line}"
         raise fail(hint) from exc
     except (transport_error, OSError) as exc:  # connection refused, DNS, TLS, timeouts
-        raise fail(f"could not reach {endpoint} ({type(exc).__name__}: {exc}); check HF_ENDPOINT and the network") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise fail(f"could not reach {endpoint} ({reason}); check HF_ENDPOINT and the network") from exc
     logger.info("published %s to %s %s at %s", folder, repo_type, repo_id, info.oid)
     return info.oid
 
 
 def _git(args, cwd: Path, repo_id: str, repo_type: str, env=None) -> str:
     if shutil.which("git") is None:
-        raise HubPublishError("publishing with git_remote= needs the `git` command, which is not installed", repo_id, repo_type)
+        raise HubPublishError("publishing with git_remote= needs the `git` command, which is not installed",
+                              repo_id, repo_type)
     result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()[-2000:]

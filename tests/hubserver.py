@@ -41,7 +41,7 @@ OLAH_VERSION = "0.5.4"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = Path(__file__).resolve().with_name("olah_launcher.py")
 _READY_MARK = ".matseg-olah-ready"
-_HF_CACHE_VARIABLES = (
+_DROPPED_CLIENT_VARIABLES = (
     "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_EVALUATE_CACHE", "HF_MODULES_CACHE",
     "HF_XET_CACHE", "HF_ASSETS_CACHE", "TRANSFORMERS_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH",
     "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT",
@@ -119,7 +119,9 @@ class LocalHub:
         start_timeout: seconds to wait for the server to answer.
     """
 
-    def __init__(self, root: Optional[Union[str, os.PathLike]] = None, python: Optional[Path] = None, start_timeout: float = 60):
+    def __init__(
+        self, root: Optional[Union[str, os.PathLike]] = None, python: Optional[Path] = None, start_timeout: float = 60
+    ):
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="matseg-localhub-") if root is None else root)
         self.python = python
@@ -185,7 +187,9 @@ class LocalHub:
                     break
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"olah did not answer on {self.endpoint} within {self.start_timeout} s:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"olah did not answer on {self.endpoint} within {self.start_timeout} s:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
         self.startup_seconds = time.monotonic() - started
         return self
@@ -222,16 +226,19 @@ class LocalHub:
         namespace, name = repo_id.split("/")
         return self.mirrors / f"{repo_type}s" / namespace / name
 
-    def publish(self, folder: Union[str, os.PathLike], repo_id: str, repo_type: str = "dataset", message: Optional[str] = None) -> str:
-        """Publish ``folder`` as ``repo_id`` through ``matseg_hub.hub.publish_folder(git_remote=...)``; returns the commit id."""
+    def publish(
+        self, folder: Union[str, os.PathLike], repo_id: str, repo_type: str = "dataset", message: Optional[str] = None
+    ) -> str:
+        """Publish ``folder`` as ``repo_id`` via ``publish_folder(git_remote=...)``; returns the commit id."""
         from matseg_hub.hub import publish_folder
 
-        return publish_folder(folder, repo_id, repo_type, commit_message=message, git_remote=self.repo_path(repo_id, repo_type))
+        remote = self.repo_path(repo_id, repo_type)
+        return publish_folder(folder, repo_id, repo_type, commit_message=message, git_remote=remote)
 
     # -- clients ---------------------------------------------------------------------------------------------
     def env(self, hf_home: Optional[Union[str, os.PathLike]] = None) -> Dict[str, str]:
         """Environment of a client process: this endpoint, online, no token, a fresh ``HF_HOME``."""
-        env = {key: value for key, value in os.environ.items() if key not in _HF_CACHE_VARIABLES}
+        env = {key: value for key, value in os.environ.items() if key not in _DROPPED_CLIENT_VARIABLES}
         if hf_home is None:
             (self.root / "clients").mkdir(exist_ok=True)
             hf_home = tempfile.mkdtemp(prefix="hf-home-", dir=self.root / "clients")
@@ -251,7 +258,9 @@ class LocalHub:
         return env
 
 
-def run_client(code: str, hub: LocalHub, timeout: float = 120, check: bool = True, cwd: Optional[Union[str, os.PathLike]] = None) -> subprocess.CompletedProcess:
+def run_client(
+    code: str, hub: LocalHub, timeout: float = 120, check: bool = True, cwd: Optional[Union[str, os.PathLike]] = None
+) -> subprocess.CompletedProcess:
     """Run ``python -c code`` with ``hub.env()`` (text output captured) in an empty folder unless ``cwd`` is given.
 
     With ``check`` a non-zero exit raises AssertionError holding the client's output and the server log's tail.
@@ -259,10 +268,13 @@ def run_client(code: str, hub: LocalHub, timeout: float = 120, check: bool = Tru
     if cwd is None:
         (hub.root / "clients").mkdir(exist_ok=True)
         cwd = tempfile.mkdtemp(prefix="cwd-", dir=hub.root / "clients")
-    result = subprocess.run([sys.executable, "-c", code], env=hub.env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=hub.env(), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"client exited with {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-6000:]}"
+            f"client exited with {result.returncode}\n--- stdout\n{result.stdout[-3000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
             f"\n--- server log\n{hub.log_tail()}"
         )
     return result

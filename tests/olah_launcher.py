@@ -50,7 +50,8 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 def _hub_error(status: int, code: str, message: str) -> Response:
     """An error the way the Hub sends it: huggingface_hub maps ``X-Error-Code`` to its exception classes."""
-    return JSONResponse({"error": message}, status_code=status, headers={"X-Error-Code": code, "X-Error-Message": message})
+    headers = {"X-Error-Code": code, "X-Error-Message": message}
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _open_local_mirror(app, repo_type: str, org: Optional[str], repo: str) -> Optional[git.Repo]:
@@ -73,7 +74,7 @@ def _commit(local: git.Repo, revision: str):
 
 
 def _byte_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
-    """``(start, end)`` inclusive for a single ``bytes=`` range, None to send everything; raises ValueError if unsatisfiable."""
+    """``(start, end)`` (inclusive) of a single ``bytes=`` range; None: send everything; ValueError: unsatisfiable."""
     if not header:
         return None
     match = _RANGE.fullmatch(header.strip())
@@ -89,7 +90,9 @@ def _byte_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
     return start, end
 
 
-async def resolve_local_file(app, repo_type: str, org: Optional[str], repo: str, revision: str, file_path: str, request, method: str) -> Optional[Response]:
+async def resolve_local_file(
+    app, repo_type: str, org: Optional[str], repo: str, revision: str, file_path: str, request, method: str
+) -> Optional[Response]:
     """Answer ``HEAD``/``GET .../resolve/{revision}/{file_path}`` from a local mirror; None when there is none."""
     local = _open_local_mirror(app, repo_type, org, repo)
     if local is None:
@@ -135,7 +138,8 @@ def _patch_file_route(name: str, method: str) -> None:
     original = getattr(olah_file_routes, name)
 
     async def patched(app, repo_type, org, repo, commit, file_path, request):
-        access_error = await olah_file_routes.ensure_repo_access(app, olah_file_routes.build_repo_ref(repo_type, org, repo))
+        repo_ref = olah_file_routes.build_repo_ref(repo_type, org, repo)
+        access_error = await olah_file_routes.ensure_repo_access(app, repo_ref)
         if access_error is not None:  # olah's [accessibility] rules still apply
             return access_error
         response = await resolve_local_file(app, repo_type, org, repo, commit, file_path, request, method)

@@ -6,6 +6,7 @@ server), as a user would run it; see ``hubserver.py``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -47,7 +48,9 @@ class ExactSum(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description="exact sum", citation="", inputs_description="",
-            features=datasets.Features({{"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}}),
+            features=datasets.Features(
+                {{"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}}
+            ),
         )
 
     def _compute(self, predictions, references):
@@ -135,8 +138,8 @@ x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
 with torch.no_grad():
     pooled = model(pixel_values=x).pooler_output
 folder = huggingface_hub.snapshot_download("testns/tiny-convnext")
-print(json.dumps({{"class": type(model).__name__, "hidden_sizes": model.config.hidden_sizes,
-                  "pooled": pooled.tolist(), "snapshot": os.path.basename(folder), "files": sorted(os.listdir(folder))}}))
+print(json.dumps({{"class": type(model).__name__, "hidden_sizes": model.config.hidden_sizes, "pooled": pooled.tolist(),
+                  "snapshot": os.path.basename(folder), "files": sorted(os.listdir(folder))}}))
 """,
         local_hub,
     )
@@ -160,7 +163,8 @@ def test_metric_space_round_trip_and_bare_name(local_hub, tmp_path):  # noqa: F8
         space = tmp_path / repo_id.replace("/", "--")
         space.mkdir()
         (space / "exact_sum.py").write_text(METRIC_SCRIPT.format(scale=scale))
-        (space / "README.md").write_text("---\ntitle: exact_sum\nsdk: gradio\napp_file: app.py\ntags: [evaluate, metric]\n---\n")
+        card = "---\ntitle: exact_sum\nsdk: gradio\napp_file: app.py\ntags: [evaluate, metric]\n---\n"
+        (space / "README.md").write_text(card)
         (space / "app.py").write_text("import evaluate\nfrom evaluate.utils import launch_gradio_widget\n"
                                       "launch_gradio_widget(evaluate.load('exact_sum'))\n")
         local_hub.publish(space, repo_id, "space")
@@ -219,6 +223,25 @@ def test_git_publish_mirrors_the_folder_and_server_speaks_hub_http(local_hub, tm
     assert status == 404 and headers["X-Error-Code"] == "EntryNotFound"
     status, headers, _ = _http(f"{base}/datasets/testns/no-such-repo/resolve/main/README.md")
     assert status == 401 and headers["X-Error-Code"] == "RepoNotFound"  # what huggingface.co answers anonymously
+
+
+def test_server_serves_lfs_objects_of_a_git_mirror(local_hub, tmp_path):  # noqa: F811
+    content = np.random.default_rng(1).bytes(5000)
+    oid = hashlib.sha256(content).hexdigest()
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(content)}\n"
+    (tmp_path / "weights.bin").write_text(pointer)
+    local_hub.publish(tmp_path, "testns/lfs", "model")
+    objects = local_hub.repo_path("testns/lfs", "model") / "lfs" / "objects" / oid[:2] / oid[2:4]
+    objects.mkdir(parents=True)
+    (objects / oid).write_bytes(content)  # where git-lfs keeps the object in a bare repository
+    url = f"{local_hub.endpoint}/testns/lfs/resolve/main/weights.bin"
+    status, headers, body = _http(url)
+    assert status == 200 and body == content and headers["ETag"] == f'"{oid}"'
+    assert headers["X-Linked-Size"] == headers["Content-Length"] == str(len(content))
+    status, _, body = _http(url, {"Range": "bytes=4990-"})
+    assert status == 206 and body == content[4990:]
+    status, _, body = _http(f"{local_hub.endpoint}/api/models/testns/lfs/tree/main")
+    assert json.loads(body)[0]["lfs"] == {"oid": oid, "size": len(content), "pointerSize": len(pointer)}
 
 
 def test_http_publish_to_a_read_only_hub_names_the_repo(local_hub, tmp_path):  # noqa: F811
