@@ -57,6 +57,7 @@ __all__ = [
     "label_map_descriptors",
     "triplet_accuracy",
     "aggregate",
+    "score_images",
 ]
 
 #: The scoring modes (SPEC §3.3-3.4): ``"soft"`` uses the partial group similarities (the reference's published
@@ -69,7 +70,7 @@ METRIC_KEYS = ("point_triplet", "material_triplet", "point_top1", "material_top1
 PIXEL_NORM_EPS = 1e-12
 
 # Number of float64 elements in the temporary anchors x points x D product of one similarity block.
-_SIM_BLOCK_ELEMENTS = 1 << 22
+_SIM_BLOCK_ELEMENTS = 1 << 18
 # Number of anchor x point cells handled at once when ranking (bounds memory for very large point sets).
 _RANK_BLOCK_CELLS = 1 << 22
 
@@ -98,15 +99,15 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise if a float array holds NaN or inf (fast path: one float64 sum; exact search only on failure)."""
+    """Raise if a float array holds NaN or inf (fast path: one sum; an element-wise search only when it is not finite)."""
     if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
         return
     with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(arr, axis=None, dtype=np.float64)
+        total = np.add.reduce(arr, axis=None)
     if np.isfinite(total):
         return
     bad = ~np.isfinite(arr)
-    if not bad.any():  # a float64 map whose finite values overflow the sum
+    if not bad.any():  # finite values whose sum overflows
         return
     where = tuple(int(i) for i in np.argwhere(bad)[0])
     raise MatSegInputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), the first at index {where}; "
@@ -227,8 +228,8 @@ def point_descriptors(feature_map: Any, points: Any) -> np.ndarray:
         patch = fmap[y0:y1, x0:x1].astype(np.float64)
         norm = np.sqrt((patch * patch).sum(2))
         np.maximum(norm, PIXEL_NORM_EPS, out=norm)
+        norm[mask == 0] = np.inf  # x / inf = 0: the pixel is outside the disc (saves multiplying by the mask)
         patch /= norm[:, :, None]
-        patch *= mask[:, :, None]
         desc[i] = patch.sum(0).sum(0)
     desc, zero = _normalise_rows(desc)
     _warn_zero(zero)
@@ -647,3 +648,48 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
             raise MatSegInputError(f"a scored result has a non-finite {key}")
         out[key] = float(np.mean(values)) if values else None
     return out
+
+
+def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any], group_similarity: Optional[Sequence[Any]] = None,
+                 *, group_ids: Optional[Sequence[Any]] = None, mode: str = "soft", normalize: bool = False
+                 ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """Score a list of images: :func:`triplet_accuracy` per image, then :func:`aggregate`.
+
+    This is what the ``evaluate`` module ``triplet_accuracy`` computes. Errors name the image (its index).
+
+    Args:
+        descriptors: per image, float [N_i, D] point descriptors (rows L2-normalised unless ``normalize``).
+        point_groups: per image, [N_i] group id of each point.
+        group_similarity: None (no relations anywhere) or, per image, anything :func:`triplet_accuracy` accepts
+            (None, a dict of dicts, a dense matrix, or ``{"group_ids": [...], "matrix": [[...]]}``).
+        group_ids: None or, per image, the row ids of that image's dense ``group_similarity``.
+        mode, normalize: as in :func:`triplet_accuracy`.
+
+    Returns:
+        ``(aggregate(per_image), per_image)``.
+    """
+    descriptors, point_groups = list(descriptors), list(point_groups)
+    n_images = len(descriptors)
+    if n_images == 0:
+        raise MatSegInputError("no images to score: descriptors is empty")
+    if len(point_groups) != n_images:
+        raise MatSegInputError(f"{n_images} images of descriptors but {len(point_groups)} of point groups: give "
+                               f"one list of group ids per image")
+    per_image_args = {"group_similarity": group_similarity, "group_ids": group_ids}
+    for name, value in per_image_args.items():
+        if value is None:
+            per_image_args[name] = [None] * n_images
+        else:
+            if isinstance(value, (Mapping, np.ndarray)) or not isinstance(value, Sequence) or len(value) != n_images:
+                raise MatSegInputError(f"{name} must be a list with one entry per image ({n_images}); got "
+                                       f"{type(value).__name__}" + (f" of length {len(value)}"
+                                                                   if isinstance(value, Sequence) else ""))
+            per_image_args[name] = list(value)
+    results = []
+    for i in range(n_images):
+        try:
+            results.append(triplet_accuracy(descriptors[i], point_groups[i], per_image_args["group_similarity"][i],
+                                            group_ids=per_image_args["group_ids"][i], mode=mode, normalize=normalize))
+        except MatSegInputError as exc:
+            raise MatSegInputError(f"image {i}: {exc}") from exc
+    return aggregate(results), results
