@@ -1,0 +1,153 @@
+"""Synthetic scenes as a :class:`datasets.IterableDataset` (generated on the fly, or read from scene folders).
+
+Determinism and sharding. Scene ``i`` of a stream is ``generate_scene(seed, i, ...)``: nothing depends on the
+process that makes it. The stream is split into ``num_shards`` *virtual* shards (default 80,640, divisible by
+every worker/node count up to 10 and by 12, 14, 15, 16, ...); shard ``v`` holds the scenes ``v, v + S, v + 2S,
+...``. A process iterates the shards it was given round-robin, so
+
+* with one process the order is ``0, 1, 2, ...``;
+* ``DataLoader(num_workers=W)`` gives worker ``w`` the shards ``w, w + W, ...`` (datasets' own assignment) and
+  collects the workers round-robin: the batches hold the same scenes, in the same order, for any ``W`` that
+  divides ``num_shards``;
+* ``datasets.distributed.split_dataset_by_node`` hands each node whole shards: nodes never repeat a scene and
+  together make exactly the scenes of one process;
+* infinite streams (``num=None``) keep every property: shards are interleaved, not consumed one after the other.
+
+Example::
+
+    from matseg_hub import scene_stream, SceneConfig
+    ds = scene_stream(seed=0, config=SceneConfig(size=(512, 512)), num=10_000)   # built-in photos as sources
+    loader = torch.utils.data.DataLoader(ds.with_format("torch"), batch_size=None, num_workers=2)
+"""
+
+from __future__ import annotations
+
+from itertools import count, islice
+from typing import Any, Iterator, List, Optional, Sequence
+
+from datasets.iterable_dataset import ExamplesIterable
+
+from .errors import MatSegInputError
+from .synthetic import FINISHED_FILE, iter_scene_folders, scene_features, scene_row, scene_row_from_folder
+
+DEFAULT_NUM_SHARDS = 80_640  # 2^8 * 3^2 * 5 * 7
+
+
+class _InterleavedExamplesIterable(ExamplesIterable):
+    """An ``ExamplesIterable`` whose generator receives all its shard ids at once (so it can interleave them)
+    instead of being run once per shard, one shard after the other."""
+
+    def __iter__(self):
+        start = self._state_dict["shard_example_idx"] if self._state_dict else 0
+        for key_example in self.generate_examples_fn(skip=start, **self.kwargs):
+            if self._state_dict:
+                self._state_dict["shard_example_idx"] += 1
+            yield key_example
+
+    def shuffle_data_sources(self, generator) -> "_InterleavedExamplesIterable":
+        shuffled = super().shuffle_data_sources(generator)
+        return _InterleavedExamplesIterable(shuffled.generate_examples_fn, shuffled.kwargs)
+
+    def shard_data_sources(self, num_shards: int, index: int, contiguous=True) -> "_InterleavedExamplesIterable":
+        sharded = super().shard_data_sources(num_shards, index, contiguous=contiguous)
+        return _InterleavedExamplesIterable(sharded.generate_examples_fn, sharded.kwargs)
+
+    def reshard_data_sources(self) -> "_InterleavedExamplesIterable":
+        return self
+
+
+def stream_indices(shard_ids: Sequence[int], num_shards: int, num: Optional[int]) -> Iterator[int]:
+    """Scene indices of the given virtual shards, round-robin: ``r * num_shards + v`` for ``r = 0, 1, ...``."""
+    ids = [int(v) for v in shard_ids if num is None or int(v) < num]
+    if not ids:
+        return
+    for r in count():
+        base = r * num_shards
+        if num is not None and base >= num:
+            return
+        for v in ids:
+            i = base + v
+            if num is not None and i >= num:
+                continue
+            yield i
+
+
+def _generated_rows(shard_ids, num_shards: int, num: Optional[int], seed: int, sources, config, skip: int = 0):
+    from .scenes2d import GENERATOR_NAME, generate_scene
+
+    for index in islice(stream_indices(shard_ids, num_shards, num), skip, None):
+        scene = generate_scene(seed, index, sources, config)
+        yield str(index), scene_row(scene, source=GENERATOR_NAME)
+
+
+def _features_info():
+    from datasets import DatasetInfo
+
+    return DatasetInfo(features=scene_features(), description="MatSeg synthetic scenes (matseg_hub)")
+
+
+def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = None,
+                 num_shards: int = DEFAULT_NUM_SHARDS):
+    """Generated 2D scenes as a :class:`datasets.IterableDataset` with :func:`~matseg_hub.synthetic.scene_features`.
+
+    Args:
+        seed: the stream's seed; scene ``i`` is ``generate_scene(seed, i, sources, config)``.
+        sources: :class:`~matseg_hub.scenes2d.SceneSources` / ``SourcePool``; default the built-in photos.
+            Decoded once in this process and shared with DataLoader workers (fork).
+        config: :class:`~matseg_hub.scenes2d.SceneConfig`.
+        num: number of scenes, or ``None`` for an infinite stream.
+        num_shards: number of virtual shards (see the module docstring); a DataLoader worker count or a world size
+            that divides it keeps the exact order.
+
+    Rows: ``image`` (PIL, JPEG-encoded), ``masks`` (list of PIL "L" images, one per material), ``annotated``
+    (PIL "L"), ``num_materials``, ``seed``, ``index``, ``source``, ``metadata`` (JSON text with every parameter).
+    """
+    from datasets import IterableDataset
+
+    from .scenes2d import SceneConfig, _as_sources
+
+    if int(seed) < 0:
+        raise MatSegInputError(f"seed must be >= 0, got {seed}")
+    if num is not None and int(num) < 0:
+        raise MatSegInputError(f"num must be >= 0 or None, got {num}")
+    if int(num_shards) < 1:
+        raise MatSegInputError(f"num_shards must be >= 1, got {num_shards}")
+    sources = _as_sources(sources)
+    config = config or SceneConfig()
+    num_shards = int(num_shards)
+    kwargs = dict(shard_ids=list(range(num_shards)), num_shards=num_shards, num=None if num is None else int(num),
+                  seed=int(seed), sources=sources, config=config)
+    return IterableDataset(_InterleavedExamplesIterable(_generated_rows, kwargs), info=_features_info())
+
+
+def folder_scene_stream(root, nested: bool = True):
+    """Scenes of an official-layout folder tree (complete scenes only, sub-scenes included) as an
+    :class:`datasets.IterableDataset` with the same features as :func:`scene_stream` (so the two can be mixed
+    with :func:`mix_scene_streams` / ``datasets.interleave_datasets``). One shard per scene folder.
+
+    The files are passed through as they are (no decoding or re-encoding); ``metadata`` holds
+    ``scene_metadata.json`` and ``CameraParameters.json`` when present. Pickles are never read.
+    """
+    from datasets import IterableDataset
+
+    folders = [str(p) for p in iter_scene_folders(root, nested=nested)]
+    if not folders:
+        raise MatSegInputError(f"no complete scene (a folder with {FINISHED_FILE}) under {root}")
+    return IterableDataset(ExamplesIterable(_folder_rows_per_shard, {"folders": folders}), info=_features_info())
+
+
+def _folder_rows_per_shard(folders: List[str]):
+    for folder in folders:
+        yield folder, scene_row_from_folder(folder)
+
+
+def mix_scene_streams(streams: Sequence[Any], probabilities: Optional[Sequence[float]] = None, seed: int = 0,
+                      stopping_strategy: str = "first_exhausted"):
+    """Mix scene streams (generated 2D, folders of 3D renders, ...) with the given probabilities
+    (``datasets.interleave_datasets``; the mixing is seeded, so it is reproducible)."""
+    from datasets import interleave_datasets
+
+    if not streams:
+        raise MatSegInputError("mix_scene_streams needs at least one stream")
+    return interleave_datasets(list(streams), probabilities=probabilities, seed=seed,
+                               stopping_strategy=stopping_strategy)
