@@ -187,12 +187,20 @@ def _publish_with_git(folder: Path, repo_id: str, repo_type: str, remote: str, m
         work = Path(tmp)
         # A separate git dir whose work tree is the folder itself: nothing is copied, and `add --all` stages
         # additions, changes and deletions relative to the remote branch.
-        env = {**os.environ, "GIT_DIR": str(work / "git"), "GIT_WORK_TREE": str(folder.resolve())}
+        # Files are published byte for byte, whatever the user's core.autocrlf says.
+        env = {**os.environ, "GIT_DIR": str(work / "git"), "GIT_WORK_TREE": str(folder.resolve()),
+               "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.autocrlf", "GIT_CONFIG_VALUE_0": "false"}
         run = lambda *args: _git(list(args), work, repo_id, repo_type, env=env)  # noqa: E731
         run("init", "--quiet")
         run("remote", "add", "origin", remote)
+        # Start from the branch, or from the default branch when the branch is new, or from nothing.
+        base = None
         if run("ls-remote", "--heads", "origin", branch):
-            run("fetch", "--quiet", "--depth=1", "origin", branch)
+            base = branch
+        elif run("ls-remote", "origin", "HEAD"):
+            base = "HEAD"
+        if base is not None:
+            run("fetch", "--quiet", "--depth=1", "origin", base)
             run("reset", "--quiet", "--mixed", "FETCH_HEAD")  # HEAD and index = the remote branch
         run("add", "--all", "--force", "--", ".", *[f":(exclude){name}" for name in _IGNORED])
         if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=work, env=env).returncode == 0 and _has_head(run):
