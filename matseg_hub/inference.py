@@ -88,20 +88,28 @@ def descriptor_map(model: Any, image: np.ndarray, processor: Any = None) -> np.n
 
 
 def _parse_points(points: PointsLike, radius: Optional[int], height: int, width: int, what: str = "points") -> np.ndarray:
-    """int64 [N, 3] (x, y, r) points, checked against the image size."""
+    """int64 [N, 3] (x, y, r) points, checked against the image size. Points may mix (x, y) and (x, y, r)."""
+    r_default = DEFAULT_POINT_RADIUS if radius is None else radius
     try:
         array = np.asarray(points, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise MatSegInputError(f"{what} must be numbers [[x, y], ...] or [[x, y, r], ...]: {exc}") from exc
-    if array.ndim == 1 and array.shape[0] in (2, 3):
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.ndim == 1 and array.shape[0] in (2, 3):
         array = array[None]
-    if array.ndim != 2 or array.shape[1] not in (2, 3) or array.shape[0] == 0:
+    if array is None or array.ndim != 2:  # ragged: (x, y) and (x, y, r) mixed, or junk
+        try:
+            rows = [np.asarray(p, dtype=np.float64).reshape(-1) for p in points]
+        except (TypeError, ValueError) as exc:
+            raise MatSegInputError(f"{what} must be numbers [[x, y], ...] or [[x, y, r], ...]: {exc}") from exc
+        if not rows or any(row.shape[0] not in (2, 3) for row in rows):
+            raise MatSegInputError(f"{what} must have shape [N, 2] (x, y) or [N, 3] (x, y, radius) with N >= 1")
+        array = np.stack([np.append(row, r_default) if row.shape[0] == 2 else row for row in rows])
+    if array.shape[1] not in (2, 3) or array.shape[0] == 0:
         raise MatSegInputError(f"{what} must have shape [N, 2] (x, y) or [N, 3] (x, y, radius) with N >= 1, got {array.shape}")
     if not np.all(np.isfinite(array)):
         raise MatSegInputError(f"{what} contain non-finite values")
-    r = DEFAULT_POINT_RADIUS if radius is None else radius
     if array.shape[1] == 2:
-        array = np.concatenate([array, np.full((array.shape[0], 1), r, dtype=np.float64)], axis=1)
+        array = np.concatenate([array, np.full((array.shape[0], 1), r_default, dtype=np.float64)], axis=1)
     out = np.round(array).astype(np.int64)
     bad = (out[:, 0] < 0) | (out[:, 0] >= width) | (out[:, 1] < 0) | (out[:, 1] >= height)
     if bad.any():

@@ -1,0 +1,138 @@
+"""Inference helpers: descriptor_map() and MatSegPredictor on a constructed descriptor map with known regions,
+and on a tiny random model."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from matseg_hub.errors import MatSegInputError
+from matseg_hub.inference import MatSegPredictor, descriptor_map
+from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel
+
+
+@pytest.fixture(scope="module")
+def model() -> MatSegModel:
+    torch.manual_seed(0)
+    config = MatSegConfig.from_convnext_size(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], descriptor_dim=16)
+    return MatSegModel(config).eval()
+
+
+@pytest.fixture
+def two_regions():
+    """A 40x60 descriptor map: left half material A, right half material B (orthogonal), plus noise.
+
+    Returns (descriptors float32 [40, 60, 8], labels int64 [40, 60])."""
+    rng = np.random.default_rng(0)
+    a = np.zeros(8, np.float32)
+    a[0] = 1
+    b = np.zeros(8, np.float32)
+    b[1] = 1
+    labels = np.zeros((40, 60), np.int64)
+    labels[:, 30:] = 1
+    desc = np.where(labels[..., None] == 0, a, b) * rng.uniform(1, 3, (40, 60, 1))  # scale does not matter
+    desc = desc + rng.normal(0, 0.02, desc.shape)
+    return desc.astype(np.float32), labels
+
+
+def test_descriptor_map_matches_model_output(model):
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    got = descriptor_map(model, image)
+    assert got.shape == (50, 70, 16) and got.dtype == np.float32
+    processor = MatSegImageProcessor()
+    inputs = processor(image)
+    with torch.no_grad():
+        low = model(inputs["pixel_values"]).descriptor_map
+    full = torch.nn.functional.interpolate(low, size=(64, 96), mode="bilinear", align_corners=False)[0, :, :50, :70]
+    assert np.allclose(got, full.permute(1, 2, 0).numpy(), atol=1e-6)
+    # reference evaluation setting: image fed as is, map upsampled straight to the image size
+    ref = descriptor_map(model, image, MatSegImageProcessor.reference_evaluation())
+    assert ref.shape == (50, 70, 16)
+
+
+def test_predictor_caches_and_answers(model):
+    image = np.random.default_rng(2).integers(0, 256, (45, 66, 3), dtype=np.uint8)
+    predictor = MatSegPredictor(model)
+    assert not predictor.is_image_set
+    predictor.set_image(image)
+    assert predictor.image_size == (45, 66)
+    raw = predictor.descriptor_map()
+    assert np.allclose(raw, descriptor_map(model, image), atol=1e-6)
+    unit = predictor.descriptor_map(normalized=True)
+    assert np.allclose(np.linalg.norm(unit, axis=-1), 1, atol=1e-4)
+    sim = predictor.similarity_map([[10, 20]])
+    assert sim.shape == (45, 66) and sim.dtype == np.float32
+    assert sim.max() <= 1 + 1e-5 and sim.min() >= -1 - 1e-5
+    predictor.reset_image()
+    with pytest.raises(MatSegInputError, match="set_image"):
+        predictor.similarity_map([[10, 20]])
+
+
+def test_similarity_mask_segment_on_known_regions(model, two_regions):
+    desc, labels = two_regions
+    predictor = MatSegPredictor(model)
+    predictor.set_descriptor_map(desc)
+    sim = predictor.similarity_map([[5, 5]], radius=3)
+    assert sim[labels == 0].min() > 0.95 and sim[labels == 1].max() < 0.3
+    mask = predictor.mask([[50, 30, 4]], threshold=0.9)
+    assert mask.dtype == np.bool_ and np.array_equal(mask, labels == 1)
+    # several points for one material, and a list of materials -> argmax segmentation
+    seg, sims = predictor.segment([[[3, 3], [20, 35]], [[45, 10], [55, 38, 0]]], radius=2, return_similarity=True)
+    assert seg.dtype == np.int64 and np.array_equal(seg, labels)
+    assert sims.shape == (2, 40, 60)
+    # pixels matching no material well enough are -1
+    seg = predictor.segment([[[3, 3]]], min_similarity=0.5)
+    assert set(np.unique(seg)) == {-1, 0} and np.array_equal(seg == 0, labels == 0)
+
+
+def test_point_descriptor_follows_the_reference_disc_rule(model, two_regions):
+    desc, _ = two_regions
+    predictor = MatSegPredictor(model)
+    predictor.set_descriptor_map(desc)
+    x, y, r = 28, 10, 4  # disc straddling the boundary
+    disc = cv2.circle(np.zeros(desc.shape[:2], np.uint8), (x, y), r, 1, thickness=-1).astype(bool)
+    unit = desc / np.linalg.norm(desc, axis=-1, keepdims=True)
+    expected = unit[disc].sum(0)
+    expected /= np.linalg.norm(expected)
+    got = predictor.material_descriptor([[x, y, r]]).numpy()
+    assert np.allclose(got, expected, atol=1e-5)
+    assert np.allclose(predictor.similarity_map([[x, y]], radius=r), unit @ expected, atol=1e-5)
+    # a disc at the border is clipped to the image
+    corner = predictor.material_descriptor([[0, 0, 6]]).numpy()
+    assert np.isfinite(corner).all()
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (np.zeros((20, 20), np.uint8), "\\[H, W, 3\\]"),
+        (np.zeros((20, 20, 4), np.uint8), "\\[H, W, 3\\]"),
+        (np.zeros((20, 20, 3), np.float32), "uint8"),
+        (torch.zeros(20, 20, 3, dtype=torch.uint8), "numpy array"),
+    ],
+)
+def test_bad_images(model, image, message):
+    with pytest.raises(MatSegInputError, match=message):
+        descriptor_map(model, image)
+    with pytest.raises(MatSegInputError, match=message):
+        MatSegPredictor(model).set_image(image)
+
+
+def test_bad_points(model, two_regions):
+    predictor = MatSegPredictor(model)
+    predictor.set_descriptor_map(two_regions[0])
+    with pytest.raises(MatSegInputError, match="outside"):
+        predictor.similarity_map([[60, 5]])
+    with pytest.raises(MatSegInputError, match="shape"):
+        predictor.similarity_map([[1, 2, 3, 4]])
+    with pytest.raises(MatSegInputError, match="shape"):
+        predictor.similarity_map([])
+    with pytest.raises(MatSegInputError, match="radius"):
+        predictor.similarity_map([[5, 5, -1]])
+    with pytest.raises(MatSegInputError, match="empty"):
+        predictor.segment([])
+    with pytest.raises(MatSegInputError, match="CUDA"):
+        MatSegPredictor(model, half=True) if not torch.cuda.is_available() else (_ for _ in ()).throw(
+            MatSegInputError("CUDA present: nothing to check"))
