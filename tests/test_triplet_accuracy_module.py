@@ -1,0 +1,145 @@
+"""The `evaluate` module metrics/triplet_accuracy: same numbers as matseg_hub.metric, streaming, clear errors, and
+loading by bare name from a (local) Hub Space."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hub_fixtures import local_hub  # noqa: F401  (a real local Hub server; one per session)
+from hubserver import run_client
+from matseg_hub.errors import MatSegInputError
+from matseg_hub.metric import METRIC_KEYS, aggregate, point_descriptors, score_images, triplet_accuracy
+
+evaluate = pytest.importorskip("evaluate")
+
+
+@pytest.fixture(scope="module")
+def module_dir(repo_root):
+    return repo_root / "metrics" / "triplet_accuracy"
+
+
+@pytest.fixture()
+def metric(module_dir):
+    return evaluate.load(str(module_dir))
+
+
+def random_images(seed, n_images=4):
+    """Per image: point descriptors from a random descriptor map, string group ids, a relation in a stored form."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(n_images):
+        height, width = int(rng.integers(30, 80)), int(rng.integers(30, 80))
+        fmap = rng.integers(0, 4, size=(height, width, 5)).astype(np.float32)  # coarse values: ties
+        n = int(rng.integers(2, 40))
+        points = np.stack([rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 6, n)], 1)
+        groups = [str(g) for g in rng.integers(1, 5, n)]
+        ids = sorted(set(groups))
+        mat = np.eye(len(ids))
+        if len(ids) > 2:
+            mat[0, 1] = mat[1, 0] = 0.3
+            mat[1, 2] = mat[2, 1] = 0.6
+        relation = {"group_ids": ids, "matrix": mat.tolist()} if i % 2 else None
+        images.append((point_descriptors(fmap, points), groups, relation))
+    return images
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard", "soft_only"])
+def test_module_gives_the_library_numbers(metric, mode):
+    images = random_images(1)
+    preds = [d for d, _, _ in images]
+    refs = [g for _, g, _ in images]
+    sims = [s for _, _, s in images]
+    got = metric.compute(predictions=preds, references=refs, group_similarity=sims, mode=mode, return_per_image=True)
+    expected = aggregate([triplet_accuracy(d, g, s, mode=mode) for d, g, s in images])
+    for key in METRIC_KEYS:
+        assert got[key] == expected[key], key  # identical, not just close
+    for key in ("num_images", "num_scored_images", "num_skipped_images", "num_anchors", "mode"):
+        assert got[key] == expected[key]
+    assert len(got["per_image"]) == len(images)
+
+
+def test_streaming_add_and_add_batch(metric, module_dir):
+    images = random_images(2, n_images=5)
+    sims = [s for _, _, s in images]
+    once = metric.compute(predictions=[d for d, _, _ in images], references=[g for _, g, _ in images],
+                          group_similarity=sims)
+    streamed = evaluate.load(str(module_dir))
+    streamed.add_batch(predictions=[images[0][0], images[1][0]], references=[images[0][1], images[1][1]])
+    for d, g, _ in images[2:]:
+        streamed.add(predictions=d, references=g)
+    assert streamed.compute(group_similarity=sims) == once
+    assert once == score_images([d for d, _, _ in images], [g for _, g, _ in images], sims)[0]
+
+
+def test_integer_group_ids_and_dense_matrices(metric):
+    rng = np.random.default_rng(3)
+    desc = rng.normal(size=(12, 4))
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    groups = [0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 2, 0]
+    mat = np.array([[1, 0.3, 0], [0.3, 1, 0.6], [0, 0.6, 1]])
+    got = metric.compute(predictions=[desc], references=[groups], group_similarity=[mat])
+    assert {k: got[k] for k in METRIC_KEYS} == {k: triplet_accuracy(desc, groups, mat)[k] for k in METRIC_KEYS}
+    named = metric.compute(predictions=[desc], references=[[str(g) for g in groups]], group_similarity=[mat],
+                           group_ids=[["0", "1", "2"]])
+    assert {k: named[k] for k in METRIC_KEYS} == {k: got[k] for k in METRIC_KEYS}
+
+
+def test_skipped_images_are_counted_not_nan(metric):
+    one_group = np.eye(3, 2)[[0, 0, 0]]
+    two = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0], [0.28, 0.96]])
+    got = metric.compute(predictions=[one_group, two], references=[["a"] * 3, ["a", "a", "b", "b"]])
+    assert got["num_images"] == 2 and got["num_skipped_images"] == 1
+    assert all(got[k] == 1.0 for k in METRIC_KEYS)
+    nothing = metric.compute(predictions=[one_group], references=[["a"] * 3])
+    assert all(nothing[k] is None for k in METRIC_KEYS)
+
+
+def test_bad_inputs_say_which_image_and_what_to_do(metric):
+    good = np.array([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(MatSegInputError, match=r"image 1: descriptors\[0\] has L2 norm 2.*normalize=True"):
+        metric.compute(predictions=[good, good * 2], references=[["a", "b"], ["a", "b"]])
+    with pytest.raises(MatSegInputError, match="image 0: point_groups has 3 entries but descriptors has 2 rows"):
+        metric.compute(predictions=[good], references=[["a", "b", "c"]])
+    with pytest.raises(MatSegInputError, match="group_similarity must be a list with one entry per image"):
+        metric.compute(predictions=[good], references=[["a", "b"]], group_similarity={"a": {"b": 0.3}})
+    with pytest.raises(MatSegInputError, match="image 0: group_similarity names group 'c'"):
+        metric.compute(predictions=[good], references=[["a", "b"]], group_similarity=[{"a": {"c": 0.3}}])
+    with pytest.raises(MatSegInputError, match="mode must be one of"):
+        metric.compute(predictions=[good], references=[["a", "b"]], mode="average")
+    with pytest.raises(MatSegInputError, match="inhomogeneous|regular shape"):
+        metric.compute(predictions=[[[1.0, 0.0], [1.0]]], references=[["a", "b"]])
+    with pytest.raises(ValueError):  # evaluate's own check: as many predictions as references
+        metric.compute(predictions=[good, good], references=[["a", "b"]])
+
+
+def test_module_imports_the_library_not_relative_files(module_dir):
+    source = (module_dir / "triplet_accuracy.py").read_text()
+    assert "import matseg_hub.metric  # From: matseg-hub" in source
+    assert "from ." not in source and "import ." not in source
+    assert (module_dir / "requirements.txt").read_text().split() == ["matseg-hub"]
+    card = (module_dir / "README.md").read_text()
+    assert card.startswith("---\n") and "sdk: gradio" in card and "app_file: app.py" in card
+    assert "launch_gradio_widget" in (module_dir / "app.py").read_text()
+
+
+@pytest.mark.hub
+def test_load_by_bare_name_from_the_space(local_hub, module_dir):  # noqa: F811
+    local_hub.publish(module_dir, "evaluate-metric/triplet_accuracy", "space")
+    images = random_images(4, n_images=3)
+    payload = {"predictions": [d.tolist() for d, _, _ in images], "references": [g for _, g, _ in images],
+               "group_similarity": [s for _, _, s in images]}
+    result = run_client(
+        f"""
+import json, evaluate
+args = json.loads({json.dumps(json.dumps(payload))})
+metric = evaluate.load("triplet_accuracy")  # bare name: the Space evaluate-metric/triplet_accuracy
+print(json.dumps(metric.compute(**args)))
+""",
+        local_hub,
+    )
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = score_images([d for d, _, _ in images], [g for _, g, _ in images], [s for _, _, s in images])[0]
+    assert got == expected
