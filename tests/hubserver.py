@@ -59,36 +59,38 @@ def default_venv_dir() -> Path:
 def ensure_olah_venv(venv: Optional[Path] = None, timeout: float = 600) -> Path:
     """Return the Python of a virtual environment holding olah==OLAH_VERSION, creating it when missing.
 
-    Safe against concurrent test processes (a lock file), and a half-built environment is rebuilt.
+    Safe against concurrent test processes (a lock file). Nothing is ever deleted: an environment without the
+    ready mark (half built, or an older pin) gets ``pip install olah==OLAH_VERSION`` again, which also repairs it.
 
     Raises:
-        OlahUnavailable: ``venv``/``pip install`` failed; the message holds pip's last output lines.
+        OlahUnavailable: ``venv``/``pip install`` failed; the message holds the command's last output lines.
     """
     venv = Path(venv or default_venv_dir())
     python = venv / "bin" / "python"
     mark = venv / _READY_MARK
-    if mark.is_file() and mark.read_text().strip() == OLAH_VERSION and python.exists():
+
+    def ready() -> bool:
+        return python.exists() and mark.is_file() and mark.read_text().strip() == OLAH_VERSION
+
+    if ready():
         return python
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if mark.is_file() and mark.read_text().strip() == OLAH_VERSION and python.exists():
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if ready():
             return python
-        shutil.rmtree(venv, ignore_errors=True)
-        steps = [
-            [sys.executable, "-m", "venv", str(venv)],
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"olah=={OLAH_VERSION}"],
-        ]
+        steps = [] if python.exists() else [[sys.executable, "-m", "venv", str(venv)]]
+        steps.append([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--retries", "2",
+                      f"olah=={OLAH_VERSION}"])
         for step in steps:
+            command = " ".join(step[:3] + step[-1:])
             try:
                 result = subprocess.run(step, capture_output=True, text=True, timeout=timeout)
             except (OSError, subprocess.TimeoutExpired) as exc:
-                shutil.rmtree(venv, ignore_errors=True)
-                raise OlahUnavailable(f"`{' '.join(step[:4])}` failed: {exc}") from exc
+                raise OlahUnavailable(f"`{command}` failed: {exc}") from exc
             if result.returncode != 0:
-                shutil.rmtree(venv, ignore_errors=True)
                 tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-                raise OlahUnavailable(f"`{' '.join(step[:4])} ...` failed (is PyPI reachable?):\n{tail}")
+                raise OlahUnavailable(f"`{command}` failed (is PyPI reachable?):\n{tail}")
         mark.write_text(OLAH_VERSION)
     return python
 
