@@ -465,3 +465,19 @@ def test_benchmark_sample_baselines(shared_data, baseline, expected):
         assert got == pytest.approx(expected, abs=5e-6), (mode, got)
     assert_same(triplet_accuracy(desc, groups),
                 ref.reference_triplet_accuracy(ref.reference_point_descriptors(fmap, points), groups))
+
+
+@pytest.mark.parametrize("baseline, expected", [
+    ("rgb", (0.94677, 0.95170, 1.0, 1.0)),
+    ("hsv", (0.63159, 0.63593, 0.91892, 0.92121)),
+])
+def test_benchmark_sample_baselines_through_the_benchmark_reader(shared_data, baseline, expected):
+    benchmark = pytest.importorskip("matseg_hub.benchmark")
+    root = shared_data / "matseg_benchmark_sample"
+    if not (root / "images" / "20230913_185027.jpg").is_file():
+        pytest.skip(f"benchmark sample not found under {root}")
+    item = benchmark.read_benchmark_item(root, "20230913_185027").for_evaluation()
+    bgr = np.ascontiguousarray(item.image[..., ::-1])  # the reference reads BGR (cv2.imread)
+    fmap = bgr if baseline == "rgb" else cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).astype(np.float64)
+    result = triplet_accuracy(point_descriptors(fmap, item.points), item.point_groups, item.group_similarity)
+    assert tuple(result[k] for k in METRIC_KEYS) == pytest.approx(expected, abs=5e-6)
