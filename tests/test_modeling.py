@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from hub_fixtures import local_hub  # noqa: F401  (session-scoped local Hub server, see hubserver.py)
 from matseg_hub.errors import MatSegInputError
 from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel, MatSegOutput
 
@@ -289,3 +290,61 @@ def test_processor_bad_options():
         MatSegImageProcessor(channel_order="rbg")
     with pytest.raises(MatSegInputError, match="size_mode"):
         MatSegImageProcessor(size_mode="crop")
+
+
+# ---------------------------------------------------------------------------------------------------- local Hub
+_CLIENT_FORWARD = """
+import json, torch
+import matseg_hub.modeling  # registers model type 'matseg' with the Auto classes
+from transformers import AutoImageProcessor, AutoModel
+model = AutoModel.from_pretrained({repo!r}).eval()
+processor = AutoImageProcessor.from_pretrained({repo!r})
+x = torch.linspace(-1, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
+with torch.no_grad():
+    out = model(x).descriptor_map
+print(json.dumps({{"type": type(model).__name__, "processor": type(processor).__name__,
+                  "backbone": model.config.backbone, "values": out.flatten()[:50].tolist()}}))
+"""
+
+
+@pytest.mark.hub
+def test_load_from_local_hub_by_repo_id(local_hub, tmp_path):  # noqa: F811
+    from hubserver import run_client
+
+    model = tiny_model(seed=11)
+    # names an encoder checkpoint that does not exist on the server: loading must not try to fetch it
+    model.config.backbone = "testns/no-such-convnext"
+    model.save_pretrained(tmp_path / "tiny", model_card={"license": "cc0-1.0", "repo_id": "testns/tiny-matseg"})
+    MatSegImageProcessor().save_pretrained(tmp_path / "tiny")
+    local_hub.publish(tmp_path / "tiny", "testns/tiny-matseg", repo_type="model")
+
+    result = run_client(_CLIENT_FORWARD.format(repo="testns/tiny-matseg"), local_hub)
+    reply = json.loads(result.stdout.strip().splitlines()[-1])
+    assert reply["type"] == "MatSegModel" and reply["processor"] == "MatSegImageProcessor"
+    assert reply["backbone"] == "testns/no-such-convnext"
+    x = torch.linspace(-1, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model.eval()(x).descriptor_map.flatten()[:50]
+    assert np.allclose(reply["values"], expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.hub
+def test_encoder_initialised_from_convnext_repo_on_local_hub(local_hub, tmp_path):  # noqa: F811
+    from hubserver import run_client
+
+    convnext = _tiny_convnext_checkpoint(tmp_path / "convnext", seed=4)
+    local_hub.publish(tmp_path / "convnext", "testns/tiny-convnext", repo_type="model")
+    code = """
+import json, torch
+from matseg_hub.modeling import MatSegModel
+model = MatSegModel.from_backbone_pretrained("testns/tiny-convnext", descriptor_dim=16)
+stem = model.backbone.embeddings.patch_embeddings.weight
+print(json.dumps({"backbone": model.config.backbone, "hidden": list(model.config.backbone_config.hidden_sizes),
+                  "rgb": stem[:, :3].flatten().tolist(), "extra": float(stem[:, 3].abs().sum()),
+                  "dw": model.backbone.encoder.stages[2].layers[0].dwconv.weight.flatten()[:20].tolist()}))
+"""
+    reply = json.loads(run_client(code, local_hub).stdout.strip().splitlines()[-1])
+    assert reply["backbone"] == "testns/tiny-convnext" and reply["hidden"] == TINY["hidden_sizes"]
+    assert np.allclose(reply["rgb"], convnext.embeddings.patch_embeddings.weight.flatten().detach().numpy())
+    assert reply["extra"] == 0.0
+    assert np.allclose(reply["dw"], convnext.encoder.stages[2].layers[0].dwconv.weight.flatten()[:20].detach().numpy())
