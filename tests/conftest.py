@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from hub_fixtures import local_hub  # noqa: E402,F401  (a real local Hub-compatible server, see hubserver.py)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
