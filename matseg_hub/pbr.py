@@ -517,3 +517,135 @@ def list_pbr_folders(root: PathLike, *, require_finished: bool = False) -> List[
             continue
         out.append(p)
     return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the resumable, parallel generation run
+# ------------------------------------------------------------------------------------------------------------
+_POOL = None
+
+
+def _init_worker(source: str) -> None:
+    global _POOL
+    from .asset_datasets import TexturePool
+
+    _POOL = TexturePool(source)
+
+
+def _short(name: str, n: int = 48) -> str:
+    stem = Path(name).stem
+    stem = stem[: -len("_Texture")] if stem.endswith("_Texture") else stem
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:n]
+
+
+def material_for_item(pool, seed: int, item: int, mix_ratio: float = 0.3) -> PBRMaterial:
+    """Material number ``item`` of a run with ``seed``: depends only on ``(seed, item)`` and the texture pool.
+
+    With probability ``mix_ratio`` it is a mix of two materials made from two random textures, otherwise a
+    material made from one random texture. ``metadata`` records ``seed``, ``item``, sources and licence.
+    """
+    if len(pool) == 0:
+        raise MatSegInputError("the texture source is empty")
+    rng = np.random.default_rng([int(seed), int(item)])
+    if rng.random() < mix_ratio:
+        picks = rng.integers(0, len(pool), 2)
+        mats = []
+        for t in picks:
+            tex = pool[int(t)]
+            mats.append(texture_to_pbr(tex.image, rng=rng, source=tex.name, license=tex.license))
+        mat = mix_materials(mats, rng=rng)
+        mat.metadata["name"] = "Merge_" + "_".join(_short(m.metadata["source"], 40) for m in mats)
+    else:
+        tex = pool[int(rng.integers(0, len(pool)))]
+        mat = texture_to_pbr(tex.image, rng=rng, source=tex.name, license=tex.license)
+        mat.metadata["name"] = _short(tex.name)
+    mat.metadata.update(seed=int(seed), item=int(item))
+    return mat
+
+
+def _generate_one(task) -> str:
+    out_dir, seed, item, mix_ratio = task
+    mat = material_for_item(_POOL, seed, item, mix_ratio)
+    folder = Path(out_dir) / f"{item:07d}_{mat.metadata['name']}"
+    write_pbr_folder(mat, folder)
+    return folder.name
+
+
+@dataclass
+class PBRRunReport:
+    """Summary of :func:`generate_pbr_folder`."""
+
+    num_items: int = 0
+    num_written: int = 0
+    num_resumed: int = 0
+    preview: Optional[Path] = None
+
+
+def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, seed: int = 0,
+                        mix_ratio: float = 0.3, workers: int = 1, preview: Optional[PathLike] = None,
+                        shard_index: int = 0, num_shards: int = 1, show_progress: Optional[bool] = None
+                        ) -> PBRRunReport:
+    """Write ``num`` materials into ``output_dir/<item:07d>_<name>/`` (authors' layout); resumable and parallel.
+
+    Material ``i`` depends only on ``(seed, i)`` and the textures (:func:`material_for_item`), so results are the
+    same for any ``workers`` and any split into ``shard_index``/``num_shards`` jobs. Each folder is written
+    atomically with ``Finished.txt`` last; a rerun skips the items whose folder is finished.
+
+    Args:
+        textures: texture folder, built textures dataset folder or Hub dataset id.
+        preview: write a picture (albedo | normal | roughness | metallic | height of up to 8 materials) there.
+    """
+    from .hub_dataset import iter_job_items
+    from .textures import encode_image
+    from .utils.files import atomic_write_bytes
+    from .utils.logging import progress
+
+    if num < 0:
+        raise MatSegInputError(f"--num must be >= 0, got {num}")
+    if not 0.0 <= mix_ratio <= 1.0:
+        raise MatSegInputError(f"--mix-ratio must be in [0, 1], got {mix_ratio}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    done = set()
+    for p in output_dir.iterdir():
+        head = p.name.split("_", 1)[0]
+        if p.is_dir() and head.isdigit() and (p / FINISHED).is_file():
+            done.add(int(head))
+    items = list(iter_job_items(range(num), shard_index, num_shards))
+    todo = [i for i in items if i not in done]
+    report = PBRRunReport(num_items=len(items), num_resumed=len(items) - len(todo))
+    if report.num_resumed:
+        logger.info("resuming: %d of %d materials already written", report.num_resumed, len(items))
+    tasks = [(str(output_dir), int(seed), i, float(mix_ratio)) for i in todo]
+    bar = dict(total=len(tasks), desc="making PBR materials", unit="mat",
+               disable=None if show_progress is None else not show_progress)
+    if tasks:
+        if workers > 1 and len(tasks) > 1:
+            import multiprocessing as mp
+
+            from .asset_datasets import TexturePool
+
+            TexturePool(textures)  # fail early here (and prepare a dataset cache once) rather than in every worker
+            with mp.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_init_worker,
+                                              initargs=(str(textures),)) as pool:
+                for _ in progress(pool.imap_unordered(_generate_one, tasks), **bar):
+                    report.num_written += 1
+        else:
+            _init_worker(str(textures))
+            for task in progress(tasks, **bar):
+                _generate_one(task)
+                report.num_written += 1
+    if preview is not None:
+        from .asset_datasets import material_preview
+
+        rows = []
+        for p in sorted(output_dir.iterdir()):
+            if len(rows) >= 8:
+                break
+            if p.is_dir() and (p / FINISHED).is_file():
+                rows.append(material_preview(read_pbr_folder(p)))
+        picture = np.concatenate(rows, axis=0) if rows else np.full((64, 64, 3), 255, np.uint8)
+        ext = ".jpg" if Path(preview).suffix.lower() in (".jpg", ".jpeg") else ".png"
+        atomic_write_bytes(preview, encode_image(picture, ext))
+        report.preview = Path(preview)
+    return report

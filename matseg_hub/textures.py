@@ -706,7 +706,8 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
                             min_cells: int = DEFAULT_MIN_CELLS, sim_threshold: float = DEFAULT_SIM_THRESHOLD,
                             max_image_size: Optional[int] = DEFAULT_MAX_IMAGE_SIZE,
                             max_textures: int = DEFAULT_MAX_TEXTURES, one_per_region: bool = True,
-                            reject_textureless: bool = True, workers: int = 1, preview: Optional[PathLike] = None,
+                            reject_textureless: bool = True, reference_geometry: bool = False, workers: int = 1,
+                            preview: Optional[PathLike] = None,
                             shard_index: int = 0, num_shards: int = 1, show_progress: Optional[bool] = None
                             ) -> ExtractionRunReport:
     """Extract the textures of every photo of a folder into a texture folder; resumable and parallel.
@@ -736,7 +737,7 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
     (output_dir / _DONE_DIR).mkdir(parents=True, exist_ok=True)
     params = dict(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
                   max_image_size=max_image_size, max_textures=max_textures, one_per_region=one_per_region,
-                  reject_textureless=reject_textureless)
+                  reject_textureless=reject_textureless, reference_geometry=reference_geometry)
     report = ExtractionRunReport(num_images=len(photos))
     todo = [p for p in photos if not (output_dir / _DONE_DIR / (p.name + ".json")).is_file()]
     report.num_resumed = len(photos) - len(todo)

@@ -1,0 +1,52 @@
+"""``matseg generate textures``: extract uniform textures from a folder of photos (resumable, parallel)."""
+
+from __future__ import annotations
+
+import argparse
+
+GROUP = "generate"
+NAME = "textures"
+HELP = "extract uniform textures from a folder of natural photos (authors' file names + metadata.csv)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="folder of photos (optional licenses.json / metadata.csv "
+                        "in it gives each photo's licence; default 'unknown')")
+    parser.add_argument("--output", required=True, help="texture folder to write (reruns skip finished photos)")
+    parser.add_argument("--cell-size", type=int, default=40, help="grid cell size in pixels (default 40; 75 suits "
+                        "large SA-1B photos)")
+    parser.add_argument("--min-cells", type=int, default=7, help="minimum square side in cells (default 7)")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="minimum cell-pair similarity, 1 - Jensen-Shannon distance (default 0.5)")
+    parser.add_argument("--max-image-size", type=int, default=2200,
+                        help="analyse photos whose shorter side exceeds this shrunk to it (default 2200)")
+    parser.add_argument("--max-textures", type=int, default=100, help="at most this many squares per photo")
+    parser.add_argument("--all-squares", action="store_true",
+                        help="keep every uniform square not inside an earlier one (like the authors), not only the "
+                             "largest of each group of overlapping squares")
+    parser.add_argument("--keep-textureless", action="store_true", help="do not drop flat (textureless) squares")
+    parser.add_argument("--reference-geometry", action="store_true",
+                        help="reproduce the authors' crops exactly (their cell sets and acceptance rule)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (results do not depend on it)")
+    parser.add_argument("--preview", help="write a grid picture of some textures here (.png or .jpg)")
+    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..textures import extract_textures_folder
+
+    report = extract_textures_folder(
+        args.input, args.output, cell_size=args.cell_size, min_cells=args.min_cells, sim_threshold=args.threshold,
+        max_image_size=args.max_image_size, max_textures=args.max_textures, one_per_region=not args.all_squares,
+        reject_textureless=not args.keep_textureless,
+        reference_geometry=args.reference_geometry, workers=args.workers, preview=args.preview,
+        shard_index=args.shard, num_shards=args.num_shards)
+    print(f"{report.num_textures} textures from {report.num_images} photos in {args.output} "
+          f"({report.num_processed} processed now, {report.num_resumed} already done; "
+          f"{len(report.no_texture)} without texture, {len(report.failed)} unreadable)")
+    for name, reason in report.failed:
+        print(f"  unreadable: {name}: {reason}")
+    if report.preview:
+        print(f"preview: {report.preview}")
+    return 0
