@@ -66,6 +66,7 @@ class TrainConfig:
     augment: bool = True
     num_workers: int = 2
     prefetch_factor: int = 2
+    overfit_one_batch: bool = False           # debugging: train on the first batch over and over
     # --- evaluation, logging, checkpoints
     eval_every: int = 1000
     eval_benchmark: Optional[str] = "builtin"  # "builtin" sample, a benchmark folder, a built dataset or Hub id; null: off

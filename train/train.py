@@ -1,0 +1,286 @@
+"""Train the MatSeg descriptor network with accelerate (SPEC §6).
+
+    accelerate launch train/train.py --config train/configs/tiny-cpu.yaml [--output_dir DIR] [--max_steps N] \
+        [--resume_from_checkpoint PATH|latest] [--any_config_key VALUE ...]
+    accelerate launch --multi_gpu --num_processes 2 train/train.py --config ...   # 2 GPUs, or 2 CPU processes (gloo)
+    python train/train.py --config train/configs/tiny-cpu.yaml                      # one process
+
+Everything (loss, data, augmentations, scoring) lives in ``matseg_hub.training``; this script parses, builds and
+loops. Output folder: ``checkpoints/step-N`` (``accelerator.save_state`` + data position per process),
+``best/`` and ``final/`` (``save_pretrained`` + model card with the benchmark numbers), ``trainer_state.json``
+(history), ``loss_curve.png``, ``config.yaml``, ``logs/`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from matseg_hub.training.config import TrainConfig, load_config, save_config
+from matseg_hub.utils.files import atomic_write_text
+from matseg_hub.utils.logging import get_logger, set_verbosity
+
+logger = get_logger("train")
+CHECKPOINTS = "checkpoints"
+
+
+def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=True,
+                                     epilog="Any field of matseg_hub.training.config.TrainConfig can be given as "
+                                            "--key value or --key=value (values are YAML).")
+    parser.add_argument("--config", default=None, help="YAML file of settings (train/configs/*.yaml)")
+    args, rest = parser.parse_known_args(argv)
+    return load_config(args.config, rest)
+
+
+class TrainerState:
+    """Step, best score and history (JSON); saved with every checkpoint."""
+
+    def __init__(self):
+        self.step = 0
+        self.best: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self.history: List[Dict[str, Any]] = []
+        self.evals: List[Dict[str, Any]] = []
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"step": self.step, "best": self.best, "best_step": self.best_step, "history": self.history,
+                "evals": self.evals}
+
+    def load(self, data: Dict[str, Any]) -> None:
+        self.step = int(data["step"])
+        self.best, self.best_step = data.get("best"), data.get("best_step")
+        self.history, self.evals = list(data.get("history", [])), list(data.get("evals", []))
+
+
+def save_loss_curve(state: TrainerState, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not state.history:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = [h["step"] for h in state.history]
+    axes[0].plot(steps, [h["loss"] for h in state.history], lw=0.8, label="loss (mean over processes)")
+    if len(steps) > 10:
+        k = max(2, len(steps) // 20)
+        losses = torch.tensor([h["loss"] for h in state.history])
+        smooth = torch.nn.functional.avg_pool1d(losses[None, None], k, 1).flatten().tolist()
+        axes[0].plot(steps[k - 1:], smooth, lw=2, label=f"running mean ({k})")
+    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss"), axes[0].legend(), axes[0].grid(alpha=0.3)
+    for key in sorted({k for e in state.evals for k in e if k.endswith("point_triplet")}):
+        pts = [(e["step"], e[key]) for e in state.evals if key in e]
+        axes[1].plot(*zip(*pts), marker="o", label=key)
+    axes[1].set_xlabel("step"), axes[1].set_ylabel("triplet accuracy"), axes[1].grid(alpha=0.3)
+    if state.evals:
+        axes[1].legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(output_dir: Path) -> Optional[Path]:
+    folder = output_dir / CHECKPOINTS
+    found = sorted((p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()),
+                   key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    return found[-1] if found else None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    cfg = parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+
+    from matseg_hub.training.data import build_loader
+    from matseg_hub.training.loss import material_loss
+    from matseg_hub.training.model import build_model, mixed_precision_for, normalize_images, save_model
+
+    out = Path(cfg.output_dir)
+    report_to = None if cfg.report_to in ("none", "", None) else cfg.report_to
+    accelerator = Accelerator(mixed_precision=mixed_precision_for(cfg.mixed_precision), log_with=report_to,
+                              gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                              project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+    set_verbosity(20 if accelerator.is_main_process else 30)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    logger.info("%d process(es), %s, device %s, mixed precision %s", world, accelerator.distributed_type,
+                accelerator.device, accelerator.mixed_precision)
+    set_seed(cfg.seed)  # same initial weights on every process
+    model = build_model(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warmup = max(0, cfg.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    loader = build_loader(cfg, rank=rank, world_size=world)
+    state = TrainerState()
+
+    resume = cfg.resume_from_checkpoint
+    if resume == "latest":
+        resume = latest_checkpoint(out)
+        if resume is None:
+            logger.info("no checkpoint in %s: starting from scratch", out / CHECKPOINTS)
+    if resume:
+        resume = Path(resume)
+        accelerator.load_state(str(resume))
+        state.load(json.loads((resume / "trainer_state.json").read_text()))
+        loader.load_state_dict(json.loads((resume / f"data_state_rank{rank}.json").read_text()))
+        logger.info("resumed from %s at step %d", resume, state.step)
+
+    heldout = None
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        if report_to:
+            accelerator.init_trackers("matseg", config={k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                                                        for k, v in cfg.to_dict().items()})
+        if cfg.eval_scenes > 0:
+            from matseg_hub.training.scoring import write_scene_benchmark
+
+            heldout = out / "heldout_scenes"
+            if not (heldout / "data").is_dir():
+                write_scene_benchmark(heldout, cfg.eval_seed, cfg.eval_scenes, size=cfg.eval_scene_size)
+    accelerator.wait_for_everyone()
+
+    def evaluate(step: int) -> Optional[Dict[str, float]]:
+        """Main process: score the model; log; keep the best. Every process must call it (barrier)."""
+        result = None
+        if accelerator.is_main_process:
+            from matseg_hub.training.scoring import model_descriptor_fn, score
+
+            net = accelerator.unwrap_model(model)
+            fn = model_descriptor_fn(net)
+            t0 = time.time()
+            result = {"step": step}
+            if cfg.eval_benchmark:
+                data = None if cfg.eval_benchmark == "builtin" else cfg.eval_benchmark
+                for k, v in score(data, fn, max_size=cfg.eval_max_size, limit=cfg.eval_limit).items():
+                    result[f"benchmark/{k}"] = v
+            if heldout is not None:
+                for k, v in score(heldout, fn, max_size=None).items():
+                    result[f"scenes/{k}"] = v
+            net.train()
+            result["eval_seconds"] = round(time.time() - t0, 2)
+            logger.info("step %d: %s", step, {k: round(v, 4) for k, v in result.items() if k != "step"})
+            accelerator.log({k: v for k, v in result.items() if "/" in k}, step=step)
+            state.evals.append(result)
+            value = result.get(cfg.best_metric)
+            if value is not None and (state.best is None or value > state.best):
+                state.best, state.best_step = value, step
+                save_model(net, out / "best", metrics={k.replace("/", "_"): v for k, v in result.items()
+                                                       if k.endswith(("triplet", "top1"))},
+                           training=f"step {step} of `train/train.py` ({world} process(es)); config: config.yaml",
+                           repo_id=cfg.push_to_hub)
+                atomic_write_text(out / "best" / "eval_results.json", json.dumps(result, indent=2))
+        accelerator.wait_for_everyone()
+        return result
+
+    def checkpoint(step: int) -> None:
+        path = out / CHECKPOINTS / f"step-{step}"
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(path))
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path / f"data_state_rank{rank}.json", json.dumps(loader.state_dict()))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            atomic_write_text(path / "trainer_state.json", json.dumps(state.to_dict()))
+            save_loss_curve(state, out / "loss_curve.png")
+            olds = sorted((p for p in (out / CHECKPOINTS).glob("step-*") if p != path),
+                          key=lambda p: int(p.name.split("-")[1]))
+            for old in olds[:max(0, len(olds) - max(0, cfg.keep_checkpoints - 1))]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    if state.step == 0 and not state.evals and cfg.eval_every and (cfg.eval_benchmark or heldout is not None):
+        evaluate(0)  # the untrained network, for comparison
+
+    model.train()
+    fixed = None
+    t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
+    data_iter = iter(loader)
+    while state.step < cfg.max_steps:
+        t0 = time.time()
+        batch = fixed if fixed is not None else next(data_iter)
+        if cfg.overfit_one_batch and fixed is None:
+            fixed = batch
+        t_data += time.time() - t0
+        with accelerator.accumulate(model):
+            images = batch["images"].to(accelerator.device, non_blocking=True)
+            with accelerator.autocast():
+                desc = model(normalize_images(images)).descriptor_map
+            result = material_loss(desc, batch["masks"].to(accelerator.device), batch["annotated"].to(accelerator.device),
+                                   num_materials=batch["num_materials"].to(accelerator.device),
+                                   temperature=cfg.temperature, scope=cfg.loss_scope)
+            accelerator.backward(result.loss)
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        n_images += images.shape[0]
+        n_pixels += images.shape[0] * images.shape[2] * images.shape[3]
+        if not accelerator.sync_gradients:
+            continue
+        state.step += 1
+        step = state.step
+        if step % cfg.logging_every == 0 or step == cfg.max_steps:
+            stats = torch.tensor([result.loss.item(), result.pixel_accuracy.item(), n_images, n_pixels, t_data],
+                                 device=accelerator.device, dtype=torch.float64)
+            mean = accelerator.reduce(stats, reduction="mean")
+            elapsed = max(1e-9, time.time() - t_log)
+            entry = {"step": step, "loss": float(mean[0]), "pixel_accuracy": float(mean[1]),
+                     "lr": scheduler.get_last_lr()[0], "images_per_s": float(mean[2]) * world / elapsed,
+                     "steps_per_s": cfg.logging_every / elapsed if step % cfg.logging_every == 0 else None,
+                     "data_wait_share": float(mean[4]) / elapsed,
+                     "batch": hashlib.sha1(images.cpu().numpy().tobytes()).hexdigest()[:16],
+                     "batch_shape": list(images.shape)}
+            if accelerator.is_main_process:
+                state.history.append(entry)
+                accelerator.log({f"train/{k}": v for k, v in entry.items()
+                                 if isinstance(v, float) and not (isinstance(v, float) and math.isnan(v))}, step=step)
+                logger.info("step %d loss %.4f pix-acc %.3f %.1f img/s data-wait %.0f%%", step, entry["loss"],
+                            entry["pixel_accuracy"], entry["images_per_s"], 100 * entry["data_wait_share"])
+            t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            evaluate(step)
+        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            checkpoint(step)
+
+    if accelerator.is_main_process:
+        net = accelerator.unwrap_model(model)
+        last = state.evals[-1] if state.evals else {}
+        save_model(net, out / "final", metrics={k.replace("/", "_"): v for k, v in last.items()
+                                                if k.endswith(("triplet", "top1"))},
+                   training=f"{state.step} steps of `train/train.py`", repo_id=cfg.push_to_hub)
+        save_loss_curve(state, out / "loss_curve.png")
+        atomic_write_text(out / "trainer_state.json", json.dumps(state.to_dict(), indent=1))
+        if cfg.push_to_hub:
+            from matseg_hub.hub import publish_folder
+
+            folder = out / "best" if (out / "best").is_dir() else out / "final"
+            commit = publish_folder(folder, cfg.push_to_hub, repo_type="model", private=cfg.hub_private,
+                                    git_remote=cfg.hub_git_remote,
+                                    commit_message=f"MatSeg model, step {state.best_step or state.step}")
+            logger.info("pushed %s to %s (%s)", folder, cfg.push_to_hub, commit[:12])
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
