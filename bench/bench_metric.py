@@ -5,8 +5,14 @@ radius 5-15 px in 6 groups with 0.3/0.6 relations, soft mode, end to end (point 
 Prints the seconds of each, their ratio and the largest absolute difference of the four per-image numbers and of
 the descriptors.
 
-    python bench/bench_metric.py                 # 800 and 200 points (the 800-point loop takes ~5 minutes)
+    python bench/bench_metric.py                 # 800 and 200 points (the 800-point loop takes 2-3 minutes)
     python bench/bench_metric.py --points 200 --seed 1
+
+Measured 2026-11-25 on the 2-core development machine (shared, busy; numpy 2.4.6, opencv 5.0.0), --repeats 5:
+
+    800 points: fast 0.184 s, loop reference 153.9 s, 836x, max |difference| 0 (metric values and descriptors)
+    200 points: fast 0.069 s, loop reference  37.0 s, 536x, max |difference| 0
+    (an earlier run under heavier load: 800 points 0.378 s vs 118.5 s, 313x, difference 0)
 """
 
 from __future__ import annotations

@@ -81,7 +81,10 @@ _RANK_BLOCK_CELLS = 1 << 22
 def _as_numpy(value: Any, name: str) -> np.ndarray:
     """numpy view of an array-like (torch tensors on any device are copied to the CPU)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # torch.Tensor, without importing torch
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            value = value.float()
+        value = value.numpy()
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -99,7 +102,7 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise if a float array holds NaN or inf (fast path: one sum; an element-wise search only when it is not finite)."""
+    """Raise if a float array holds NaN or inf (one fast sum; an element-wise search only when it is not finite)."""
     if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
         return
     with np.errstate(over="ignore", invalid="ignore"):
@@ -525,7 +528,7 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         group_ids: the group id of each row of a dense ``group_similarity``.
         mode: ``"soft"``, ``"hard"`` or ``"soft_only"``.
         normalize: L2-normalise the descriptor rows (in float64) first. Without it, rows whose norm is not 1
-            (within 1e-3) are an error, since the dot product would not be the cosine similarity.
+            (within 1e-3; 1e-2 for float16) are an error, since the dot product would not be the cosine similarity.
 
     Returns:
         dict with ``point_triplet``, ``material_triplet``, ``point_top1``, ``material_top1`` (float, or None when
@@ -547,6 +550,8 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         raise MatSegInputError("descriptors is empty: an image needs at least one annotated point to be scored")
     if depth == 0:
         raise MatSegInputError(f"descriptors have no columns (shape {desc.shape})")
+    # rows count as unit vectors within the precision they were given in
+    norm_tol = 1e-3 if desc.dtype.itemsize >= 4 or not np.issubdtype(desc.dtype, np.floating) else 1e-2
     if desc.dtype not in (np.float32, np.float64):
         desc = desc.astype(np.float64)
     _check_finite(desc, "descriptors")
@@ -554,7 +559,7 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         desc, _ = _normalise_rows(desc.astype(np.float64, copy=True))
     norms = np.sqrt((desc.astype(np.float64) ** 2).sum(1))
     zero = norms == 0
-    off = np.flatnonzero(~zero & (np.abs(norms - 1) > 1e-3))
+    off = np.flatnonzero(~zero & (np.abs(norms - 1) > norm_tol))
     if off.size:
         i = int(off[0])
         raise MatSegInputError(f"descriptors[{i}] has L2 norm {norms[i]:.6g}; rows must be L2-normalised "
@@ -650,9 +655,9 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
     return out
 
 
-def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any], group_similarity: Optional[Sequence[Any]] = None,
-                 *, group_ids: Optional[Sequence[Any]] = None, mode: str = "soft", normalize: bool = False
-                 ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any],
+                 group_similarity: Optional[Sequence[Any]] = None, *, group_ids: Optional[Sequence[Any]] = None,
+                 mode: str = "soft", normalize: bool = False) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """Score a list of images: :func:`triplet_accuracy` per image, then :func:`aggregate`.
 
     This is what the ``evaluate`` module ``triplet_accuracy`` computes. Errors name the image (its index).

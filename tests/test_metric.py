@@ -250,6 +250,16 @@ def test_float_points_are_rounded_half_to_even_and_torch_is_accepted():
     assert np.array_equal(point_descriptors(torch.from_numpy(fmap), torch.from_numpy(pts)), expected)
 
 
+def test_low_precision_inputs():
+    torch = pytest.importorskip("torch")
+    fmap = torch.randn(20, 24, 64, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    pts = np.array([[3, 4, 2], [20, 10, 5], [12, 18, 3], [5, 15, 4]])
+    desc = point_descriptors(fmap, pts)
+    assert np.array_equal(desc, point_descriptors(fmap.float().numpy(), pts))
+    half = triplet_accuracy(desc.astype(np.float16), [0, 1, 0, 1])  # float16 rows are unit only to ~1e-3
+    assert half["scored"] and half["num_anchors"] == 4
+
+
 def test_zero_descriptor_is_reported(caplog):
     fmap = np.ones((10, 10, 2))
     fmap[:4, :4] = 0

@@ -87,6 +87,17 @@ def test_integer_group_ids_and_dense_matrices(metric):
     assert {k: named[k] for k in METRIC_KEYS} == {k: got[k] for k in METRIC_KEYS}
 
 
+def test_float32_and_list_predictions(metric):
+    rng = np.random.default_rng(5)
+    desc = rng.normal(size=(9, 3))
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    groups = ["a", "b", "c"] * 3
+    expected = triplet_accuracy(desc.astype(np.float32).astype(np.float64), groups)
+    for preds in ([desc.astype(np.float32)], [desc.astype(np.float32).tolist()]):
+        got = metric.compute(predictions=preds, references=[groups])
+        assert {k: got[k] for k in METRIC_KEYS} == {k: expected[k] for k in METRIC_KEYS}
+
+
 def test_skipped_images_are_counted_not_nan(metric):
     one_group = np.eye(3, 2)[[0, 0, 0]]
     two = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0], [0.28, 0.96]])
