@@ -383,7 +383,7 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
 
 def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                            skip_bad: bool = False, shard_index: int = 0, num_shards: int = 1, resume: bool = True,
-                           pretty_name: str = "MatSeg textures") -> Optional[Path]:
+                           pretty_name: str = "MatSeg textures", row_group_size: int = 256) -> Optional[Path]:
     """Build the textures Hub dataset folder from a folder of texture images (streamed, resumable).
 
     Args:
@@ -391,6 +391,7 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
         output: dataset folder to create (built in ``<output>.partial``).
         skip_bad: report and leave out unreadable files (listed in the card) instead of stopping.
         shard_index, num_shards: this job's part of a job array.
+        row_group_size: rows buffered per Parquet row group (bounds memory; shards close between groups).
 
     Returns:
         the finished folder, or ``None`` while other jobs of the array still run.
@@ -399,7 +400,8 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
     files = list(iter_job_items(list_images(source), shard_index, num_shards))
     metadata, licenses = _texture_metadata(source), load_license_map(source)
     features = texture_features()
-    writer = DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=256,
+    writer = DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size,
+                               row_group_size=row_group_size,
                                shard_index=shard_index, num_shards=num_shards, resume=resume)
     with writer:
         todo = [p for p in files if p.name not in writer.done_keys]
