@@ -126,6 +126,21 @@ def test_bad_inputs_say_which_image_and_what_to_do(metric):
         metric.compute(predictions=[good, good], references=[["a", "b"]])
 
 
+@pytest.mark.filterwarnings("ignore:The inplace keyword:DeprecationWarning", "ignore:The inplace keyword")
+def test_gradio_widget_inputs(metric):
+    # what app.py's launch_gradio_widget does with a table row per image (JSON cells); gradio itself is not needed
+    pd = pytest.importorskip("pandas")
+    from evaluate.utils.gradio import infer_gradio_input_types, parse_gradio_data
+
+    desc = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0], [0.28, 0.96]])
+    types = infer_gradio_input_types(metric.features[0].values())
+    assert types == ["json", "json"]
+    table = pd.DataFrame({"predictions": [json.dumps(desc.tolist())],
+                          "references": ['["wood", "wood", "rust", "rust"]']})
+    got = metric.compute(**parse_gradio_data(table, types))
+    assert got["point_triplet"] == 1.0 and got["num_images"] == 1
+
+
 def test_module_imports_the_library_not_relative_files(module_dir):
     source = (module_dir / "triplet_accuracy.py").read_text()
     assert "import matseg_hub.metric  # From: matseg-hub" in source
