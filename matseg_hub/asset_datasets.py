@@ -158,13 +158,18 @@ def _texture_metadata(folder: Path) -> Dict[str, Dict[str, str]]:
         return {r["file"]: r for r in csv.DictReader(fh) if r.get("file")}
 
 
-def texture_row(path: Path, metadata: Dict[str, Dict[str, str]], licenses: Dict[str, str]) -> Dict[str, Any]:
-    """One row of the textures dataset from a texture file (original bytes, not re-encoded)."""
+def texture_row(path: Path, metadata: Dict[str, Dict[str, str]], licenses: Dict[str, str],
+                validate: bool = True) -> Dict[str, Any]:
+    """One row of the textures dataset from a texture file (original bytes, not re-encoded).
+
+    ``validate`` decodes the image so that a corrupt file fails here (:class:`MatSegFormatError` naming it).
+    """
     from .utils.images import displayed_size
 
     data = path.read_bytes()
     width, height = displayed_size(data, str(path))
-    decode_image(data, str(path))  # a corrupt file fails here, naming it
+    if validate:
+        decode_image(data, str(path))
     info = parse_texture_file_name(path.name)
     meta = metadata.get(path.name, {})
 
@@ -552,7 +557,7 @@ def iter_textures(source: PathLike, *, split: str = SPLIT, streaming: bool = Tru
         metadata, licenses = _texture_metadata(path), load_license_map(path)
         for p in iter_job_items(list_images(path), shard_index, num_shards):
             try:
-                row = texture_row(p, metadata, licenses)
+                row = texture_row(p, metadata, licenses, validate=False)
                 image = decode_image(row["image"]["bytes"], str(p))
             except MatSegFormatError as exc:
                 if not skip_bad:
@@ -603,7 +608,7 @@ class TexturePool:
     def __getitem__(self, i: int) -> TextureRecord:
         if self._files is not None:
             p = self._files[i]
-            row = texture_row(p, self._metadata, self._licenses)
+            row = texture_row(p, self._metadata, self._licenses, validate=False)
             return _texture_record(row, decode_image(row["image"]["bytes"], str(p)))
         row = self._ds[int(i)]
         return _texture_record(row, decode_image(row["image"]["bytes"], f"{self.source}[{i}]"))

@@ -18,6 +18,15 @@ does (same recipe and probabilities, drawn from an explicit ``numpy.random.Gener
 :func:`mix_materials` blends materials per material (one weight per material), per property (one weight per
 material and map) or by maximum, like ``Mix_PBRS.py``; normals are renormalised after blending.
 
+Where this differs from the authors' code, and why:
+
+* maps are computed in float32 and quantised once when written; the reference's ``mp.max() + 1`` on an 8-bit
+  channel whose maximum is 255 wraps to 0 under numpy 2 (division by zero), here it is 256 as intended;
+* ``augment=False`` also skips the albedo recolouring; transmission (the reference's never-generated optional
+  ``Opacity``) is generated with the same recipe with p 0.13, else 0;
+* mixes blend unit normal vectors and renormalise them (the reference averages the 8-bit encodings); the
+  reference mixes a random number (>= 2) of materials, :func:`material_for_item` mixes two, as the paper says.
+
 Folder layout (read and written): ``OriginColor.jpg`` (albedo), ``Roughness.jpg``, ``Metallic.jpg``,
 ``Height.jpg``, ``Normal.jpg``, optional ``Transmission.jpg`` and ``AmbientColor.jpg``, ``material.json``
 (metadata: seed, source, licence, recipe) and ``Finished.txt`` written last. Maps missing from a folder take
@@ -209,7 +218,7 @@ def texture_to_pbr(texture: np.ndarray, *, rng: Optional[np.random.Generator] = 
     Args:
         texture: uint8 [H, W, 3] RGB.
         rng / seed: the random source (give one; ``seed`` makes ``numpy.random.default_rng(seed)``).
-        augment: apply the hue/rotation/flip augmentation of the texture.
+        augment: apply the hue/rotation/flip augmentation of the texture and the albedo recolouring.
         transmission_probability: chance that the material gets a patterned/uniform transmission map
             (otherwise 0 everywhere).
         source, license: provenance stored in ``metadata``.
