@@ -24,6 +24,15 @@ _LAZY = {
     "resize_for_evaluation": "benchmark",
     "point_disc_masks": "benchmark",
     "builtin_benchmark_dir": "benchmark",
+    "load_benchmark": "benchmark_dataset",
+    "build_benchmark_dataset": "benchmark_dataset",
+    "point_descriptors": "metric",
+    "label_map_descriptors": "metric",
+    "triplet_accuracy": "metric",
+    "aggregate": "metric",
+    "score_images": "metric",
+    "evaluate_benchmark": "evaluation",
+    "publish_folder": "hub",
 }
 
 
