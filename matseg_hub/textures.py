@@ -16,8 +16,8 @@ This follows the authors' ``Extract_Textures.py`` + ``Remove_Uniform_Regions.py`
 thresholds and defaults: cell 40 px as their README advises for Open Images, 7 cells, threshold 0.5, shorter
 side 2200 px, 100 regions). Pair similarities equal theirs to 1e-12; with ``reference_geometry=True,
 one_per_region=False, reject_textureless=False`` the regions (position, size, score digits) are exactly theirs,
-and with ``min_cells=6`` the published textures of the sample photos come out byte-for-byte in name and crop
-(the published set was made with 6-cell squares). Deliberate differences of the default mode:
+and with ``min_cells=6`` the published textures of the sample photos come out with the same names and crops
+(up to JPEG re-encoding; the published set was made with 6-cell squares). Deliberate differences of the default mode:
 
 * the crop is the square that was verified: the reference's row/column loops skip the corner cell's own row and
   column, so it verifies ``{corner} ∪ (x, x + r] x (y, y + r]`` and crops ``[x, x + r)``, one cell short; its

@@ -138,3 +138,17 @@ def test_shared_textures_and_materials(shared_data, tmp_path):
 
     ds = load_dataset(str(out), split="train")
     assert len(ds) == 10 and sum(ds["is_mix"]) == 3
+
+
+def test_both_datasets_stream_into_the_2d_generator_sources(tmp_path):
+    scenes2d = pytest.importorskip("matseg_hub.scenes2d")
+    if not hasattr(scenes2d, "SourcePool") or not hasattr(scenes2d.SourcePool, "from_hub_dataset"):
+        pytest.skip("the 2D generator has no Hub-dataset source")
+    make_texture_folder(tmp_path / "tex", 3)
+    tex = build_textures_dataset(tmp_path / "tex", tmp_path / "ds_tex")
+    make_pbr_folder(tmp_path / "pbr", 2)
+    pbr = build_pbr_dataset(tmp_path / "pbr", tmp_path / "ds_pbr")
+    pool = scenes2d.SourcePool.from_hub_dataset(str(tex), streaming=True)
+    assert len(pool) == 3
+    pool = scenes2d.SourcePool.from_hub_dataset(str(pbr), column="albedo", streaming=True)
+    assert len(pool) == 2
