@@ -30,8 +30,7 @@ import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
-from .pbr import FINISHED, MAP_FILES, METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, \
-    material_from_map_bytes
+from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes
 from .textures import UNKNOWN_LICENSE, image_grid, license_for, list_images, load_license_map, \
     parse_texture_file_name
 from .utils.images import decode_image
@@ -652,4 +651,4 @@ def iter_materials(source: PathLike, *, split: str = SPLIT, streaming: bool = Tr
 
 __all__ = ["texture_features", "pbr_features", "texture_row", "pbr_row", "material_from_row", "texture_card",
            "pbr_card", "build_textures_dataset", "build_pbr_dataset", "iter_textures", "iter_materials",
-           "TexturePool", "TextureRecord", "material_preview", "FINISHED", "MAP_FILES"]
+           "TexturePool", "TextureRecord", "material_preview"]
