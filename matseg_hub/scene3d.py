@@ -619,7 +619,10 @@ def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: SceneCo
         source = _pick(rng, assets.pattern_sources)
         image = load_source_image(source)
         occupancy = float(np.clip(rng.normal(1.0 / (j + 2), 0.08), 0.12, 0.8))
-        _, params = pattern_map(image, rng, size=(res, res), occupancy=occupancy, return_params=True)
+        for _ in range(8):  # redraw maps that came out (nearly) empty or full, e.g. a threshold at the maximum
+            soft, params = pattern_map(image, rng, size=(res, res), occupancy=occupancy, return_params=True)
+            if 0.03 <= float(soft[::4, ::4].mean()) <= 0.97:
+                break
         pats.append(PatternLayer(
             source=source, params=params.to_dict(), coordinates=_pick(rng, ("object", "object", "generated", "uv")),
             scale=float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
@@ -676,7 +679,7 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     elevation = float(rng.uniform(8.0, 65.0))
     target = np.array([rng.normal(0, 0.08), rng.normal(0, 0.08), size * float(rng.uniform(0.3, 0.6))])
     half_fov = math.atan(36.0 / 2 / lens)
-    distance = size * float(rng.uniform(0.75, 1.5)) / math.tan(half_fov)
+    distance = size * float(rng.uniform(0.6, 1.2)) / math.tan(half_fov)
     direction = _look_direction(azimuth, elevation)
     cam_loc = target + distance * direction
     camera = Camera(location=tuple(float(v) for v in cam_loc), target=tuple(float(v) for v in target), lens=lens)
@@ -707,7 +710,7 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     # ground
     ground = Ground(enabled=bool(rng.random() < config.ground_prob),
                     material=sample_material(rng, assets, config, "ground"), size=40.0 * size)
-    ground.material.scale *= 10.0
+    ground.material.scale *= 0.5
 
     # environment
     u = float(rng.random())

@@ -1,0 +1,74 @@
+"""``matseg generate 3d``: render 3D scenes with Blender (Cycles, CPU) into the official layout."""
+
+from __future__ import annotations
+
+import argparse
+
+GROUP = "generate"
+NAME = "3d"
+HELP = "render synthetic 3D scenes (objects with 2-5 pattern-mapped PBR materials) with Blender into scene folders"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", help="root folder of the scene folders (<output>/<index:06d>/)")
+    parser.add_argument("--num", type=int, default=10, help="number of scenes (default 10)")
+    parser.add_argument("--start", type=int, default=0, help="index of the first scene (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed: scene i is drawn from (seed, i) (default 0)")
+    parser.add_argument("--resolution", type=int, default=512, help="image width and height in pixels (default 512)")
+    parser.add_argument("--samples", type=int, default=32, help="Cycles samples per pixel (default 32)")
+    parser.add_argument("--no-denoise", action="store_true", help="do not denoise the RGB (masks never are)")
+    parser.add_argument("--max-bounces", type=int, default=4, help="light bounces (default 4)")
+    parser.add_argument("--materials", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
+                        help="materials per object (default 2 5)")
+    parser.add_argument("--occluders", type=int, nargs=2, default=(0, 3), metavar=("MIN", "MAX"),
+                        help="occluders per scene (default 0 3)")
+    parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
+    parser.add_argument("--threads", type=int, help="CPU threads per worker (default: CPU count / workers)")
+    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
+    parser.add_argument("--natural-images", help="folder of natural photos for pattern maps (and environments)")
+    parser.add_argument("--textures", help="folder of RGB textures (made into PBR materials)")
+    parser.add_argument("--pbr", help="folder of PBR material folders (OriginColor.jpg, Roughness.jpg, ...)")
+    parser.add_argument("--hdri", help="folder of .hdr/.exr environment maps")
+    parser.add_argument("--objects", help="folder of .gltf/.glb objects")
+    parser.add_argument("--no-builtin", action="store_true",
+                        help="do not add the built-in scikit-image photos to the given pattern/texture folders")
+    parser.add_argument("--no-preview", action="store_true", help="do not write <output>/preview.jpg")
+    parser.add_argument("--blender-python", help="Python with bpy (default: $MATSEG_BLENDER_PYTHON, the checkout's "
+                        ".cache/blender-venv, ~/.cache/matseg_hub/blender-venv, or this Python)")
+    parser.add_argument("--install-blender", action="store_true",
+                        help="create the bpy environment (CPython 3.11 venv + bpy + OpenEXR) and exit unless "
+                             "--output is given")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..errors import MatSegInputError
+    from ..render import find_blender_python, generate_3d, install_instructions, setup_blender_env
+    from ..scene3d import SceneConfig, assets_from_folders
+
+    if args.install_blender:
+        py = setup_blender_env()
+        print(f"Blender Python ready: {py}")
+        if not args.output:
+            return 0
+    if not args.output:
+        raise MatSegInputError("--output is required (the folder the scene folders go to)")
+    if find_blender_python(args.blender_python) is None:
+        print("matseg: error: no Python with bpy found.\n" + install_instructions(), file=sys.stderr)
+        return 1
+    config = SceneConfig(width=args.resolution, height=args.resolution, samples=args.samples,
+                         denoise=not args.no_denoise, max_bounces=args.max_bounces,
+                         materials=tuple(args.materials), occluders=tuple(args.occluders))
+    assets = assets_from_folders(natural_images=args.natural_images, textures=args.textures, pbr=args.pbr,
+                                 hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
+    report = generate_3d(args.output, args.num, seed=args.seed, start=args.start, assets=assets, config=config,
+                         workers=args.workers, threads=args.threads, blender_python=args.blender_python,
+                         shard=args.shard, num_shards=args.num_shards, preview=not args.no_preview)
+    print(report.summary())
+    if report.preview:
+        print(f"preview: {report.preview}")
+    for res in report.failed:
+        print(f"failed: scene {res.index}: {res.error}", file=sys.stderr)
+    return 1 if report.failed else 0
