@@ -213,7 +213,7 @@ class Scene3D:
     # -- serialisation ---------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-serialisable dict (tuples become lists); :meth:`from_dict` reverses it."""
-        return dataclasses.asdict(self)
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def to_json(self, indent: Optional[int] = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
@@ -368,7 +368,8 @@ def _from_data(tp, value, where: str, path):
         names = {f.name for f in dataclasses.fields(tp)}
         unknown = sorted(set(value) - names)
         if unknown:
-            bad(f"unknown field(s) {unknown} in {tp.__name__}")
+            raise MatSegFormatError(f"unknown field(s) {unknown} in {tp.__name__}", path=path,
+                                    field=f"{where}.{unknown[0]}" if where else unknown[0])
         kwargs = {}
         for f in dataclasses.fields(tp):
             sub = f"{where}.{f.name}" if where else f.name

@@ -122,10 +122,12 @@ def find_blender_python(explicit: Optional[str] = None, check: bool = False) -> 
 
     With ``check``, each candidate is test-run (a few seconds) and the first that works is returned.
     """
+    chosen = [str(p) for p in (explicit, os.environ.get(ENV_VAR)) if p]
     for py in candidate_pythons(explicit):
         if not Path(py).exists():
-            if explicit and py == str(explicit):
-                raise BlenderNotFoundError(f"the Blender Python {py} does not exist")
+            if py in chosen:
+                where = "given" if explicit and py == str(explicit) else f"named by ${ENV_VAR}"
+                raise BlenderNotFoundError(f"the Blender Python {py} ({where}) does not exist.")
             continue
         if not check:
             return py

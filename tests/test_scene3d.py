@@ -1,0 +1,160 @@
+"""The plain-Python 3D scene model: determinism, JSON round-trip, validation, assets. No Blender needed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from matseg_hub.errors import MatSegFormatError, MatSegInputError
+from matseg_hub.scene3d import (SCENE_VERSION, PatternLayer, Scene3D, SceneAssets, SceneConfig, assets_from_folders,
+                                default_assets, load_source_image, pattern_image, sample_scene, scene_rng)
+
+SMALL = SceneConfig(width=64, height=64, samples=4, pattern_resolution=64)
+
+
+def test_same_seed_same_scene_and_json():
+    a = sample_scene(5, 7, config=SMALL)
+    b = sample_scene(5, 7, config=SMALL)
+    assert a == b
+    assert a.to_json() == b.to_json()
+    assert (a.seed, a.index, a.attempt, a.version) == (5, 7, 0, SCENE_VERSION)
+
+
+def test_scene_depends_on_seed_index_attempt_not_on_order():
+    first = sample_scene(1, 3, config=SMALL).to_json()
+    others = [sample_scene(1, i, config=SMALL).to_json() for i in range(3)]
+    assert first == sample_scene(1, 3, config=SMALL).to_json()  # drawing other scenes first changes nothing
+    assert len({first, *others}) == 4
+    assert sample_scene(2, 3, config=SMALL).to_json() != first
+    assert sample_scene(1, 3, config=SMALL, attempt=1).to_json() != first
+
+
+def test_scene_content_follows_config():
+    for index in range(8):
+        s = sample_scene(0, index, config=SceneConfig(width=80, height=48, samples=3, materials=(2, 5),
+                                                      occluders=(0, 3), pattern_resolution=64))
+        assert 2 <= s.num_materials <= 5
+        assert 0 <= len(s.occluders) <= 3
+        assert (s.render.width, s.render.height, s.render.samples) == (80, 48, 3)
+        obj = s.annotated_objects[0]
+        assert len(obj.layout.patterns) == len(obj.layout.materials) - 1
+        assert len(s.material_names()) == s.num_materials
+        assert s.environment.kind == "sky"  # default assets have no HDRI and no environment photos
+        assert all(not o.annotated for o in s.occluders)
+
+
+def test_pattern_maps_reproduce_and_are_not_empty():
+    s = sample_scene(0, 2, config=SceneConfig(materials=(4, 4), pattern_resolution=64))
+    for layer in s.objects[0].layout.patterns:
+        m = pattern_image(layer)
+        assert m.shape == (64, 64) and m.dtype == np.float32
+        assert 0.0 <= m.min() and m.max() <= 1.0
+        assert 0.02 < m.mean() < 0.98
+        np.testing.assert_array_equal(m, pattern_image(PatternLayer(**json.loads(json.dumps(layer.__dict__)))))
+
+
+def test_json_round_trip_and_files(tmp_path):
+    s = sample_scene(3, 1, config=SMALL)
+    back = Scene3D.from_json(s.to_json())
+    assert back == s
+    assert back.to_dict() == json.loads(s.to_json())
+    path = s.save(tmp_path / "scene.json")
+    assert Scene3D.load(path) == s
+    assert Scene3D.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def _scene_dict():
+    return json.loads(sample_scene(0, 0, config=SMALL).to_json())
+
+
+@pytest.mark.parametrize("edit, field, words", [
+    (lambda d: d.update(colour=1), "colour", "unknown field"),
+    (lambda d: d.pop("objects"), "objects", "missing required field"),
+    (lambda d: d["objects"][0].update(size="big"), "objects[0].size", "expected a finite number"),
+    (lambda d: d["objects"][0].update(shape="teapot"), "objects[0].shape", "unknown shape"),
+    (lambda d: d["objects"][0]["layout"]["materials"][0].update(kind="wood"),
+     "objects[0].layout.materials[0].kind", "unknown material kind"),
+    (lambda d: d["objects"][0]["layout"]["materials"][0].update(roughness=2.0),
+     "objects[0].layout.materials[0].roughness", "must be in [0, 1]"),
+    (lambda d: d["objects"][0]["layout"]["patterns"].clear(), "objects[0].layout.patterns", "need"),
+    (lambda d: d["camera"].update(location=[0, 0]), "camera.location", "list of 3"),
+    (lambda d: d["render"].update(samples=0), "render.samples", "samples"),
+    (lambda d: d["render"].update(width=True), "render.width", "integer"),
+    (lambda d: d["environment"].update(kind="hdri", path=None), "environment.path", "needs a path"),
+    (lambda d: d.update(version=99), "version", "not supported"),
+    (lambda d: d["objects"][0].update(annotated=False), "objects", "annotated"),
+])
+def test_bad_scene_names_the_field(edit, field, words):
+    d = _scene_dict()
+    edit(d)
+    with pytest.raises(MatSegFormatError) as info:
+        Scene3D.from_dict(d, path="scene.json")
+    assert info.value.field == field
+    assert words in str(info.value) and "scene.json" in str(info.value)
+
+
+def test_bad_json_text_and_missing_file(tmp_path):
+    with pytest.raises(MatSegFormatError, match="invalid scene JSON"):
+        Scene3D.from_json("{not json")
+    with pytest.raises(MatSegFormatError, match="not found"):
+        Scene3D.load(tmp_path / "missing.json")
+
+
+def test_bad_arguments():
+    with pytest.raises(MatSegInputError):
+        scene_rng(-1, 0)
+    with pytest.raises(MatSegInputError):
+        SceneConfig(materials=(3, 2))
+    with pytest.raises(MatSegInputError):
+        SceneConfig(primitives=("teapot",))
+    with pytest.raises(MatSegInputError):
+        SceneAssets(pattern_sources=[])
+    with pytest.raises(MatSegInputError, match="unknown built-in photo"):
+        load_source_image("skimage:nothing")
+    with pytest.raises(MatSegInputError, match="does not exist"):
+        assets_from_folders(natural_images="/nonexistent/folder")
+
+
+def test_default_assets_load():
+    assets = default_assets()
+    for source in assets.pattern_sources:
+        im = load_source_image(source)
+        assert im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3
+
+
+def _write_png(path, array):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), array)
+
+
+def test_assets_from_generated_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_png(tmp_path / "nat" / "a.png", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    _write_png(tmp_path / "nat" / "sub" / "b.jpg", rng.integers(0, 255, (50, 30, 3), dtype=np.uint8))
+    _write_png(tmp_path / "pbr" / "wood" / "OriginColor.jpg", rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    (tmp_path / "objs").mkdir()
+    (tmp_path / "objs" / "thing.gltf").write_text("{}")
+    assets = assets_from_folders(natural_images=tmp_path / "nat", pbr=tmp_path / "pbr", objects=tmp_path / "objs",
+                                 builtin=False, licences={str((tmp_path / "nat").resolve()): "CC-BY 4.0"})
+    assert [p.split("/")[-1] for p in assets.pattern_sources] == ["a.png", "b.jpg"]
+    assert assets.environment_images == assets.pattern_sources
+    assert len(assets.pbr_folders) == 1 and assets.objects[0].endswith("thing.gltf")
+    assert assets.licence_of(assets.pattern_sources[1]) == "CC-BY 4.0"
+    config = SceneConfig(gltf_prob=1.0, pbr_prob=1.0, pattern_resolution=32)
+    s = sample_scene(0, 0, assets, config)
+    assert s.objects[0].shape == "gltf" and s.objects[0].path.endswith("thing.gltf")
+    assert {m.kind for m in s.objects[0].layout.materials} == {"pbr"}
+    assert any(lic == "CC-BY 4.0" for lic in s.asset_licences().values())
+
+
+def test_assets_from_shared_data(shared_data):
+    assets = assets_from_folders(natural_images=shared_data / "natural_images", textures=shared_data / "textures",
+                                 pbr=shared_data / "pbr_materials", objects=shared_data / "objects")
+    assert len(assets.objects) == 2 and len(assets.pbr_folders) == 10
+    s = sample_scene(0, 0, assets, SceneConfig(gltf_prob=1.0, pattern_resolution=64))
+    assert s.objects[0].shape == "gltf"
+    assert Scene3D.from_json(s.to_json()) == s
