@@ -3,7 +3,7 @@
 Two entry points:
 
 * :func:`descriptor_map` — one image in, its descriptor map at image size out (what the triplet-accuracy
-  evaluator needs);
+  evaluator needs); :func:`load_descriptor_fn` loads a saved model into such a function;
 * :class:`MatSegPredictor` — caches an image's (L2-normalised, image-sized) descriptor map once in
   :meth:`~MatSegPredictor.set_image`, so that any number of point queries are cheap (like segment-anything's
   ``SamPredictor``).
@@ -17,7 +17,7 @@ normalised again).
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -85,6 +85,51 @@ def descriptor_map(model: Any, image: np.ndarray, processor: Any = None) -> np.n
     model.eval()
     _, full = _upsampled_descriptors(model, image, processor)
     return full.float().permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+def load_descriptor_fn(name_or_path: str, *, device: Union[str, torch.device, None] = None, bgr: bool = False,
+                       size_mode: Optional[str] = None, **hub_kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """Load a MatSeg model (folder or Hub id) and return ``fn(image RGB uint8 [H, W, 3]) -> float32 [H, W, D]``.
+
+    Args:
+        name_or_path: a folder written by ``save_pretrained`` or a Hub model id.
+        device: torch device (default: ``"cuda"`` when available, else ``"cpu"``).
+        bgr: reproduce the reference ``Evaluate.py``: BGR channel order and the image fed at its own size
+            (``MatSegImageProcessor.reference_evaluation()``). Otherwise the saved image processor is used
+            (``preprocessor_config.json``; the default processor when there is none).
+        size_mode: override the processor's ``size_mode`` (``"pad"``, ``"resize"``, ``"none"``).
+        hub_kwargs: passed to ``from_pretrained`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``).
+
+    Raises:
+        MatSegInputError: ``name_or_path`` is not a loadable MatSeg model.
+    """
+    from .modeling import MatSegImageProcessor, MatSegModel
+
+    try:
+        model = MatSegModel.from_pretrained(str(name_or_path), **hub_kwargs)
+    except (OSError, ValueError, KeyError) as exc:
+        raise MatSegInputError(f"cannot load a MatSeg model from {name_or_path!r}: {exc}") from exc
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    if bgr:
+        processor = MatSegImageProcessor.reference_evaluation()
+    else:
+        try:
+            processor = MatSegImageProcessor.from_pretrained(str(name_or_path), **hub_kwargs)
+        except (OSError, ValueError):
+            logger.info("no image processor saved with %s: using the default one", name_or_path)
+            processor = MatSegImageProcessor()
+    if size_mode is not None:
+        processor = MatSegImageProcessor(image_mean=processor.image_mean, image_std=processor.image_std,
+                                         channel_order=processor.channel_order, size_mode=size_mode,
+                                         size_divisor=processor.size_divisor)
+
+    def matseg_descriptors(image: np.ndarray) -> np.ndarray:
+        return descriptor_map(model, image, processor)
+
+    matseg_descriptors.__name__ = str(name_or_path)
+    return matseg_descriptors
 
 
 def _parse_points(points: PointsLike, radius: Optional[int], height: int, width: int, what: str = "points") -> np.ndarray:
@@ -263,4 +308,4 @@ class MatSegPredictor:
         return (labels, sims) if return_similarity else labels
 
 
-__all__ = ["MatSegPredictor", "descriptor_map", "DEFAULT_POINT_RADIUS", "DEFAULT_THRESHOLD"]
+__all__ = ["MatSegPredictor", "descriptor_map", "load_descriptor_fn", "DEFAULT_POINT_RADIUS", "DEFAULT_THRESHOLD"]

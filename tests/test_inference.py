@@ -136,3 +136,57 @@ def test_bad_points(model, two_regions):
     with pytest.raises(MatSegInputError, match="CUDA"):
         MatSegPredictor(model, half=True) if not torch.cuda.is_available() else (_ for _ in ()).throw(
             MatSegInputError("CUDA present: nothing to check"))
+
+
+def test_load_descriptor_fn(model, tmp_path):
+    from matseg_hub.inference import load_descriptor_fn
+
+    model.save_pretrained(tmp_path / "m")
+    MatSegImageProcessor(size_mode="resize").save_pretrained(tmp_path / "m")
+    image = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    fn = load_descriptor_fn(str(tmp_path / "m"), device="cpu")
+    assert np.allclose(fn(image), descriptor_map(model, image, MatSegImageProcessor(size_mode="resize")), atol=1e-6)
+    ref = load_descriptor_fn(str(tmp_path / "m"), device="cpu", bgr=True)
+    assert np.allclose(ref(image), descriptor_map(model, image, MatSegImageProcessor.reference_evaluation()), atol=1e-6)
+    padded = load_descriptor_fn(str(tmp_path / "m"), device="cpu", size_mode="pad")
+    assert padded(image).shape == (40, 50, 16)
+    with pytest.raises(MatSegInputError, match="cannot load"):
+        load_descriptor_fn(str(tmp_path / "missing"))
+
+
+def test_model_scored_by_the_benchmark_evaluator(model, tmp_path):
+    """The lead's ``matseg evaluate --model DIR`` path: built-in sample photo, tiny random model."""
+    evaluation = pytest.importorskip("matseg_hub.evaluation")
+    model.save_pretrained(tmp_path / "m")
+    result = evaluation.evaluate_benchmark(None, model=str(tmp_path / "m"), max_size=128, device="cpu")
+    assert result["model"] == str(tmp_path / "m")
+    assert 0.0 <= result["mean"]["point_triplet"] <= 1.0
+
+
+def test_demo_helpers(model, two_regions):
+    from matseg_hub.cli import demo
+
+    image = np.random.default_rng(5).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    assert demo.shrink_image(np.zeros((1400, 700, 3), np.uint8), 700).shape == (700, 350, 3)
+    assert demo.shrink_image(image, 700) is image
+    heat = demo.similarity_heatmap(np.linspace(-1, 1, 40 * 60, dtype=np.float32).reshape(40, 60))
+    assert heat.shape == (40, 60, 3) and heat.dtype == np.uint8
+    predictor = MatSegPredictor(model)
+    predictor.set_descriptor_map(two_regions[0])
+    heat, overlay, caption = demo.click_result(predictor, image, 5, 5, 3, 0.9)
+    assert heat.shape == overlay.shape == (40, 60, 3) and "50.0%" in caption
+    assert not np.array_equal(overlay[:, :30], image[:, :30]) and np.array_equal(overlay[:, 33:], image[:, 33:])
+
+
+def test_demo_command_is_registered_and_needs_gradio():
+    from matseg_hub.cli import build_parser
+    from matseg_hub.cli import demo
+    from matseg_hub.errors import MissingDependencyError
+
+    args = build_parser().parse_args(["demo", "--model", "some/model"])
+    assert args.model == "some/model" and args.threshold == 0.9
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingDependencyError, match="matseg-hub\\[demo\\]"):
+            demo.build_demo(None)
