@@ -185,6 +185,38 @@ def test_model_card_metadata(model, tmp_path):
     assert "license" not in plain.split("---")[1]
 
 
+
+@pytest.mark.parametrize("remote_card", [False, True])
+def test_push_to_hub_uploads_weights_processor_and_card(model, monkeypatch, remote_card):
+    """push_to_hub through a recorded fake HfApi (the local Hub server is read-only)."""
+    import huggingface_hub
+
+    uploaded = {}
+
+    class Repo:
+        repo_id = "testns/tiny-matseg"
+
+    def upload_folder(self, *, folder_path, repo_id, **kwargs):
+        from pathlib import Path
+
+        uploaded.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
+        uploaded["_repo_id"] = repo_id
+        return "commit"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: Repo())
+    monkeypatch.setattr(huggingface_hub.HfApi, "file_exists", lambda self, *a, **kw: remote_card)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    assert model.push_to_hub("testns/tiny-matseg", image_processor=MatSegImageProcessor()) == "commit"
+    assert uploaded["_repo_id"] == "testns/tiny-matseg"
+    assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= set(uploaded)
+    if remote_card:  # an existing card in the repository is kept
+        assert "README.md" not in uploaded
+    else:
+        assert b'AutoModel.from_pretrained("testns/tiny-matseg")' in uploaded["README.md"]
+    uploaded.clear()
+    model.push_to_hub("testns/tiny-matseg", model_card={"license": "cc0-1.0", "metrics": {"triplet_accuracy": 0.5}})
+    assert b"license: cc0-1.0" in uploaded["README.md"] and b"triplet_accuracy" in uploaded["README.md"]
+
 # ---------------------------------------------------------------------------------------------------- encoder init
 def _tiny_convnext_checkpoint(path, seed=0):
     from transformers import ConvNextConfig, ConvNextModel

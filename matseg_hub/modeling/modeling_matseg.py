@@ -316,6 +316,35 @@ class MatSegModel(MatSegPreTrainedModel):
         return result
 
 
+    def push_to_hub(self, repo_id: str, *, model_card: Optional[Dict[str, Any]] = None, image_processor: Any = None,
+                    commit_message: Optional[str] = None, private: Optional[bool] = None,
+                    token: Union[bool, str, None] = None, revision: Optional[str] = None, create_pr: bool = False,
+                    **save_kwargs: Any):
+        """Upload the model (and ``image_processor`` when given) to the Hub with a MatSeg model card.
+
+        ``model_card``: keyword arguments of :meth:`model_card` (license, datasets, metrics, ...); when None, a
+        model card already in the repository is kept and a default one is written only if there is none
+        (``transformers``' own ``push_to_hub`` would replace it with a generic template).
+        Returns the ``CommitInfo`` of the upload.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+        keep_remote_card = model_card is None and api.file_exists(repo_id, "README.md", repo_type="model",
+                                                                    revision=revision)
+        with tempfile.TemporaryDirectory() as tmp:
+            card = dict(model_card or {})
+            card.setdefault("repo_id", repo_id)
+            self.save_pretrained(tmp, model_card=card, write_model_card=not keep_remote_card, **save_kwargs)
+            if image_processor is not None:
+                image_processor.save_pretrained(tmp)
+            return api.upload_folder(folder_path=tmp, repo_id=repo_id, repo_type="model", revision=revision,
+                                     create_pr=create_pr, commit_message=commit_message or "Upload MatSeg model")
+
+
 def _size_name(depths: Sequence[int], hidden_sizes: Sequence[int]) -> Optional[str]:
     from .configuration_matseg import CONVNEXT_SIZES
 
