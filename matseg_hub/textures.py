@@ -728,7 +728,7 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
 
     Output (``output_dir``): the textures as ``<source>_<i>_Score_<s>_TileSize<c>_Texture.jpg`` (the authors'
     naming), ``metadata.csv`` (one row per texture: file, source id and file, index, score, cell size, box,
-    licence) rewritten at the end of every run, and ``.done/<photo>.json`` per finished photo (written after its
+    licence; rewritten from every finished photo at the end of each run or job), and ``.done/<photo>.json`` per finished photo (written after its
     textures, so a rerun skips exactly the finished photos). Photos with no texture and unreadable files are
     recorded and reported, never fatal. Results do not depend on ``workers``.
 
@@ -770,23 +770,26 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
         for task in progress(tasks, **bar_kw):
             _extract_one(task)
             report.num_processed += 1
-    # summary over every finished photo of this folder (this run's and earlier runs')
+    # metadata.csv from every finished photo of the output folder (this job's, earlier runs', other jobs'), so the
+    # job that finishes last writes the complete table; the report counts this job's photos
+    mine = {p.name for p in photos}
     rows: List[Dict[str, Any]] = []
-    for p in photos:
-        done = output_dir / _DONE_DIR / (p.name + ".json")
-        if not done.is_file():
+    for done in sorted((output_dir / _DONE_DIR).glob("*.json")):
+        try:
+            rec = json.loads(done.read_text())
+        except (OSError, ValueError):  # a record being replaced by another job right now
             continue
-        rec = json.loads(done.read_text())
-        if rec.get("error"):
-            report.failed.append((rec["source_file"], rec["error"]))
-        elif not rec["textures"]:
-            report.no_texture.append((rec["source_file"], rec.get("reason") or "no texture"))
+        if rec["source_file"] in mine:
+            if rec.get("error"):
+                report.failed.append((rec["source_file"], rec["error"]))
+            elif not rec["textures"]:
+                report.no_texture.append((rec["source_file"], rec.get("reason") or "no texture"))
+            report.num_textures += len(rec["textures"])
         for t in rec["textures"]:
             rows.append({"file": t["file"], "source_id": rec["source_id"], "source_file": rec["source_file"],
                          "index": t["index"], "score": f"{t['score']:.6f}", "cell_size": t["cell_size"],
                          "x": t["x"], "y": t["y"], "size": t["size"], "license": rec["license"]})
-    report.num_textures = len(rows)
-    _merge_metadata_csv(output_dir / "metadata.csv", rows)
+    _write_metadata_csv(output_dir / "metadata.csv", rows)
     for f, reason in report.no_texture:
         logger.info("no texture in %s: %s", f, reason)
     for f, err in report.failed:
@@ -809,20 +812,14 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
     return report
 
 
-def _merge_metadata_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
-    """Write ``metadata.csv``, keeping rows of other jobs (other shards) that are already there."""
+def _write_metadata_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
+    """Write ``metadata.csv`` (one row per texture, sorted by file name) atomically."""
     import io
 
     from .utils.files import atomic_write_text
 
-    mine = {r["file"] for r in rows}
-    keep: List[Dict[str, Any]] = []
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as fh:
-            keep = [r for r in csv.DictReader(fh) if r.get("file") not in mine]
-    all_rows = sorted(keep + rows, key=lambda r: r["file"])
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(METADATA_FIELDS), extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(all_rows)
+    writer.writerows(sorted(rows, key=lambda r: r["file"]))
     atomic_write_text(path, buf.getvalue())

@@ -110,3 +110,18 @@ def test_scripts_and_builders(photos, tmp_path, repo_root):
 
     assert len(load_dataset(str(tmp_path / "ds_tex"), split="train")) == 3
     assert len(load_dataset(str(tmp_path / "ds_pbr"), split="train")) == 2
+
+
+def test_job_arrays_give_the_single_run_output(photos, tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(whole)]) == 0
+    for k in range(2):
+        assert main(["generate", "textures", "--input", str(photos), "--output", str(split), "--shard", str(k),
+                     "--num-shards", "2"]) == 0
+    assert _tree(whole) == _tree(split)
+    a, b = tmp_path / "pa", tmp_path / "pb"
+    assert main(["generate", "pbr", "--textures", str(whole), "--num", "4", "--seed", "2", "--output", str(a)]) == 0
+    for k in range(2):
+        assert main(["generate", "pbr", "--textures", str(whole), "--num", "4", "--seed", "2", "--output", str(b),
+                     "--shard", str(k), "--num-shards", "2"]) == 0
+    assert _tree(a) == _tree(b)
