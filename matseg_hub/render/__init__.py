@@ -10,6 +10,7 @@
 * :func:`preview_grid`, :func:`mask_overlay` — look at what was rendered.
 """
 
+from . import blender_env
 from .blender_env import (BPY_VERSION, BlenderNotFoundError, check_blender_python, find_blender_python,
                           install_instructions, require_blender_python, setup_blender_env)
 from .render3d import (BlenderWorker, GenerationReport, HiddenMaterialsError, SceneResult, WorkerError, finish_scene,

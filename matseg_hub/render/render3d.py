@@ -527,6 +527,7 @@ def preview_grid(root: PathLike, path: PathLike, max_scenes: int = 12, tile: int
         cells.append(cell)
     if not cells:
         raise MatSegError(f"no finished scene under {root}")
+    columns = max(1, min(columns, len(cells)))
     cw = max(c.shape[1] for c in cells)
     cells = [np.pad(c, ((2, 2), (2, 2 + cw - c.shape[1]), (0, 0))) for c in cells]
     while len(cells) % columns:

@@ -1,0 +1,316 @@
+"""3D rendering with Blender worker processes.
+
+Tests that render need a Python with ``bpy`` and ``OpenEXR`` (found like the renderer finds it:
+``$MATSEG_BLENDER_PYTHON``, the checkout's ``.cache/blender-venv``, ...); they are skipped with the install
+commands as the reason where there is none. Renders are tiny (≤ 64x64, ≤ 4 samples). The job preparation, mask
+logic and the CLI's install hint are tested without Blender.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matseg_hub.errors import MatSegFormatError
+from matseg_hub.patterns import PatternParams
+from matseg_hub.render import (BlenderWorker, HiddenMaterialsError, WorkerError, blender_env, find_blender_python,
+                               generate_3d, prepare_job, render_scene, scene_masks)
+from matseg_hub.render.render3d import WORK_DIR
+from matseg_hub.scene3d import (Camera, Environment, Ground, MaterialLayout, PatternLayer, PBRMaterial,
+                                RenderSettings, Scene3D, SceneConfig, SceneObject, sample_scene)
+from matseg_hub.synthetic import CAMERA_FILE, FINISHED_FILE, read_scene
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = SceneConfig(width=48, height=48, samples=2, pattern_resolution=64, denoise=False)
+
+
+@pytest.fixture(scope="session")
+def blender_python():
+    py = find_blender_python(check=True)
+    if py is None:
+        pytest.skip("no Python with bpy + OpenEXR found. " + blender_env.install_instructions().replace("\n", " "))
+    return py
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a scene built so that "which material is visible where" can be read off the RGB
+# ---------------------------------------------------------------------------------------------------------------
+def _write_rgb(path: Path, array: np.ndarray) -> None:
+    import cv2
+
+    assert cv2.imwrite(str(path), np.ascontiguousarray(array[:, :, ::-1]))
+
+
+def flat_scene(folder: Path, size: int = 64, empty_blue: bool = False) -> Scene3D:
+    """A cube under a flat grey sky carrying three emissive primaries (red base, green where pattern A, blue where
+    pattern B; hard pattern maps), seen through a floating black ball; no ground, no bounces worth mentioning.
+    A pixel shows material k exactly when its colour is saturated with dominant channel k."""
+    folder.mkdir(parents=True, exist_ok=True)
+    a = np.zeros((64, 64, 3), np.uint8)
+    a[:, 32:] = 255
+    b = np.zeros((64, 64, 3), np.uint8)
+    if not empty_blue:
+        b[40:, :] = 255
+    _write_rgb(folder / "a.png", a)
+    _write_rgb(folder / "b.png", b)
+    params = PatternParams(height=64, width=64, source_height=64, source_width=64, center_x=31.5, center_y=31.5,
+                           scale=1.0, angle=0.0, flip=False, property="R", t_lo=0.5, t_hi=0.5).to_dict()
+    mats = [PBRMaterial(name=n, base_color=c, roughness=1.0, emission=1.0)
+            for n, c in (("red", (1.0, 0.0, 0.0)), ("green", (0.0, 1.0, 0.0)), ("blue", (0.0, 0.0, 1.0)))]
+    pats = [PatternLayer(source=str(folder / f), params=params, coordinates="generated", blend=0.0)
+            for f in ("a.png", "b.png")]
+    cube = SceneObject(name="cube", shape="cube", layout=MaterialLayout(mats, pats), rotation=(0.0, 0.0, 30.0),
+                       smooth=False)
+    ball = SceneObject(name="ball", shape="sphere", annotated=False, location=(0.5, -0.55, 0.45), size=0.3,
+                       layout=MaterialLayout([PBRMaterial(name="black", base_color=(0.0, 0.0, 0.0), roughness=1.0)]))
+    return Scene3D(objects=[cube], occluders=[ball],
+                   camera=Camera(location=(1.3, -1.5, 1.2), target=(0.0, 0.0, 0.4), lens=30.0),
+                   environment=Environment(kind="colour", colour=(1.0, 1.0, 1.0), strength=0.15),
+                   ground=Ground(enabled=False),
+                   render=RenderSettings(width=size, height=size, samples=4, denoise=False, max_bounces=2,
+                                         view_transform="Standard", pattern_resolution=64)).validate()
+
+
+def _alignment_errors(rgb: np.ndarray, masks: np.ndarray, annotated: np.ndarray, margin: int = 0):
+    """Pixels where the masks and the RGB disagree about the visible material (only decided pixels count:
+    mask >= 0.99 or annotated <= 0.01, shrunk by ``margin`` pixels)."""
+    import cv2
+
+    def shrink(region):
+        if not margin:
+            return region
+        return cv2.erode(region.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)).astype(bool)
+
+    rgb = rgb.astype(np.int32)
+    sat = rgb.max(2) - rgb.min(2)
+    dominant = rgb.argmax(2)
+    errors = 0
+    for k in range(masks.shape[0]):
+        inside = shrink(masks[k] >= 0.99)
+        errors += int(np.count_nonzero(inside & ~((dominant == k) & (sat >= 128))))
+    outside = shrink(annotated <= 0.01)
+    errors += int(np.count_nonzero(outside & (sat >= 40)))
+    return errors
+
+
+def test_masks_cover_exactly_the_visible_material(blender_python, tmp_path):
+    from matseg_hub.utils.images import read_image
+
+    scene = flat_scene(tmp_path / "assets")
+    work = tmp_path / "work"
+    render_scene(scene, tmp_path / "out" / "000000", work_dir=work, keep_work=True)
+    passes = dict(np.load(work / "render" / "passes.npz"))
+    masks, annotated, info = scene_masks(scene, passes)
+    rgb = read_image(work / "render" / "rgb.png")  # lossless
+    assert masks.shape == (3, 64, 64) and [m["kept"] for m in info] == [True, True, True]
+    # decidable: every material covers a real area, the ball hides part of the cube
+    for k in range(3):
+        assert np.count_nonzero(masks[k] >= 0.99) >= 20, f"material {k} barely visible"
+    ball = (annotated <= 0.01) & (rgb.max(2) <= 30)
+    assert np.count_nonzero(ball) >= 20
+    # masks match the RGB pixel for pixel ...
+    assert _alignment_errors(rgb, masks, annotated) == 0
+    # ... which a one-pixel misalignment would break
+    assert _alignment_errors(rgb, np.roll(masks, 1, axis=2), np.roll(annotated, 1, axis=1)) > 0
+    # soft weights: the materials share each annotated pixel (also at antialiased edges)
+    np.testing.assert_allclose(masks.sum(0), annotated, atol=1e-4)
+    assert np.count_nonzero((annotated > 0.02) & (annotated < 0.98)) > 0
+    # the official folder holds the same masks (8-bit) and the RGB as JPEG
+    s = read_scene(tmp_path / "out" / "000000")
+    assert np.abs(s.masks - masks).max() <= 0.5 / 255 + 1e-6
+    # JPEG's 4:2:0 chroma subsampling blurs colours across 2x2 blocks: decided pixels 2 px from any edge
+    assert _alignment_errors(s.rgb, s.masks, s.annotated, margin=2) == 0
+
+
+def test_hidden_material_is_dropped(blender_python, tmp_path):
+    scene = flat_scene(tmp_path / "assets", size=32, empty_blue=True)
+    render_scene(scene, tmp_path / "000000")
+    s = read_scene(tmp_path / "000000")
+    assert s.num_materials == 2
+    kept = {m["material"]: m["kept"] for m in s.metadata["materials"]}
+    assert kept == {"red": True, "green": True, "blue": False}
+    assert s.metadata["dropped_materials"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# runs: official layout, CLI, readers, resume
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cli_run(blender_python, tmp_path_factory):
+    from matseg_hub.cli import main
+
+    out = tmp_path_factory.mktemp("render3d") / "scenes"
+    rc = main(["generate", "3d", "--output", str(out), "--num", "2", "--seed", "7", "--resolution", "48",
+               "--samples", "2", "--no-denoise", "--workers", "2", "--threads", "1"])
+    assert rc == 0
+    return out
+
+
+def test_cli_writes_official_layout(cli_run, capsys):
+    folders = sorted(p for p in cli_run.iterdir() if p.is_dir())
+    assert [p.name for p in folders] == ["000000", "000001"]  # no work folder left behind
+    assert (cli_run / "preview.jpg").is_file()
+    for index, folder in enumerate(folders):
+        names = {p.name for p in folder.iterdir()}
+        assert {"RGB__RGB.jpg", "ObjectMaskOcluded.png", FINISHED_FILE, CAMERA_FILE, "mask001.png",
+                "scene3d.json", "scene_metadata.json"} <= names
+        s = read_scene(folder)
+        assert s.rgb.shape == (48, 48, 3) and s.masks.shape[1:] == (48, 48)
+        assert s.num_materials == sum(m["kept"] for m in s.metadata["materials"]) >= 1
+        cam = s.metadata["camera"]
+        for key in ("Focal Length", "Location", "Rotation", "sensor_width", "resolution_x", "resolution_y", "K",
+                    "world_to_camera_opencv"):
+            assert key in cam
+        assert cam["resolution_x"] == 48
+        # the stored scene is the sampled one: it can be re-rendered exactly
+        stored = Scene3D.load(folder / "scene3d.json")
+        assert stored == sample_scene(7, index, config=SceneConfig(
+            width=48, height=48, samples=2, denoise=False), attempt=stored.attempt)
+        assert (s.metadata["seed"], s.metadata["index"]) == (7, index)
+
+
+def test_3d_folders_stream_like_2d_scenes(cli_run):
+    from matseg_hub.streaming import folder_scene_stream
+    from matseg_hub.synthetic import row_to_scene
+
+    rows = list(folder_scene_stream(cli_run))
+    assert len(rows) == 2
+    scene = row_to_scene(rows[0])
+    assert scene.rgb.shape == (48, 48, 3) and scene.masks.shape[0] == rows[0]["num_materials"]
+
+
+def _finished(out: Path):
+    return sorted(p.parent.name for p in out.glob(f"*/{FINISHED_FILE}"))
+
+
+def test_resume_after_killed_run(blender_python, tmp_path):
+    out = tmp_path / "scenes"
+    cmd = [sys.executable, str(REPO / "generation" / "render_3d.py"), "--output", str(out), "--num", "4", "--seed",
+           "3", "--resolution", "40", "--samples", "2", "--no-denoise", "--workers", "1", "--no-preview"]
+    env = dict(os.environ, MATSEG_BLENDER_PYTHON=blender_python, MATSEG_DISABLE_PROGRESS="1")
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not _finished(out) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its Blender worker, mid-way
+    proc.wait()
+    done = _finished(out)
+    assert done, "no scene finished before the kill"
+    assert len(done) < 4, "the run finished before it could be killed"
+    stamps = {name: (out / name / FINISHED_FILE).stat().st_mtime_ns for name in done}
+    # a half-written scene folder (no Finished.txt) must be redone, not trusted
+    if "000003" not in done:
+        (out / "000003").mkdir(exist_ok=True)
+        (out / "000003" / "mask001.png").write_bytes(b"partial")
+
+    report = generate_3d(out, 4, seed=3, config=SceneConfig(width=40, height=40, samples=2, denoise=False),
+                         blender_python=blender_python, preview=False, show_progress=False)
+    assert not report.failed
+    assert sorted(report.skipped) == sorted(int(n) for n in done)
+    assert sorted(r.index for r in report.rendered) == sorted(set(range(4)) - {int(n) for n in done})
+    assert _finished(out) == ["000000", "000001", "000002", "000003"]
+    assert {n: (out / n / FINISHED_FILE).stat().st_mtime_ns for n in done} == stamps  # untouched
+    assert not (out / WORK_DIR).exists()
+    for name in _finished(out):
+        read_scene(out / name)
+
+
+def test_killed_worker_is_reported_and_restarted(blender_python, tmp_path):
+    scene = sample_scene(0, 0, config=TINY)
+    job = prepare_job(scene, tmp_path / "job", threads=1)
+    worker = BlenderWorker(blender_python)
+    try:
+        errors = []
+
+        def go():
+            try:
+                worker.render(job, tmp_path / "r1")
+            except WorkerError as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=go)
+        t.start()
+        while worker.proc is None:
+            time.sleep(0.01)
+        worker.proc.kill()
+        t.join(60)
+        assert errors and "exited" in str(errors[0])
+        result = worker.render(job, tmp_path / "r2")  # a fresh worker process takes over
+        assert result["ok"] and (tmp_path / "r2" / "result.json").is_file()
+    finally:
+        worker.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# without Blender
+# ---------------------------------------------------------------------------------------------------------------
+def test_cli_without_blender_says_how_to_install(monkeypatch, tmp_path, capsys):
+    from matseg_hub.cli import main
+
+    monkeypatch.delenv(blender_env.ENV_VAR, raising=False)
+    monkeypatch.setattr(blender_env, "candidate_pythons", lambda explicit=None: [])
+    rc = main(["generate", "3d", "--output", str(tmp_path / "o"), "--num", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"bpy=={blender_env.BPY_VERSION}" in err and "OpenEXR" in err and "--install-blender" in err
+    assert "python3.11 -m venv" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_blender_python_is_named(monkeypatch, tmp_path, capsys):
+    from matseg_hub.cli import main
+
+    monkeypatch.setenv(blender_env.ENV_VAR, str(tmp_path / "nope" / "python"))
+    rc = main(["generate", "3d", "--output", str(tmp_path / "o"), "--num", "1"])
+    assert rc == 1
+    assert "nope/python" in capsys.readouterr().err
+
+
+def test_prepare_job_is_deterministic(tmp_path):
+    scene = sample_scene(2, 5, config=SceneConfig(width=32, height=32, texture_prob=0.9, pattern_resolution=64))
+    j1 = json.loads(prepare_job(scene, tmp_path / "a").read_text())
+    j2 = json.loads(prepare_job(scene, tmp_path / "b").read_text())
+    files1 = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert files1 == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in files1:
+        if name != "job.json":
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert json.dumps(j1).replace(str(tmp_path / "a"), "") == json.dumps(j2).replace(str(tmp_path / "b"), "")
+    obj = j1["scene"]["objects"][0]
+    assert all(Path(p["map_file"]).is_file() for p in obj["layout"]["patterns"])
+    for mat in obj["layout"]["materials"]:
+        if mat["kind"] == "texture":
+            assert set(mat["maps"]) == {"albedo", "roughness", "metallic", "height"}
+
+
+def test_scene_masks_drop_hidden_materials():
+    scene = sample_scene(0, 1, config=SceneConfig(materials=(3, 3), pattern_resolution=32))
+    h = w = 100
+    m0 = np.zeros((h, w), np.float32)
+    m0[:50] = 1
+    m1 = np.zeros((h, w), np.float32)
+    m1[50:, :60] = 1
+    m2 = np.zeros((h, w), np.float32)
+    m2[99, 99] = 1.0  # one pixel: hidden behind an occluder
+    passes = {"annotated": m0 + m1 + m2, "m0_0": m0, "m0_1": m1, "m0_2": m2}
+    masks, annotated, info = scene_masks(scene, passes)
+    assert masks.shape == (2, h, w)
+    assert [m["kept"] for m in info] == [True, True, False] and info[2]["visible_pixels"] == 1
+    assert annotated[99, 99] == 0 and annotated[0, 0] == 1
+    with pytest.raises(MatSegFormatError):
+        from matseg_hub.render import read_render_output
+
+        read_render_output(Path("/nonexistent"))
+    none = {k: np.zeros((h, w), np.float32) for k in passes}
+    assert scene_masks(scene, none)[0].shape[0] == 0
+    assert issubclass(HiddenMaterialsError, Exception)
