@@ -52,8 +52,8 @@ _MIN_SOURCE_SIDE = 8
 # scikit-image ships these photos inside its wheel (no download): the built-in default sources
 _BUILTIN_NATURAL = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png",
                     "retina.jpg", "motorcycle_left.png", "color.png", "camera.png", "coins.png", "moon.png")
-_BUILTIN_TEXTURES = ("brick.png", "grass.png", "gravel.png", "coffee.png", "chelsea.png", "hubble_deep_field.jpg",
-                     "ihc.png", "retina.jpg", "rocket.jpg", "astronaut.png")
+_BUILTIN_TEXTURES = ("brick.png", "grass.png", "gravel.png", "moon.png", "hubble_deep_field.jpg", "ihc.png",
+                     "retina.jpg", "coffee.png")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class SourcePool:
         """Photos shipped inside scikit-image (no download, any fresh machine).
 
         ``kind="natural"``: photographs used for patterns and backgrounds; ``kind="textures"``: scikit-image's
-        brick/grass/gravel textures and photos with fine texture.
+        brick/grass/gravel/moon textures and photos with fine texture (stars, stained tissue, retina, coffee).
         """
         import skimage
 
@@ -278,6 +278,7 @@ class SceneConfig:
         shading_prob, shading_strength: chance and strength range of a shading map on a material.
         blur_prob, blur_sigma: chance and sigma range (as a fraction of the shorter side) of blurring the masks.
         texture_tile: side of one texture tile as a fraction of the scene's shorter side (range).
+        texture_rotate_prob: chance that a texture is rotated (by any angle) before tiling.
         hue_shift_prob: chance of a random hue rotation of a texture; tint_gray_prob: chance to colour a gray one.
         min_share: smallest share of the scene a material is planned to take.
         min_material_fraction: every material's mask exceeds 0.5 on at least this fraction of the pixels.
@@ -299,6 +300,7 @@ class SceneConfig:
     blur_prob: float = 0.4
     blur_sigma: Tuple[float, float] = (0.002, 0.012)
     texture_tile: Tuple[float, float] = (0.1, 1.0)
+    texture_rotate_prob: float = 0.4
     hue_shift_prob: float = 0.12
     tint_gray_prob: float = 0.8
     min_share: float = 0.06
@@ -367,11 +369,43 @@ def _builtin_cached() -> SceneSources:
 
 
 def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int) -> np.ndarray:
+    """The source region of ``geometry`` (see :class:`PatternParams`) at the output size: uint8 [h, w, 3].
+
+    Unrotated regions inside the image are cut and resized (cheaper than a warp); others are warped.
+    """
     import cv2
 
+    h, w = geometry["height"], geometry["width"]
+    if geometry["angle"] == 0.0:
+        scale = geometry["scale"]
+        x0 = int(round(geometry["center_x"] - 0.5 * w * scale))
+        y0 = int(round(geometry["center_y"] - 0.5 * h * scale))
+        x1 = x0 + max(1, int(round(w * scale)))
+        y1 = y0 + max(1, int(round(h * scale)))
+        if x0 >= 0 and y0 >= 0 and x1 <= image.shape[1] and y1 <= image.shape[0]:
+            interp = cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR
+            out = cv2.resize(image[y0:y1, x0:x1], (w, h), interpolation=interp)
+            return cv2.flip(out, 1) if geometry["flip"] else out
     params = PatternParams(**geometry, property="R")
-    return cv2.warpAffine(image, params.affine_matrix(), (params.width, params.height),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+    return cv2.warpAffine(image, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=border)
+
+
+def _tile(texture: np.ndarray, h: int, w: int, scale: float, offset: Tuple[float, float], flip: bool,
+          wrap: bool) -> np.ndarray:
+    """Unrotated tiling: the texture resized by ``1 / scale`` and repeated (wrap) or mirrored: uint8 [h, w, 3]."""
+    import cv2
+
+    th, tw = texture.shape[:2]
+    nw, nh = max(2, int(round(tw / scale))), max(2, int(round(th / scale)))
+    interp = cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR
+    tile = cv2.resize(texture, (nw, nh), interpolation=interp)
+    if flip:
+        tile = cv2.flip(tile, 1)
+    ox, oy = int(offset[0] / scale) % nw, int(offset[1] / scale) % nh
+    border = cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101
+    big = cv2.copyMakeBorder(tile, 0, max(0, h + oy - nh), 0, max(0, w + ox - nw), border)
+    return np.ascontiguousarray(big[oy:oy + h, ox:ox + w])
 
 
 def _noise_blob(rng: np.random.Generator, h: int, w: int, free: np.ndarray, occupancy: float) -> np.ndarray:
@@ -408,13 +442,18 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
         tile = float(rng.uniform(*config.texture_tile)) * min(h, w)
         tile = max(tile, 8.0)
         scale = min(th, tw) / tile  # texture pixels per scene pixel
-        angle = float(rng.uniform(-180, 180)) if rng.random() < 0.5 else 0.0
+        angle = float(rng.uniform(-180, 180)) if rng.random() < config.texture_rotate_prob else 0.0
         flip = bool(rng.random() < 0.5)
         wrap = bool(rng.random() < 0.5)
         cx, cy = float(rng.uniform(0, tw)), float(rng.uniform(0, th))
-        geometry = dict(height=h, width=w, source_height=th, source_width=tw, center_x=cx, center_y=cy,
-                        scale=scale, angle=angle, flip=flip)
-        img = _warp(tex, geometry, cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101)
+        if angle == 0.0:
+            img = _tile(tex, h, w, scale, (cx, cy), flip, wrap)
+        else:
+            geometry = dict(height=h, width=w, source_height=th, source_width=tw, center_x=cx, center_y=cy,
+                            scale=scale, angle=angle, flip=flip)
+            params = PatternParams(**geometry, property="R")
+            img = cv2.warpAffine(tex, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101)
         info.update(kind="texture", source=textures.names[t], tile=round(tile, 3), scale=scale, angle=angle,
                     flip=flip, tiling="wrap" if wrap else "mirror")
         if textures.is_gray[t] and rng.random() < config.tint_gray_prob:
@@ -561,6 +600,7 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
 
     # appearance
     acc = np.zeros((h, w, 3), dtype=np.float32)
+    tmp = np.empty((h, w, 3), dtype=np.float32)
     bg_info: Dict[str, Any] = {}
     if has_bg:
         b = int(rng.integers(len(natural)))
@@ -576,8 +616,9 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
         if rng.random() < config.shading_prob:
             shade = _shading(rng, h, w, natural, config, info)
             wk = wk * shade
-        acc += img * wk[:, :, None]
-    rgb = np.clip(acc + np.float32(0.5), 0, 255).astype(np.uint8)
+        np.multiply(img, wk[:, :, None], out=tmp)
+        acc += tmp
+    rgb = cv2.convertScaleAbs(acc)  # rounds and saturates to uint8
     metadata = {
         "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "index": int(index),
         "height": h, "width": w, "num_materials": k_mat, "hard": hard, "has_background": has_bg,

@@ -151,3 +151,30 @@ def mix_scene_streams(streams: Sequence[Any], probabilities: Optional[Sequence[f
         raise MatSegInputError("mix_scene_streams needs at least one stream")
     return interleave_datasets(list(streams), probabilities=probabilities, seed=seed,
                                stopping_strategy=stopping_strategy)
+
+
+def scene_tensors(row) -> dict:
+    """A scene row (as the stream yields it: PIL images) -> torch tensors, without copies where possible.
+
+    Returns ``{"image": uint8 [3, H, W], "masks": float32 [K, H, W] in [0, 1], "annotated": float32 [H, W],
+    "num_materials", "seed", "index": int, "source", "metadata": str}``. Use it as a DataLoader's ``collate_fn``
+    with ``batch_size=None``, or inside your own collate (scenes differ in size and material count).
+    """
+    import numpy as np
+    import torch
+
+    from .synthetic import _as_array
+
+    rgb = _as_array(row["image"], gray=False)
+    masks = np.stack([_as_array(m, gray=True) for m in row["masks"]])
+    ann = _as_array(row["annotated"], gray=True)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+        "masks": torch.from_numpy(masks).float().div_(255.0),
+        "annotated": torch.from_numpy(np.ascontiguousarray(ann)).float().div_(255.0),
+        "num_materials": int(row["num_materials"]),
+        "seed": int(row["seed"]),
+        "index": int(row["index"]),
+        "source": row["source"],
+        "metadata": row["metadata"],
+    }

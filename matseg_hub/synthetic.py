@@ -112,8 +112,8 @@ def _png(gray_u8: np.ndarray) -> bytes:
     import cv2
 
     params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # adaptive filtering is 5x slower and buys little on masks
-        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # the "up" filter: smaller and faster than adaptive filtering on masks
+        params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     ok, buf = cv2.imencode(".png", gray_u8, params)
     if not ok:  # pragma: no cover
         raise MatSegError("PNG encoding failed")

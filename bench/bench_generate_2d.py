@@ -1,0 +1,201 @@
+"""Benchmark: 2D scene generation, scenes per second per core, side by side with the authors' reference.
+
+    python bench/bench_generate_2d.py --reference bench/_work/MatSeg2D-generation-code
+
+The reference (``sagieppel/MatSeg2D-generation-code``) is not part of this project: check it out into a git-ignored
+folder first, e.g.::
+
+    git clone https://github.com/sagieppel/MatSeg2D-generation-code bench/_work/MatSeg2D-generation-code
+
+Without ``--reference`` (or when the folder is absent) the side-by-side part is skipped with a message.
+
+What is measured (one process, OpenCV limited to one thread, so figures are per core):
+
+* ours: ``generate_scene`` + writing the scene folder (``write_scene``: JPEG + PNG masks + Finished.txt), per scene;
+  the one-time loading of the source pool is reported apart;
+* reference: its per-scene function ``generate_segmentation`` for one more scene (it reads images from disk,
+  generates, and writes the folder), on the same natural images and textures, with ``numpy.random.seed`` fixed;
+  at 512x512 its size draw ``np.random.randint(400, 1000)`` is pinned to 512 (nothing else is changed);
+* a ``torch.utils.data.DataLoader`` with 2 workers over ``scene_stream`` at 512x512 (scenes/s, wall clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def _one_thread():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _stats(times):
+    return {"n": len(times), "median_s": statistics.median(times), "mean_s": statistics.mean(times),
+            "per_s": len(times) / sum(times)}
+
+
+def bench_ours(natural, textures, num, size, seed=0):
+    from matseg_hub.scenes2d import SceneConfig, SceneSources, generate_scene
+    from matseg_hub.synthetic import write_scene
+
+    t0 = time.perf_counter()
+    sources = SceneSources.from_folders(natural, textures)
+    load_s = time.perf_counter() - t0
+    config = SceneConfig(size=(size, size)) if size else SceneConfig(min_size=400, max_size=999)
+    gen_times, total_times = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-ours-") as out:
+        for i in range(num):
+            t0 = time.perf_counter()
+            scene = generate_scene(seed, i, sources, config)
+            t1 = time.perf_counter()
+            write_scene(Path(out) / str(i), scene)
+            t2 = time.perf_counter()
+            gen_times.append(t1 - t0)
+            total_times.append(t2 - t0)
+    return {"load_s": load_s, "generate": _stats(gen_times), "generate_and_write": _stats(total_times)}
+
+
+class _PinnedSizeNumpy(types.ModuleType):
+    """Stands in for ``numpy`` inside the reference module: ``random.randint(400, 1000)`` returns ``size``."""
+
+    def __init__(self, np, size):
+        super().__init__("numpy")
+        self._np, self._size = np, size
+        outer = self
+
+        class _Random:
+            def __getattr__(self, name):
+                return getattr(np.random, name)
+
+            def randint(self, low, high=None, *args, **kwargs):
+                if (low, high) == (400, 1000) and not args and not kwargs:
+                    return outer._size
+                return np.random.randint(low, high, *args, **kwargs)
+
+        self.random = _Random()
+
+    def __getattr__(self, name):
+        return getattr(self._np, name)
+
+
+def bench_reference(path, natural, textures, num, size, seed=0):
+    import numpy as np
+
+    path = Path(path).resolve()
+    if not (path / "Generate_2D_Scene_And_Annotation.py").is_file():
+        return None
+    try:
+        import sklearn.metrics.pairwise  # noqa: F401  (imported, unused, by the reference)
+    except ImportError:
+        stub = types.ModuleType("sklearn.metrics.pairwise")
+        stub.cosine_similarity = None
+        sys.modules.setdefault("sklearn", types.ModuleType("sklearn"))
+        sys.modules.setdefault("sklearn.metrics", types.ModuleType("sklearn.metrics"))
+        sys.modules["sklearn.metrics.pairwise"] = stub
+    sys.path.insert(0, str(path))
+    try:
+        ref = importlib.import_module("Generate_2D_Scene_And_Annotation")
+    finally:
+        sys.path.remove(str(path))
+    if size:
+        ref.np = _PinnedSizeNumpy(np, size)
+    np.random.seed(seed)
+    times = []
+    with tempfile.TemporaryDirectory(prefix="bench-ref-") as out:
+        out_dir = str(Path(out) / "scenes")
+        for i in range(num):
+            with contextlib.redirect_stdout(io.StringIO()):
+                t0 = time.perf_counter()
+                ref.generate_segmentation(str(natural), [str(textures)], out_dir, i + 1)
+                times.append(time.perf_counter() - t0)
+    ref.np = np
+    return _stats(times)
+
+
+def bench_dataloader(natural, textures, num, size, workers, seed=0):
+    import torch
+
+    from matseg_hub.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.streaming import scene_stream, scene_tensors
+
+    sources = SceneSources.from_folders(natural, textures)
+    ds = scene_stream(seed, sources, SceneConfig(size=(size, size)), num=num)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=scene_tensors)
+    t0 = time.perf_counter()
+    first = None
+    n = 0
+    for item in loader:
+        n += 1
+        if first is None:
+            first = time.perf_counter()
+            assert item["image"].shape == (3, size, size)
+    t1 = time.perf_counter()
+    return {"n": n, "wall_s": t1 - t0, "per_s": n / (t1 - t0),
+            "per_s_after_first": (n - 1) / (t1 - first) if n > 1 else float("nan")}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--natural-images", type=Path, default=SHARED / "natural_images")
+    parser.add_argument("--textures", type=Path, default=SHARED / "textures")
+    parser.add_argument("--reference", type=Path, default=REPO / "bench" / "_work" / "MatSeg2D-generation-code")
+    parser.add_argument("--num", type=int, default=40, help="scenes per measurement (ours)")
+    parser.add_argument("--ref-num", type=int, default=12, help="scenes per measurement (reference)")
+    parser.add_argument("--loader-num", type=int, default=120)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not args.natural_images.is_dir() or not args.textures.is_dir():
+        print(f"source folders not found: {args.natural_images}, {args.textures}")
+        return 1
+    _one_thread()
+    from matseg_hub.utils.logging import disable_progress_bars
+
+    disable_progress_bars()
+    print(f"natural images: {args.natural_images} ({len(list(args.natural_images.iterdir()))} files); "
+          f"textures: {args.textures} ({len(list(args.textures.iterdir()))} files)")
+    results = {}
+    for label, size in (("512x512", 512), ("400-999 px (reference range)", None)):
+        ours = bench_ours(args.natural_images, args.textures, args.num, size)
+        ref = None
+        if args.reference and args.reference.is_dir():
+            ref = bench_reference(args.reference, args.natural_images, args.textures, args.ref_num, size)
+        results[label] = (ours, ref)
+        print(f"\n== {label}, one core ==")
+        print(f"ours: pool loaded once in {ours['load_s']:.2f} s")
+        g, gw = ours["generate"], ours["generate_and_write"]
+        print(f"ours generate:          {g['per_s']:7.2f} scenes/s  (median {1000 * g['median_s']:.1f} ms, "
+              f"mean {1000 * g['mean_s']:.1f} ms, n={g['n']})")
+        print(f"ours generate + write:  {gw['per_s']:7.2f} scenes/s  (median {1000 * gw['median_s']:.1f} ms, "
+              f"mean {1000 * gw['mean_s']:.1f} ms)")
+        if ref is None:
+            print(f"reference: skipped (no checkout at {args.reference}; see this script's docstring)")
+        else:
+            print(f"reference (per scene):  {ref['per_s']:7.2f} scenes/s  (median {1000 * ref['median_s']:.1f} ms, "
+                  f"mean {1000 * ref['mean_s']:.1f} ms, n={ref['n']})")
+            print(f"ratio ours(generate + write) / reference: {gw['per_s'] / ref['per_s']:.1f}x")
+    if args.loader_num > 0:
+        dl = bench_dataloader(args.natural_images, args.textures, args.loader_num, 512, args.workers)
+        print(f"\n== DataLoader, {args.workers} workers, 512x512, scene_stream + scene_tensors ==")
+        print(f"{dl['n']} scenes in {dl['wall_s']:.2f} s: {dl['per_s']:.1f} scenes/s "
+              f"({dl['per_s_after_first']:.1f} scenes/s after the first)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Pattern maps: shape, range, fuzzy threshold, occupancy, reproducibility from the recorded parameters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from matseg_hub.errors import MatSegInputError
+from matseg_hub.patterns import (PROPERTIES, PatternParams, fuzzy_threshold, pattern_map, property_plane,
+                                 render_pattern)
+
+
+def _natural(h=120, w=160, seed=0):
+    """A smooth, colourful test image: uint8 [h, w, 3]."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(h // 8, w // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("prop", PROPERTIES)
+def test_every_property_gives_a_map_in_range_reproducible_from_params(prop):
+    image = _natural()
+    out, params = pattern_map(image, np.random.default_rng(1), (50, 70), properties=[prop], return_params=True)
+    assert out.dtype == np.float32 and out.shape == (50, 70)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert params.property == prop
+    again = render_pattern(image, PatternParams.from_dict(json.loads(json.dumps(params.to_dict()))))
+    assert np.array_equal(again, out)
+
+
+def test_same_rng_state_same_map_and_different_seed_differs():
+    image = _natural()
+    a = pattern_map(image, np.random.default_rng(5), 64)
+    b = pattern_map(image, np.random.default_rng(5), 64)
+    c = pattern_map(image, np.random.default_rng(6), 64)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fuzzy_threshold_is_zero_below_one_above_linear_between():
+    plane = np.linspace(0, 1, 11, dtype=np.float32)
+    out = fuzzy_threshold(plane, 0.2, 0.6)
+    assert np.all(out[plane <= 0.2] == 0) and np.all(out[plane >= 0.6] == 1)
+    mid = (plane > 0.2) & (plane < 0.6)
+    np.testing.assert_allclose(out[mid], (plane[mid] - 0.2) / 0.4, atol=1e-6)
+    hard = fuzzy_threshold(plane, 0.5, 0.5)
+    assert set(np.unique(hard)) == {0.0, 1.0}
+    with pytest.raises(MatSegInputError):
+        fuzzy_threshold(plane, 0.7, 0.2)
+
+
+@pytest.mark.parametrize("occupancy", [0.1, 0.4, 0.8])
+def test_occupancy_is_the_fraction_above_one_half(occupancy):
+    image = _natural(200, 200, seed=3)
+    out = pattern_map(image, np.random.default_rng(2), (100, 100), occupancy=occupancy, properties=["mix"])
+    assert abs(float((out > 0.5).mean()) - occupancy) < 0.05
+
+
+def test_hard_map_is_binary_and_region_restricts_the_quantile():
+    image = _natural()
+    region = np.zeros((60, 60), np.float32)
+    region[:, :30] = 1
+    out = pattern_map(image, np.random.default_rng(0), (60, 60), occupancy=0.5, hard=True, region=region,
+                      properties=["R"])
+    assert set(np.unique(out)) <= {0.0, 1.0}
+    assert abs(float(out[:, :30].mean()) - 0.5) < 0.1
+
+
+def test_work_scale_keeps_size_and_reproduces():
+    image = _natural(300, 400)
+    out, params = pattern_map(image, np.random.default_rng(3), (81, 97), work_scale=0.5, return_params=True)
+    assert out.shape == (81, 97) and params.work_scale == 0.5
+    assert np.array_equal(render_pattern(image, params), out)
+
+
+def test_flat_image_does_not_crash_and_gray_image_avoids_flat_properties():
+    flat = np.full((40, 40, 3), 128, np.uint8)
+    out = pattern_map(flat, np.random.default_rng(0), 32)
+    assert out.shape == (32, 32) and np.isfinite(out).all()
+    gray = np.repeat(_natural()[:, :, :1], 3, axis=2)
+    _, params = pattern_map(gray, np.random.default_rng(0), 32, properties=["H", "S", "V"], return_params=True)
+    assert params.property == "V"  # H and S are flat on a gray image
+
+
+def test_geometry_rotation_and_crop_are_recorded():
+    image = _natural()
+    _, params = pattern_map(image, np.random.default_rng(9), 40, rotate_prob=1.0, zoom_range=(0.5, 0.5),
+                            return_params=True)
+    assert params.angle != 0.0
+    assert params.scale == pytest.approx(0.5 * min(120 / 40, 160 / 40))
+    assert params.affine_matrix().shape == (2, 3)
+    plane = property_plane(image, params)
+    assert plane.shape == (40, 40) and plane.dtype == np.float32
+
+
+def test_bad_inputs_are_typed_errors():
+    rng = np.random.default_rng(0)
+    with pytest.raises(MatSegInputError):
+        pattern_map(np.zeros((10, 10), np.uint8), rng, 8)
+    with pytest.raises(MatSegInputError):
+        pattern_map(np.zeros((10, 10, 3), np.float32), rng, 8)
+    with pytest.raises(MatSegInputError):
+        pattern_map(_natural(), rng, 8, occupancy=1.5)
+    with pytest.raises(MatSegInputError):
+        pattern_map(_natural(), rng, 8, properties=["X"])
+    _, params = pattern_map(_natural(), rng, 8, return_params=True)
+    with pytest.raises(MatSegInputError):
+        render_pattern(_natural(50, 50), params)
