@@ -21,10 +21,14 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
+
+# DDP on depthwise convolutions (ConvNeXt) warns once per process about gradient layouts; harmless.
+warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
 
 from matseg_hub.training.config import TrainConfig, load_config, save_config
 from matseg_hub.utils.files import atomic_write_text
@@ -84,13 +88,20 @@ def save_loss_curve(state: TrainerState, path: Path) -> None:
         pts = [(e["step"], e[key]) for e in state.evals if key in e]
         axes[1].plot(*zip(*pts), marker="o", label=key)
     axes[1].set_xlabel("step"), axes[1].set_ylabel("triplet accuracy"), axes[1].grid(alpha=0.3)
-    if state.evals:
+    if axes[1].lines:
         axes[1].legend()
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def has_accelerator_device() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    mps = getattr(torch.backends, "mps", None)
+    return bool(torch.cuda.is_available() or (xpu is not None and xpu.is_available())
+                or (mps is not None and mps.is_available()))
 
 
 def latest_checkpoint(output_dir: Path) -> Optional[Path]:
@@ -111,7 +122,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     out = Path(cfg.output_dir)
     report_to = None if cfg.report_to in ("none", "", None) else cfg.report_to
-    accelerator = Accelerator(mixed_precision=mixed_precision_for(cfg.mixed_precision), log_with=report_to,
+    # Without an accelerator device, accelerate only forms a process group when told to use the CPU: with
+    # cpu=True, `accelerate launch --multi_gpu --num_processes N` (torchrun) gives N CPU processes over gloo.
+    accelerator = Accelerator(cpu=not has_accelerator_device(),
+                              mixed_precision=mixed_precision_for(cfg.mixed_precision), log_with=report_to,
                               gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
     set_verbosity(20 if accelerator.is_main_process else 30)
@@ -213,7 +227,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     fixed = None
     t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
     data_iter = iter(loader)
-    while state.step < cfg.max_steps:
+    t_start = time.time()
+    last = False
+    while state.step < cfg.max_steps and not last:
         t0 = time.time()
         batch = fixed if fixed is not None else next(data_iter)
         if cfg.overfit_one_batch and fixed is None:
@@ -238,14 +254,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             continue
         state.step += 1
         step = state.step
-        if step % cfg.logging_every == 0 or step == cfg.max_steps:
+        if cfg.max_train_minutes is not None:  # every process must agree on when to stop
+            over = torch.tensor([float(time.time() - t_start > 60 * cfg.max_train_minutes)], device=accelerator.device)
+            last = bool(accelerator.reduce(over, reduction="sum").item() > 0)
+            if last:
+                logger.info("time budget of %.1f min reached at step %d", cfg.max_train_minutes, step)
+        last = last or step == cfg.max_steps
+        if step % cfg.logging_every == 0 or last:
             stats = torch.tensor([result.loss.item(), result.pixel_accuracy.item(), n_images, n_pixels, t_data],
                                  device=accelerator.device, dtype=torch.float64)
             mean = accelerator.reduce(stats, reduction="mean")
             elapsed = max(1e-9, time.time() - t_log)
             entry = {"step": step, "loss": float(mean[0]), "pixel_accuracy": float(mean[1]),
                      "lr": scheduler.get_last_lr()[0], "images_per_s": float(mean[2]) * world / elapsed,
-                     "steps_per_s": cfg.logging_every / elapsed if step % cfg.logging_every == 0 else None,
+                     "steps_per_s": cfg.logging_every / elapsed if step % cfg.logging_every == 0 else float("nan"),
                      "data_wait_share": float(mean[4]) / elapsed,
                      "batch": hashlib.sha1(images.cpu().numpy().tobytes()).hexdigest()[:16],
                      "batch_shape": list(images.shape)}
@@ -256,10 +278,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logger.info("step %d loss %.4f pix-acc %.3f %.1f img/s data-wait %.0f%%", step, entry["loss"],
                             entry["pixel_accuracy"], entry["images_per_s"], 100 * entry["data_wait_share"])
             t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        if step % cfg.eval_every == 0 or last:
             evaluate(step)
-        if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+        if step % cfg.checkpoint_every == 0 or last:
             checkpoint(step)
+    del data_iter
 
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model)

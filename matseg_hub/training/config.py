@@ -34,6 +34,7 @@ class TrainConfig:
     output_dir: str = "runs/matseg"
     seed: int = 0
     max_steps: int = 100000
+    max_train_minutes: Optional[float] = None  # stop (evaluate, checkpoint, save) after this much wall time
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder, or "latest" (newest in output_dir)
     # --- model
     init_from: Optional[str] = None          # a saved MatSeg model (folder or Hub id) to fine-tune
@@ -61,7 +62,7 @@ class TrainConfig:
     size_multiple: int = 32
     max_pixels: int = 700 * 700 * 2
     max_batch_size: int = 7
-    min_batch_size: int = 1
+    min_batch_size: int = 2                   # >= 2: the PSP pools to 1x1 and BatchNorm needs 2 values per channel
     max_materials: int = 10
     augment: bool = True
     num_workers: int = 2
@@ -150,7 +151,9 @@ def _coerce(name: str, value: Any) -> Any:
             except ValueError:
                 pass
     elif tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # YAML 1.1 reads an unquoted no/yes/off/on as a boolean
+            return "yes" if value else "no"
+        if isinstance(value, (str, int, float)):
             return str(value)
     elif origin in (list, List):
         if isinstance(value, (list, tuple)):
@@ -163,6 +166,11 @@ def _coerce(name: str, value: Any) -> Any:
     raise MatSegInputError(f"config field {name!r} expects {tp}, got {value!r}")
 
 
+def _is_text_field(name: str) -> bool:
+    tp = _type_of(name)
+    return tp is str or (typing.get_origin(tp) is Union and str in typing.get_args(tp))
+
+
 def _parse_value(text: str) -> Any:
     import yaml
 
@@ -172,8 +180,10 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
-    """``["--max_steps", "10", "--lr=1"]`` -> ``{"max_steps": 10, "lr": 1}`` (values read as YAML)."""
+def parse_overrides(args: Sequence[str], raw: bool = False) -> Dict[str, Any]:
+    """``["--max_steps", "10", "--lr=1"]`` -> ``{"max_steps": 10, "lr": 1}`` (values read as YAML; with ``raw``,
+    the text as given, ``True`` for a bare flag)."""
+    parse = (lambda text: text) if raw else _parse_value
     out: Dict[str, Any] = {}
     args = list(args)
     i = 0
@@ -184,10 +194,10 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
         key = token[2:]
         if "=" in key:
             key, text = key.split("=", 1)
-            value = _parse_value(text)
+            value = parse(text)
             i += 1
         elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = _parse_value(args[i + 1])
+            value = parse(args[i + 1])
             i += 2
         else:
             value = True
@@ -214,7 +224,13 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None, overrides: Seque
         if not isinstance(loaded, dict):
             raise MatSegInputError(f"config file {p} must hold a mapping of settings")
         data.update({str(k).replace("-", "_"): v for k, v in loaded.items()})
-    data.update(parse_overrides(overrides))
+    parsed, texts = parse_overrides(overrides), parse_overrides(overrides, raw=True)
+    for key, value in parsed.items():  # text fields keep the text as typed (--mixed_precision no)
+        text = texts[key]
+        if key in TrainConfig.field_names() and _is_text_field(key) and isinstance(text, str) \
+                and text.lower() not in ("null", "none", "~"):
+            value = text
+        data[key] = value
     data.update(values)
     names = set(TrainConfig.field_names())
     unknown = sorted(set(data) - names)
