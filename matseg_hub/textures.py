@@ -153,8 +153,8 @@ class CellStatistics:
     """Per-cell value distributions of the 13 property channels of an RGB image, for fast pair histograms.
 
     Every channel holds integers ("codes") mapped to the reference's float64 values by a monotone function
-    (identity for R, G, B; ``k / 3`` for the mean; ``k - 1020`` for the Sobel gradients; ``sqrt(k)`` for the
-    gradient magnitude), so ``#{v < edge}`` in a cell is an exact look-up: per-cell cumulative counts for the 10
+    (identity for R, G, B and the Sobel gradients; ``k / 3`` for the mean (``k = R + G + B``); ``sqrt(k)`` for the
+    gradient magnitude (``k = dx^2 + dy^2``)), so ``#{v < edge}`` in a cell is an exact look-up: per-cell cumulative counts for the 10
     small-range channels, per-cell sorted codes + ``searchsorted`` for the 3 magnitude channels.
 
     Args:
@@ -165,8 +165,6 @@ class CellStatistics:
     NUM_CHANNELS = 13
 
     def __init__(self, image: np.ndarray, cell_size: int):
-        import cv2
-
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise MatSegInputError(f"expected a uint8 [H, W, 3] image, got {image.dtype} {image.shape}")
@@ -176,28 +174,46 @@ class CellStatistics:
         self.rows, self.cols = image.shape[0] // c, image.shape[1] // c
         self.num_cells = self.rows * self.cols
         self.n = c * c
+        self._channels: List[Optional[_Channel]] = [None] * self.NUM_CHANNELS
         if self.num_cells == 0:
-            self.channels = []
             return
-        gx = cv2.Sobel(image, cv2.CV_16S, 1, 0)  # exact integers, same as the reference's CV_64F Sobel
-        gy = cv2.Sobel(image, cv2.CV_16S, 0, 1)
+        self._image = image
+        self._cell_img = self._cells(image)  # uint8 [num_cells, 3, c*c], one transposed copy
+        self._sobel: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
-        def cells(a: np.ndarray) -> np.ndarray:  # [H, W] -> [num_cells, c*c] (row-major cells)
-            a = a[: self.rows * c, : self.cols * c]
-            return a.reshape(self.rows, c, self.cols, c).transpose(0, 2, 1, 3).reshape(self.num_cells, self.n)
+    def _cells(self, a: np.ndarray) -> np.ndarray:
+        """[H, W, 3] -> [num_cells, 3, c*c] (row-major cells, each channel's pixels contiguous), same dtype."""
+        c = self.cell_size
+        a = a[: self.rows * c, : self.cols * c]
+        return np.ascontiguousarray(a.reshape(self.rows, c, self.cols, c, 3).transpose(0, 2, 4, 1, 3)) \
+            .reshape(self.num_cells, 3, self.n)
 
-        img = image.astype(np.int32)
-        self.channels: List[_Channel] = []
-        for k in range(3):
-            self.channels.append(_TableChannel(cells(img[:, :, k]), kind="identity"))
-        self.channels.append(_TableChannel(cells(img.sum(2)), kind="third"))
-        for g in (gx, gy):
-            for k in range(3):
-                self.channels.append(_TableChannel(cells(g[:, :, k].astype(np.int32) + 1020), kind="shift"))
-        gx32, gy32 = gx.astype(np.int32), gy.astype(np.int32)
-        for k in range(3):
-            q = gx32[:, :, k] * gx32[:, :, k] + gy32[:, :, k] * gy32[:, :, k]
-            self.channels.append(_SortedChannel(cells(q)))
+    def channel(self, k: int) -> "_Channel":
+        """Channel ``k`` (0-2 R, G, B; 3 mean; 4-6 dx; 7-9 dy; 10-12 |grad|), built on first use: pairs that an
+        earlier channel already tells apart never need the later ones."""
+        ch = self._channels[k]
+        if ch is not None:
+            return ch
+        import cv2
+
+        if k >= 4 and self._sobel is None:
+            # exact integers, the same values as the reference's CV_64F Sobel
+            self._sobel = (self._cells(cv2.Sobel(self._image, cv2.CV_16S, 1, 0)),
+                           self._cells(cv2.Sobel(self._image, cv2.CV_16S, 0, 1)))
+        if k < 3:
+            ch = _TableChannel(self._cell_img[:, k], third=False)
+        elif k == 3:
+            ch = _TableChannel(self._cell_img.sum(1, dtype=np.int16), third=True)
+        elif k < 10:
+            ch = _TableChannel(self._sobel[(k - 4) // 3][:, (k - 4) % 3], third=False)
+        else:
+            gx, gy = (s[:, k - 10].astype(np.int32) for s in self._sobel)
+            gx *= gx
+            gy *= gy
+            gx += gy
+            ch = _SortedChannel(gx)
+        self._channels[k] = ch
+        return ch
 
     def pair_similarity(self, i: np.ndarray, j: np.ndarray, threshold: Optional[float] = None) -> np.ndarray:
         """Similarity of cell pairs: min over channels of ``1 - JS distance`` of their 10-bin histograms.
@@ -217,10 +233,10 @@ class CellStatistics:
                                    for k in range(0, i.size, _CHUNK)])
         sims = np.full(i.shape, np.inf)
         live = np.arange(i.size)
-        for ch in self.channels:
+        for k in range(self.NUM_CHANNELS if self.num_cells else 0):
             if live.size == 0:
                 break
-            s = _channel_similarity(ch, i[live], j[live], self.n)
+            s = _channel_similarity(self.channel(k), i[live], j[live], self.n)
             sims[live] = np.minimum(sims[live], s)
             if threshold is not None:
                 live = live[sims[live] >= threshold]
@@ -239,31 +255,24 @@ class _Channel:
 
 
 class _TableChannel(_Channel):
-    def __init__(self, codes: np.ndarray, kind: str):
-        self.kind = kind
-        kmin = codes.min(1)
-        kmax = codes.max(1)
-        width = (kmax - kmin + 1).astype(np.int64)
-        self.kmin, self.width = kmin.astype(np.int64), width
-        self.offset = np.concatenate([[0], np.cumsum(width)[:-1]]).astype(np.int64)
-        idx = (self.offset[:, None] + (codes - kmin[:, None])).ravel()
-        counts = np.bincount(idx, minlength=int(width.sum()))
-        self.cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)  # cum[off + t + 1] = #{code <= kmin+t}
-        self.lo, self.hi = self._value(kmin), self._value(kmax)
+    """Integer codes with a small range per cell: value = code (R, G, B, Sobel dx/dy) or code / 3 (the mean)."""
 
-    def _value(self, k: np.ndarray) -> np.ndarray:
-        k = k.astype(np.float64)
-        if self.kind == "third":
-            return k / 3.0
-        if self.kind == "shift":
-            return k - 1020.0
-        return k
+    def __init__(self, codes: np.ndarray, third: bool):
+        self.third = third
+        kmin = codes.min(axis=1).astype(np.int64)
+        kmax = codes.max(axis=1).astype(np.int64)
+        width = kmax - kmin + 1
+        self.kmin, self.width = kmin, width
+        self.offset = np.concatenate([[0], np.cumsum(width)[:-1]]).astype(np.int64)
+        idx = codes + (self.offset - kmin)[:, None]  # int64 [num_cells, n]
+        counts = np.bincount(idx.ravel(), minlength=int(width.sum()))
+        self.cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)  # cum[off + t + 1] = #{code <= kmin+t}
+        scale = 3.0 if third else 1.0
+        self.lo, self.hi = kmin / scale, kmax / scale
 
     def codes_below(self, e: np.ndarray) -> np.ndarray:
-        if self.kind == "identity":
-            return np.ceil(e).astype(np.int64) - 1
-        if self.kind == "shift":
-            return np.ceil(e + 1020.0).astype(np.int64) - 1  # integer values: v < e  <=>  v <= ceil(e) - 1
+        if not self.third:
+            return np.ceil(e).astype(np.int64) - 1  # integer values: v < e  <=>  v <= ceil(e) - 1
         k = np.floor(e * 3.0).astype(np.int64) + 1  # the exact answer is within +-1 of floor(3e)
         for _ in range(3):
             k = np.where(k / 3.0 < e, k, k - 1)
@@ -277,9 +286,11 @@ class _TableChannel(_Channel):
 
 class _SortedChannel(_Channel):
     def __init__(self, codes: np.ndarray):
-        codes = np.sort(codes, axis=1).astype(np.int64)  # int32 sort (faster), int64 keys
+        codes.sort(axis=1)  # int32 sort (faster), int64 keys
         self.n = codes.shape[1]
-        self.keys = (codes + np.arange(codes.shape[0], dtype=np.int64)[:, None] * _Q_SHIFT).ravel()
+        keys = codes.astype(np.int64)
+        keys += np.arange(codes.shape[0], dtype=np.int64)[:, None] * _Q_SHIFT
+        self.keys = keys.ravel()
         self.lo = np.sqrt(codes[:, 0].astype(np.float64))
         self.hi = np.sqrt(codes[:, -1].astype(np.float64))
 
