@@ -186,6 +186,41 @@ def test_model_card_metadata(model, tmp_path):
 
 
 
+
+def test_trust_remote_code_loads_without_importing_matseg_hub(model, tmp_path):
+    """config.json's auto_map points at a two-line shim importing the installed package: a fresh process that
+    never imports matseg_hub loads the model with trust_remote_code=True, and can save and reload it."""
+    import subprocess
+    import sys
+
+    model.save_pretrained(tmp_path / "m")
+    MatSegImageProcessor().save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["auto_map"]["AutoModel"] == "matseg_auto.MatSegModel"
+    shim = (tmp_path / "m" / "matseg_auto.py").read_text()
+    assert "from matseg_hub.modeling import" in shim
+    code = f"""
+import sys
+from transformers import AutoImageProcessor, AutoModel
+try:
+    AutoModel.from_pretrained({str(tmp_path / "m")!r})
+    print("loaded without trust_remote_code")
+except ValueError as exc:
+    print("refused:", "trust_remote_code" in str(exc))
+model = AutoModel.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
+processor = AutoImageProcessor.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
+model.save_pretrained({str(tmp_path / "again")!r})
+again = AutoModel.from_pretrained({str(tmp_path / "again")!r}, trust_remote_code=True)
+print(type(model).__name__, type(processor).__name__, type(again).__name__)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert any(line.endswith("refused: True") for line in lines)
+    assert lines[-1] == "MatSegModel MatSegImageProcessor MatSegModel"
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["README.md", "config.json", "matseg_auto.py",
+                                                                       "model.safetensors"]
+
 @pytest.mark.parametrize("remote_card", [False, True])
 def test_push_to_hub_uploads_weights_processor_and_card(model, monkeypatch, remote_card):
     """push_to_hub through a recorded fake HfApi (the local Hub server is read-only)."""
@@ -354,6 +389,13 @@ def test_load_from_local_hub_by_repo_id(local_hub, tmp_path):  # noqa: F811
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert reply["type"] == "MatSegModel" and reply["processor"] == "MatSegImageProcessor"
     assert reply["backbone"] == "testns/no-such-convnext"
+    # the same by repo id without importing matseg_hub first, through the auto_map shim
+    remote = _CLIENT_FORWARD.format(repo="testns/tiny-matseg").replace(
+        "import matseg_hub.modeling  # registers model type 'matseg' with the Auto classes\n", "").replace(
+        "from_pretrained({repo!r})".format(repo="testns/tiny-matseg"),
+        "from_pretrained({repo!r}, trust_remote_code=True)".format(repo="testns/tiny-matseg"))
+    assert "matseg_hub" not in remote and remote.count("trust_remote_code=True") == 2
+    assert json.loads(run_client(remote, local_hub).stdout.strip().splitlines()[-1])["values"] == reply["values"]
     x = torch.linspace(-1, 1, 3 * 64 * 64).reshape(1, 3, 64, 64)
     with torch.no_grad():
         expected = model.eval()(x).descriptor_map.flatten()[:50]

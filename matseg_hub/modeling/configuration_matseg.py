@@ -78,6 +78,13 @@ class MatSegConfig(PretrainedConfig):
     model_type = "matseg"
     sub_configs = {"backbone_config": ConvNextConfig}
 
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoConfig") -> None:
+        """No-op: the class lives in the installed ``matseg_hub`` package. ``save_pretrained`` writes the
+        ``auto_map`` shim itself; ``transformers``' copying of the class's source files (which it does for classes
+        loaded with ``trust_remote_code``) would copy package modules with relative imports and break."""
+        return None
+
     def __init__(
         self,
         backbone_config: Union[ConvNextConfig, Dict[str, Any], None] = None,

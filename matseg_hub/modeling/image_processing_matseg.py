@@ -69,6 +69,13 @@ class MatSegImageProcessor(BaseImageProcessor):
 
     model_input_names = ["pixel_values"]
 
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoImageProcessor") -> None:
+        """No-op: the class lives in the installed ``matseg_hub`` package. ``save_pretrained`` writes the
+        ``auto_map`` shim itself; ``transformers``' copying of the class's source files (which it does for classes
+        loaded with ``trust_remote_code``) would copy package modules with relative imports and break."""
+        return None
+
     def __init__(self, image_mean: Sequence[float] = REFERENCE_MEAN, image_std: Sequence[float] = REFERENCE_STD,
                  channel_order: str = "rgb", size_mode: str = "pad", size_divisor: int = 32, **kwargs: Any):
         super().__init__(**kwargs)
@@ -200,6 +207,16 @@ class MatSegImageProcessor(BaseImageProcessor):
         output = super().to_dict()
         output.pop("_processor_class", None)
         return output
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any):
+        """Save ``preprocessor_config.json`` with an ``auto_map`` entry and the ``matseg_auto.py`` shim, so that
+        ``AutoImageProcessor.from_pretrained(..., trust_remote_code=True)`` works without importing matseg_hub."""
+        from .modeling_matseg import AUTO_MAP_PROCESSOR, write_auto_map_shim
+
+        self.auto_map = dict(AUTO_MAP_PROCESSOR)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_auto_map_shim(save_directory)
+        return result
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:

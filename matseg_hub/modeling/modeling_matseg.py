@@ -35,6 +35,26 @@ logger = get_logger(__name__)
 
 MIN_INPUT_SIZE = 32  # the last stage is at 1/32: smaller inputs leave it empty
 
+# ``auto_map``: lets ``Auto*.from_pretrained(..., trust_remote_code=True)`` find the classes without a prior
+# ``import matseg_hub.modeling``. The "remote code" is a two-line shim that imports the installed package.
+AUTO_MAP_SHIM = "matseg_auto.py"
+AUTO_MAP_MODEL = {"AutoConfig": "matseg_auto.MatSegConfig", "AutoModel": "matseg_auto.MatSegModel"}
+AUTO_MAP_PROCESSOR = {"AutoImageProcessor": "matseg_auto.MatSegImageProcessor"}
+_SHIM_TEXT = '''"""MatSeg classes for transformers' Auto classes: they come from the installed package
+(``pip install matseg-hub``); nothing else is defined or run here."""
+
+from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel  # noqa: F401
+'''
+
+
+def write_auto_map_shim(directory: Union[str, os.PathLike]) -> Path:
+    """Write ``matseg_auto.py`` (the ``auto_map`` target) into a saved model folder; returns its path."""
+    from ..utils.files import atomic_write_text
+
+    path = Path(directory) / AUTO_MAP_SHIM
+    atomic_write_text(path, _SHIM_TEXT)
+    return path
+
 
 @dataclass
 class MatSegOutput(ModelOutput):
@@ -132,6 +152,13 @@ class MatSegPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvNextLayer", "ConvNextStage"]
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoModel") -> None:
+        """No-op: the class lives in the installed ``matseg_hub`` package. ``save_pretrained`` writes the
+        ``auto_map`` shim itself; ``transformers``' copying of the class's source files (which it does for classes
+        loaded with ``trust_remote_code``) would copy package modules with relative imports and break."""
+        return None
 
     def _init_weights(self, module: nn.Module) -> None:
         """PSP / decoder: PyTorch's default init (what the reference trains from). The ConvNeXt encoder is a
@@ -305,16 +332,18 @@ class MatSegModel(MatSegPreTrainedModel):
     def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, model_card: Optional[Dict[str, Any]] = None,
                         write_model_card: bool = True, **kwargs: Any):
         """``PreTrainedModel.save_pretrained`` plus a ``README.md`` model card (unless one exists or
-        ``write_model_card=False``). ``model_card``: keyword arguments of :meth:`model_card` (license, datasets,
-        metrics, ...)."""
+        ``write_model_card=False``; ``model_card``: keyword arguments of :meth:`model_card` — license, datasets,
+        metrics, ...) and the ``auto_map`` shim (see :func:`write_auto_map_shim`) so that
+        ``AutoModel.from_pretrained(folder_or_repo, trust_remote_code=True)`` works without importing matseg_hub."""
+        self.config.auto_map = dict(AUTO_MAP_MODEL)
         result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_auto_map_shim(save_directory)
         readme = Path(save_directory) / "README.md"
         if write_model_card and (model_card is not None or not readme.exists()):
             from ..utils.files import atomic_write_text
 
             atomic_write_text(readme, self.model_card(**(model_card or {})))
         return result
-
 
     def push_to_hub(self, repo_id: str, *, model_card: Optional[Dict[str, Any]] = None, image_processor: Any = None,
                     commit_message: Optional[str] = None, private: Optional[bool] = None,
