@@ -49,8 +49,12 @@ class _InterleavedExamplesIterable(ExamplesIterable):
         return _InterleavedExamplesIterable(shuffled.generate_examples_fn, shuffled.kwargs)
 
     def shard_data_sources(self, num_shards: int, index: int, contiguous=True) -> "_InterleavedExamplesIterable":
-        sharded = super().shard_data_sources(num_shards, index, contiguous=contiguous)
-        return _InterleavedExamplesIterable(sharded.generate_examples_fn, sharded.kwargs)
+        # the only list in the kwargs is `shard_ids`: select from it directly (datasets' generic split builds one
+        # dict per shard, slow with tens of thousands of virtual shards)
+        ids = self.kwargs["shard_ids"]
+        keep = self.split_shard_indices_by_worker(num_shards, index, contiguous=contiguous)
+        kwargs = {**self.kwargs, "shard_ids": [ids[i] for i in keep]}
+        return _InterleavedExamplesIterable(self.generate_examples_fn, kwargs)
 
     def reshard_data_sources(self) -> "_InterleavedExamplesIterable":
         return self
@@ -171,7 +175,7 @@ def scene_tensors(row) -> dict:
     return {
         "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
         "masks": torch.from_numpy(masks).float().div_(255.0),
-        "annotated": torch.from_numpy(np.ascontiguousarray(ann)).float().div_(255.0),
+        "annotated": torch.from_numpy(np.array(ann, dtype=np.float32)).div_(255.0),
         "num_materials": int(row["num_materials"]),
         "seed": int(row["seed"]),
         "index": int(row["index"]),
