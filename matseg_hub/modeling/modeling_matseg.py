@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import ConvNextBackbone, ConvNextConfig, PreTrainedModel
+from transformers import ConvNextBackbone, ConvNextConfig, ConvNextModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import MatSegInputError
@@ -269,8 +269,10 @@ class MatSegModel(MatSegPreTrainedModel):
         to zero, as the reference does. Stage widths and depths must match ``config.backbone_config``.
         ``hub_kwargs`` go to ``from_pretrained`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``).
         """
-        source = ConvNextBackbone.from_pretrained(str(name_or_path), **hub_kwargs)
-        state = {k: v for k, v in source.state_dict().items() if not k.startswith("hidden_states_norms.")}
+        # ConvNextModel reads ConvNextModel / ConvNextForImageClassification / ConvNextBackbone checkpoints alike
+        source = ConvNextModel.from_pretrained(str(name_or_path), **hub_kwargs)
+        # keep the stem and the stages; the pooled-output layer norm (and any classifier) is not part of the encoder
+        state = {k: v for k, v in source.state_dict().items() if k.startswith(("embeddings.", "encoder."))}
         target = self.backbone.state_dict()
         stem = "embeddings.patch_embeddings.weight"
         src_stem = state[stem]
@@ -324,7 +326,8 @@ class MatSegModel(MatSegPreTrainedModel):
 
     # ------------------------------------------------------------------ model card
     def model_card(self, **kwargs: Any) -> str:
-        """README.md text (YAML metadata + description) for this model; see :func:`write_model_card`."""
+        """README.md text (YAML metadata + description) for this model; keyword arguments as
+        :func:`matseg_hub.modeling.model_card.model_card_text` (license, tags, datasets, metrics, repo_id, ...)."""
         from .model_card import model_card_text
 
         return model_card_text(self.config, **kwargs)
