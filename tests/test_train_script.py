@@ -80,6 +80,26 @@ def test_loader_resumes_exactly_mid_round():
         build_loader(load_config(None, TINY + ["--num_workers", "1"])).load_state_dict(state)
 
 
+def test_weighted_mixture_of_generated_and_folder_scenes(tmp_path):
+    """A 2D-generator stream mixed with a folder in the official layout; both used, same batches per seed."""
+    from matseg_hub.scenes2d import SceneConfig, generate_scene
+    from matseg_hub.synthetic import write_scene
+    from matseg_hub.training.data import build_loader
+
+    for i in range(4):
+        write_scene(tmp_path / "scenes" / str(i), generate_scene(5, i, None, SceneConfig(size=(96, 96))))
+    sources = ("[{type: scenes2d, weight: 1, min_size: 64, max_size: 128, max_side: 128}, "
+               f"{{type: folder, path: '{tmp_path / 'scenes'}', weight: 3}}]")
+    cfg = load_config(None, TINY + ["--num_workers", "0", "--data_sources", sources])
+    runs = []
+    for _ in range(2):
+        it = iter(build_loader(cfg))
+        runs.append([next(it) for _ in range(4)])
+    picked = torch.cat([b["sources"] for b in runs[0]])
+    assert set(picked.tolist()) == {0, 1} and (picked == 1).sum() > (picked == 0).sum()
+    assert all(torch.equal(a["images"], b["images"]) for a, b in zip(*runs))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # real training through accelerate, 2 processes
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,9 +135,11 @@ def _history(folder: Path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
+    remote = out.parent / "hub-remote.git"  # publish_folder's git transport into a local bare repository
     proc = _launch(TINY + ["--output_dir", str(out), "--max_steps", "5", "--checkpoint_every", "3",
                            "--eval_every", "5", "--eval_scenes", "3", "--eval_benchmark", "builtin",
-                           "--num_workers", "2", "--keep_checkpoints", "3"])
+                           "--num_workers", "2", "--keep_checkpoints", "3",
+                           "--push_to_hub", "tester/matseg-tiny", "--hub_git_remote", str(remote)])
     return out, proc
 
 
@@ -137,7 +159,14 @@ def test_two_process_training_writes_everything(trained):
     assert (out / "loss_curve.png").stat().st_size > 1000
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     card = (out / "best" / "README.md").read_text()
-    assert "point_triplet" in card and "model-index" in card
+    assert "point_triplet" in card and "model-index" in card and "tester/matseg-tiny" in card
+    # the best model was pushed, its card holding the measured numbers
+    remote = out.parent / "hub-remote.git"
+    pushed = subprocess.run(["git", "--git-dir", str(remote), "show", "main:README.md"], capture_output=True, text=True)
+    assert pushed.returncode == 0 and "benchmark_point_triplet" in pushed.stdout
+    files = subprocess.run(["git", "--git-dir", str(remote), "ls-tree", "--name-only", "main"], capture_output=True,
+                           text=True).stdout.split()
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= set(files)
 
 
 @pytest.mark.slow
