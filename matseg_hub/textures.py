@@ -207,11 +207,7 @@ class CellStatistics:
         elif k < 10:
             ch = _TableChannel(self._sobel[(k - 4) // 3][:, (k - 4) % 3], third=False)
         else:
-            gx, gy = (s[:, k - 10].astype(np.int32) for s in self._sobel)
-            gx *= gx
-            gy *= gy
-            gx += gy
-            ch = _SortedChannel(gx)
+            ch = _SortedChannel(self._sobel[0][:, k - 10], self._sobel[1][:, k - 10])
         self._channels[k] = ch
         return ch
 
@@ -264,8 +260,15 @@ class _TableChannel(_Channel):
         width = kmax - kmin + 1
         self.kmin, self.width = kmin, width
         self.offset = np.concatenate([[0], np.cumsum(width)[:-1]]).astype(np.int64)
-        idx = codes + (self.offset - kmin)[:, None]  # int64 [num_cells, n]
-        counts = np.bincount(idx.ravel(), minlength=int(width.sum()))
+        total = int(width.sum())
+        counts = np.empty(total, np.int64)
+        step = 1024
+        for g0 in range(0, codes.shape[0], step):  # chunked: small temporaries
+            g1 = min(codes.shape[0], g0 + step)
+            base = int(self.offset[g0])
+            end = int(self.offset[g1]) if g1 < codes.shape[0] else total
+            idx = codes[g0:g1] + (self.offset[g0:g1] - kmin[g0:g1] - base)[:, None]
+            counts[base:end] = np.bincount(idx.ravel(), minlength=end - base)
         self.cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)  # cum[off + t + 1] = #{code <= kmin+t}
         scale = 3.0 if third else 1.0
         self.lo, self.hi = kmin / scale, kmax / scale
@@ -285,14 +288,29 @@ class _TableChannel(_Channel):
 
 
 class _SortedChannel(_Channel):
-    def __init__(self, codes: np.ndarray):
-        codes.sort(axis=1)  # int32 sort (faster), int64 keys
-        self.n = codes.shape[1]
-        keys = codes.astype(np.int64)
-        keys += np.arange(codes.shape[0], dtype=np.int64)[:, None] * _Q_SHIFT
-        self.keys = keys.ravel()
-        self.lo = np.sqrt(codes[:, 0].astype(np.float64))
-        self.hi = np.sqrt(codes[:, -1].astype(np.float64))
+    """Gradient magnitude: value = sqrt(code), code = dx^2 + dy^2 < 2^21. Per-cell sorted codes, kept as int32
+    keys ``local_cell * 2^21 + code`` in groups of 1023 cells (sorted within a group), counted with
+    ``searchsorted``."""
+
+    GROUP = (1 << 31) // _Q_SHIFT - 1
+
+    def __init__(self, dx: np.ndarray, dy: np.ndarray):
+        num, self.n = dx.shape
+        self.keys = np.empty(num * self.n, np.int32)
+        self.lo = np.empty(num)
+        self.hi = np.empty(num)
+        for g0 in range(0, num, self.GROUP):  # chunked: small temporaries
+            g1 = min(num, g0 + self.GROUP)
+            a = dx[g0:g1].astype(np.int32)
+            b = dy[g0:g1].astype(np.int32)
+            a *= a
+            b *= b
+            a += b
+            a.sort(axis=1)
+            self.lo[g0:g1] = np.sqrt(a[:, 0].astype(np.float64))
+            self.hi[g0:g1] = np.sqrt(a[:, -1].astype(np.float64))
+            a += (np.arange(g1 - g0, dtype=np.int32) * np.int32(_Q_SHIFT))[:, None]
+            self.keys[g0 * self.n:g1 * self.n] = a.ravel()
 
     def codes_below(self, e: np.ndarray) -> np.ndarray:
         e = np.maximum(e, 0.0)
@@ -303,7 +321,14 @@ class _SortedChannel(_Channel):
 
     def count_le(self, cell: np.ndarray, k: np.ndarray) -> np.ndarray:
         k = np.clip(k, -1, _Q_SHIFT - 1)
-        return np.searchsorted(self.keys, cell * _Q_SHIFT + k, side="right") - cell * self.n
+        group, local = np.divmod(cell, self.GROUP)
+        query = (local * _Q_SHIFT + k).astype(np.int32)
+        out = np.empty(query.shape, np.int64)
+        for g in np.unique(group):
+            sel = group == g if self.keys.size > self.GROUP * self.n else slice(None)
+            part = self.keys[g * self.GROUP * self.n:(g + 1) * self.GROUP * self.n]
+            out[sel] = np.searchsorted(part, query[sel], side="right") - local[sel] * self.n
+        return out
 
 
 def _channel_similarity(ch: _Channel, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:

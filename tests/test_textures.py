@@ -29,14 +29,18 @@ def make_photo(rows: int = 12, cols: int = 16, region=(3, 2, 8), seed: int = 0, 
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def _reference_pair_similarity(image: np.ndarray, cell: int, i: int, j: int, cols: int) -> float:
-    """What the authors compute for two cells, written with numpy + scipy (slow, for checking)."""
-    from scipy.spatial.distance import jensenshannon
-
+def _reference_maps(image: np.ndarray) -> np.ndarray:
+    """The authors' 13 property maps (BGR, mean, Sobel dx, dy, magnitude), float64 [H, W, 13]."""
     bgr = image[:, :, ::-1]
     gx = cv2.Sobel(bgr, cv2.CV_64F, 1, 0)
     gy = cv2.Sobel(bgr, cv2.CV_64F, 0, 1)
-    maps = np.concatenate([bgr.astype(np.float64), bgr.mean(2, keepdims=True), gx, gy, np.sqrt(gx ** 2 + gy ** 2)], 2)
+    return np.concatenate([bgr.astype(np.float64), bgr.mean(2, keepdims=True), gx, gy, np.sqrt(gx ** 2 + gy ** 2)], 2)
+
+
+def _reference_pair_similarity(maps: np.ndarray, cell: int, i: int, j: int, cols: int) -> float:
+    """What the authors compute for two cells, written with numpy + scipy (slow, for checking)."""
+    from scipy.spatial.distance import jensenshannon
+
     (y1, x1), (y2, x2) = divmod(i, cols), divmod(j, cols)
     out = []
     for k in range(maps.shape[2]):
@@ -60,11 +64,21 @@ def test_pair_similarity_equals_numpy_histograms_and_scipy_js():
     j = rng.integers(0, stats.num_cells, 60)
     i[:3], j[:3] = 0, [0, 1, 2 * stats.cols + 1]
     ours = stats.pair_similarity(i, j)
-    ref = np.array([_reference_pair_similarity(img, cell, a, b, stats.cols) for a, b in zip(i, j)])
+    maps = _reference_maps(img)
+    ref = np.array([_reference_pair_similarity(maps, cell, a, b, stats.cols) for a, b in zip(i, j)])
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
     # early rejection keeps every decision
     fast = stats.pair_similarity(i, j, threshold=0.5)
     assert np.array_equal(fast >= 0.5, ours >= 0.5)
+    # more cells than one block of the chunked tables and grouped keys (1023/1024 cells)
+    big = make_photo(8, 10, region=(1, 1, 5), seed=4)[:, :, ::-1].copy()
+    stats = CellStatistics(big, 6)
+    assert stats.num_cells > 2048
+    i = rng.integers(0, stats.num_cells, 40)
+    j = np.clip(i + rng.integers(-70, 70, 40), 0, stats.num_cells - 1)
+    maps = _reference_maps(big)
+    ref = np.array([_reference_pair_similarity(maps, 6, a, b, stats.cols) for a, b in zip(i, j)])
+    np.testing.assert_allclose(stats.pair_similarity(i, j), ref, rtol=0, atol=1e-12)
 
 
 def test_finds_known_uniform_region_with_correct_bounds():
