@@ -190,3 +190,17 @@ def test_demo_command_is_registered_and_needs_gradio():
     except ImportError:
         with pytest.raises(MissingDependencyError, match="matseg-hub\\[demo\\]"):
             demo.build_demo(None)
+
+
+def test_demo_app_upload_and_click(model):
+    """With gradio installed (extra "demo"): the app's upload and click handlers, without serving."""
+    gr = pytest.importorskip("gradio")
+    from matseg_hub.cli.demo import build_demo
+
+    demo = build_demo(MatSegPredictor(model), max_size=64)
+    handlers = {f.name: f.fn for f in demo.fns.values()}
+    image = np.random.default_rng(6).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    shown, heat, overlay, caption = handlers["on_upload"](image)
+    assert shown.shape == (42, 64, 3) and heat is None and "click" in caption
+    heat, overlay, caption = handlers["on_click"](shown, 5, 0.9, gr.SelectData(target=None, data={"index": [10, 20], "value": None}))
+    assert heat.shape == overlay.shape == (42, 64, 3) and caption.startswith("point (10, 20)")

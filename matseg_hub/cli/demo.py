@@ -99,6 +99,9 @@ def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: floa
         x, y = (int(v) for v in evt.index)
         return click_result(predictor, image, x, y, int(radius_value), float(threshold_value))
 
+    # gradio finds the event argument by its annotation; this module's annotations are strings (PEP 563)
+    on_click.__annotations__["evt"] = gr.SelectData
+
     with gr.Blocks(title="MatSeg: zero-shot material state segmentation") as demo:
         gr.Markdown("# MatSeg\nUpload a photo, then click on a material: the heat map shows how similar every "
                     "pixel's material is to the clicked point; the outline shows `similarity > threshold`.")
