@@ -207,7 +207,7 @@ def _build_material(name, obj_spec, obj_index, size, has_uv):
     nt.links.new(colour, bsdf.inputs["Base Color"])
     nt.links.new(rough, bsdf.inputs["Roughness"])
     nt.links.new(metal, bsdf.inputs["Metallic"])
-    if any(m.get("maps", {}).get("height") for m in mats):
+    if obj_spec.get("annotated") and any(m.get("maps", {}).get("height") for m in mats):  # bump: main objects only
         bump = _node(nt, "ShaderNodeBump")
         bump.inputs["Strength"].default_value = float(np.mean([m["normal_strength"] for m in mats])) * 0.5
         bump.inputs["Distance"].default_value = 0.02 * size

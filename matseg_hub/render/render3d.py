@@ -71,6 +71,10 @@ def _unit16(a: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(a, np.float32) * 65535.0), 0, 65535).astype(np.uint16)
 
 
+def _unit8(a: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(a, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
 def _texture_maps(mat: Dict[str, Any], folder: Path, tag: str, max_side: int = 1024) -> Dict[str, str]:
     import cv2
 
@@ -85,9 +89,9 @@ def _texture_maps(mat: Dict[str, Any], folder: Path, tag: str, max_side: int = 1
     pbr = texture_to_pbr(np.ascontiguousarray(tex), seed=int(mat["recipe_seed"]), source=mat["path"],
                          license=mat.get("licence") or "unknown")
     return {"albedo": _write_png(folder / f"{tag}_albedo.png", pbr.albedo),
-            "roughness": _write_png(folder / f"{tag}_roughness.png", _unit16(pbr.roughness)),
-            "metallic": _write_png(folder / f"{tag}_metallic.png", _unit16(pbr.metallic)),
-            "height": _write_png(folder / f"{tag}_height.png", _unit16(pbr.height))}
+            "roughness": _write_png(folder / f"{tag}_roughness.png", _unit8(pbr.roughness)),
+            "metallic": _write_png(folder / f"{tag}_metallic.png", _unit8(pbr.metallic)),
+            "height": _write_png(folder / f"{tag}_height.png", _unit8(pbr.height))}
 
 
 def _pbr_folder_maps(path: str) -> Dict[str, str]:
