@@ -228,7 +228,8 @@ class MatSegPredictor:
     @torch.inference_mode()
     def set_image(self, image: np.ndarray) -> None:
         """Run the model on ``image`` (RGB uint8 [H, W, 3]) and cache its normalised descriptor map
-        (``D x H x W`` values in the model's dtype on its device)."""
+        (``D x H x W`` values in the model's dtype on its device: 250 MB for a 700x700 image at D=128 in float32).
+        Shrink large photos first (the reference demo and evaluation work at 700 px on the longer side)."""
         image = _check_rgb_image(image)
         low, full = _upsampled_descriptors(self.model, image, self.processor)
         self._low = low

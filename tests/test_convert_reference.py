@@ -158,3 +158,26 @@ def test_bad_checkpoints(reference, tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "other.torch")
     with pytest.raises(MatSegFormatError, match="not a reference MatSeg"):
         convert_checkpoint(tmp_path / "other.torch", tmp_path / "out")
+
+
+def test_push_to_hub_uploads_the_converted_folder(checkpoint, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+
+    def fake_create_repo(repo_id, **kwargs):
+        calls["create"] = (repo_id, kwargs.get("private"))
+
+    def fake_upload_folder(*, folder_path, repo_id, **kwargs):
+        from pathlib import Path
+
+        calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+        calls["repo"] = repo_id
+        calls["readme"] = (Path(folder_path) / "README.md").read_text()
+
+    monkeypatch.setattr(huggingface_hub, "create_repo", fake_create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", fake_upload_folder)
+    assert main([str(checkpoint), "--output", str(tmp_path / "out"), "--push-to-hub", "testns/matseg-ref", "--private"]) == 0
+    assert calls["create"] == ("testns/matseg-ref", True) and calls["repo"] == "testns/matseg-ref"
+    assert calls["files"] == ["README.md", "config.json", "matseg_auto.py", "model.safetensors", "preprocessor_config.json"]
+    assert 'AutoModel.from_pretrained("testns/matseg-ref")' in calls["readme"] and "license: cc0-1.0" in calls["readme"]
