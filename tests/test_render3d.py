@@ -314,3 +314,17 @@ def test_scene_masks_drop_hidden_materials():
     none = {k: np.zeros((h, w), np.float32) for k in passes}
     assert scene_masks(scene, none)[0].shape[0] == 0
     assert issubclass(HiddenMaterialsError, Exception)
+
+
+def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
+    config = SceneConfig(width=32, height=32, samples=2, denoise=False, pattern_resolution=64)
+    runs = []
+    for name in ("a", "b"):
+        report = generate_3d(tmp_path / name, 3, seed=9, config=config, shard=1, num_shards=2, preview=False,
+                             blender_python=blender_python, show_progress=False)
+        assert [r.index for r in report.rendered] == [1] and not report.failed
+        runs.append(tmp_path / name)
+    assert sorted(p.name for p in runs[0].iterdir()) == ["000001"]  # shard 1 of 2: index 1 only
+    for f in sorted((runs[0] / "000001").iterdir()):
+        if f.name != "scene_metadata.json":  # holds timings
+            assert f.read_bytes() == (runs[1] / "000001" / f.name).read_bytes(), f.name
