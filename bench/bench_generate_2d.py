@@ -50,25 +50,31 @@ def _stats(times):
             "per_s": len(times) / sum(times)}
 
 
-def bench_ours(natural, textures, num, size, seed=0):
-    from matseg_hub.scenes2d import SceneConfig, SceneSources, generate_scene
-    from matseg_hub.synthetic import write_scene
+class Ours:
+    """Our generator, sources loaded once; ``step(i)`` makes and writes scene ``i`` and returns the two timings."""
 
-    t0 = time.perf_counter()
-    sources = SceneSources.from_folders(natural, textures)
-    load_s = time.perf_counter() - t0
-    config = SceneConfig(size=(size, size)) if size else SceneConfig(min_size=400, max_size=999)
-    gen_times, total_times = [], []
-    with tempfile.TemporaryDirectory(prefix="bench-ours-") as out:
-        for i in range(num):
-            t0 = time.perf_counter()
-            scene = generate_scene(seed, i, sources, config)
-            t1 = time.perf_counter()
-            write_scene(Path(out) / str(i), scene)
-            t2 = time.perf_counter()
-            gen_times.append(t1 - t0)
-            total_times.append(t2 - t0)
-    return {"load_s": load_s, "generate": _stats(gen_times), "generate_and_write": _stats(total_times)}
+    def __init__(self, natural, textures, size, seed=0):
+        from matseg_hub.scenes2d import SceneConfig, SceneSources
+
+        t0 = time.perf_counter()
+        self.sources = SceneSources.from_folders(natural, textures)
+        self.load_s = time.perf_counter() - t0
+        self.config = SceneConfig(size=(size, size)) if size else SceneConfig(min_size=400, max_size=999)
+        self.seed = seed
+        self.out = tempfile.mkdtemp(prefix="bench-ours-")
+
+    def step(self, i):
+        from matseg_hub.scenes2d import generate_scene
+        from matseg_hub.synthetic import write_scene
+
+        t0 = time.perf_counter()
+        scene = generate_scene(self.seed, i, self.sources, self.config)
+        t1 = time.perf_counter()
+        write_scene(Path(self.out) / str(i), scene)
+        return t1 - t0, time.perf_counter() - t0
+
+    def close(self):
+        shutil.rmtree(self.out, ignore_errors=True)
 
 
 class _PinnedSizeNumpy(types.ModuleType):
@@ -94,38 +100,69 @@ class _PinnedSizeNumpy(types.ModuleType):
         return getattr(self._np, name)
 
 
-def bench_reference(path, natural, textures, num, size, seed=0):
-    import numpy as np
+class Reference:
+    """The reference's per-scene function: ``step(i)`` runs ``generate_segmentation`` for scene ``i`` only."""
 
-    path = Path(path).resolve()
-    if not (path / "Generate_2D_Scene_And_Annotation.py").is_file():
-        return None
+    def __init__(self, path, natural, textures, size, seed=0):
+        import numpy as np
+
+        self.np = np
+        path = Path(path).resolve()
+        try:
+            import sklearn.metrics.pairwise  # noqa: F401  (imported, unused, by the reference)
+        except ImportError:
+            stub = types.ModuleType("sklearn.metrics.pairwise")
+            stub.cosine_similarity = None
+            sys.modules.setdefault("sklearn", types.ModuleType("sklearn"))
+            sys.modules.setdefault("sklearn.metrics", types.ModuleType("sklearn.metrics"))
+            sys.modules["sklearn.metrics.pairwise"] = stub
+        sys.path.insert(0, str(path))
+        try:
+            self.ref = importlib.import_module("Generate_2D_Scene_And_Annotation")
+        finally:
+            sys.path.remove(str(path))
+        self.ref.np = _PinnedSizeNumpy(np, size) if size else np
+        np.random.seed(seed)
+        self.natural, self.textures = str(natural), str(textures)
+        self.tmp = tempfile.mkdtemp(prefix="bench-ref-")
+        self.out = str(Path(self.tmp) / "scenes")
+
+    def step(self, i):
+        with contextlib.redirect_stdout(io.StringIO()):
+            t0 = time.perf_counter()
+            self.ref.generate_segmentation(self.natural, [self.textures], self.out, i + 1)
+            return time.perf_counter() - t0
+
+    def close(self):
+        self.ref.np = self.np
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def reference_available(path) -> bool:
+    return path is not None and (Path(path) / "Generate_2D_Scene_And_Annotation.py").is_file()
+
+
+def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size):
+    """Interleaved rounds (one reference scene, then ``ours_per_ref`` of ours) so both see the same machine load."""
+    ours = Ours(natural, textures, size)
+    ref = Reference(reference, natural, textures, size) if reference_available(reference) else None
+    gen, total, ref_times = [], [], []
     try:
-        import sklearn.metrics.pairwise  # noqa: F401  (imported, unused, by the reference)
-    except ImportError:
-        stub = types.ModuleType("sklearn.metrics.pairwise")
-        stub.cosine_similarity = None
-        sys.modules.setdefault("sklearn", types.ModuleType("sklearn"))
-        sys.modules.setdefault("sklearn.metrics", types.ModuleType("sklearn.metrics"))
-        sys.modules["sklearn.metrics.pairwise"] = stub
-    sys.path.insert(0, str(path))
-    try:
-        ref = importlib.import_module("Generate_2D_Scene_And_Annotation")
+        j = 0
+        for i in range(ref_num):
+            if ref is not None:
+                ref_times.append(ref.step(i))
+            for _ in range(ours_per_ref):
+                g, t = ours.step(j)
+                gen.append(g)
+                total.append(t)
+                j += 1
     finally:
-        sys.path.remove(str(path))
-    if size:
-        ref.np = _PinnedSizeNumpy(np, size)
-    np.random.seed(seed)
-    times = []
-    with tempfile.TemporaryDirectory(prefix="bench-ref-") as out:
-        out_dir = str(Path(out) / "scenes")
-        for i in range(num):
-            with contextlib.redirect_stdout(io.StringIO()):
-                t0 = time.perf_counter()
-                ref.generate_segmentation(str(natural), [str(textures)], out_dir, i + 1)
-                times.append(time.perf_counter() - t0)
-    ref.np = np
-    return _stats(times)
+        ours.close()
+        if ref is not None:
+            ref.close()
+    return {"load_s": ours.load_s, "generate": _stats(gen), "generate_and_write": _stats(total),
+            "reference": _stats(ref_times) if ref_times else None}
 
 
 def bench_dataloader(natural, textures, num, size, workers, seed=0):
@@ -155,8 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--natural-images", type=Path, default=SHARED / "natural_images")
     parser.add_argument("--textures", type=Path, default=SHARED / "textures")
     parser.add_argument("--reference", type=Path, default=REPO / "bench" / "_work" / "MatSeg2D-generation-code")
-    parser.add_argument("--num", type=int, default=40, help="scenes per measurement (ours)")
-    parser.add_argument("--ref-num", type=int, default=12, help="scenes per measurement (reference)")
+    parser.add_argument("--ref-num", type=int, default=15, help="reference scenes per size")
+    parser.add_argument("--ours-per-ref", type=int, default=4, help="our scenes per reference scene")
     parser.add_argument("--loader-num", type=int, default=120)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
@@ -169,16 +206,12 @@ def main(argv=None) -> int:
     disable_progress_bars()
     print(f"natural images: {args.natural_images} ({len(list(args.natural_images.iterdir()))} files); "
           f"textures: {args.textures} ({len(list(args.textures.iterdir()))} files)")
-    results = {}
     for label, size in (("512x512", 512), ("400-999 px (reference range)", None)):
-        ours = bench_ours(args.natural_images, args.textures, args.num, size)
-        ref = None
-        if args.reference and args.reference.is_dir():
-            ref = bench_reference(args.reference, args.natural_images, args.textures, args.ref_num, size)
-        results[label] = (ours, ref)
-        print(f"\n== {label}, one core ==")
-        print(f"ours: pool loaded once in {ours['load_s']:.2f} s")
-        g, gw = ours["generate"], ours["generate_and_write"]
+        res = bench_side_by_side(args.natural_images, args.textures, args.reference, args.ref_num,
+                                 args.ours_per_ref, size)
+        print(f"\n== {label}, one core (interleaved: 1 reference scene, then {args.ours_per_ref} of ours) ==")
+        print(f"ours: pool loaded once in {res['load_s']:.2f} s")
+        g, gw, ref = res["generate"], res["generate_and_write"], res["reference"]
         print(f"ours generate:          {g['per_s']:7.2f} scenes/s  (median {1000 * g['median_s']:.1f} ms, "
               f"mean {1000 * g['mean_s']:.1f} ms, n={g['n']})")
         print(f"ours generate + write:  {gw['per_s']:7.2f} scenes/s  (median {1000 * gw['median_s']:.1f} ms, "
@@ -188,7 +221,8 @@ def main(argv=None) -> int:
         else:
             print(f"reference (per scene):  {ref['per_s']:7.2f} scenes/s  (median {1000 * ref['median_s']:.1f} ms, "
                   f"mean {1000 * ref['mean_s']:.1f} ms, n={ref['n']})")
-            print(f"ratio ours(generate + write) / reference: {gw['per_s'] / ref['per_s']:.1f}x")
+            print(f"ratio ours (generate + write) / reference: {gw['per_s'] / ref['per_s']:.1f}x by mean, "
+                  f"{ref['median_s'] / gw['median_s']:.1f}x by median")
     if args.loader_num > 0:
         dl = bench_dataloader(args.natural_images, args.textures, args.loader_num, 512, args.workers)
         print(f"\n== DataLoader, {args.workers} workers, 512x512, scene_stream + scene_tensors ==")

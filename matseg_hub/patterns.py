@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -63,7 +63,7 @@ class PatternParams:
 
     def to_dict(self) -> Dict[str, Any]:
         """A JSON-serialisable dict (``PatternParams.from_dict`` reverses it)."""
-        out = asdict(self)
+        out = dict(self.__dict__)  # flat dataclass: no deep copy needed
         out["mix"] = None if self.mix is None else [float(v) for v in self.mix]
         return out
 

@@ -391,21 +391,42 @@ def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int) -> np.ndarra
                           borderMode=border)
 
 
-def _tile(texture: np.ndarray, h: int, w: int, scale: float, offset: Tuple[float, float], flip: bool,
-          wrap: bool) -> np.ndarray:
-    """Unrotated tiling: the texture resized by ``1 / scale`` and repeated (wrap) or mirrored: uint8 [h, w, 3]."""
+def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: float, offset: Tuple[float, float],
+                   flip: bool, wrap: bool) -> np.ndarray:
+    """A texture tiled over ``h x w``: uint8 [h, w, 3].
+
+    The texture is resized once by ``1 / scale`` (``INTER_AREA`` when shrinking), mirrored when ``flip``, repeated
+    (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by ``angle`` degrees about the
+    scene's centre. Rotation warps a pre-tiled canvas that covers the rotated footprint, so every sample is inside
+    the canvas (a warp with wrap/mirror borders is several times slower).
+    """
     import cv2
 
     th, tw = texture.shape[:2]
     nw, nh = max(2, int(round(tw / scale))), max(2, int(round(th / scale)))
-    interp = cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR
-    tile = cv2.resize(texture, (nw, nh), interpolation=interp)
+    tile = cv2.resize(texture, (nw, nh), interpolation=cv2.INTER_AREA if scale > 1.0 else cv2.INTER_LINEAR)
     if flip:
         tile = cv2.flip(tile, 1)
-    ox, oy = int(offset[0] / scale) % nw, int(offset[1] / scale) % nh
-    border = cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101
-    big = cv2.copyMakeBorder(tile, 0, max(0, h + oy - nh), 0, max(0, w + ox - nw), border)
-    return np.ascontiguousarray(big[oy:oy + h, ox:ox + w])
+    if not wrap:  # one period of mirror tiling: then wrap-tiling it is mirror tiling
+        tile = cv2.copyMakeBorder(tile, 0, nh - 2, 0, nw - 2, cv2.BORDER_REFLECT_101)
+    ph, pw = tile.shape[:2]
+    ox, oy = int(offset[0] / scale) % pw, int(offset[1] / scale) % ph
+    if angle == 0.0:
+        ch, cw = h, w
+    else:
+        a = math.radians(angle)
+        c, s = math.cos(a), math.sin(a)
+        cw = int(math.ceil(w * abs(c) + h * abs(s))) + 4
+        ch = int(math.ceil(w * abs(s) + h * abs(c))) + 4
+    start = np.roll(tile, (-oy, -ox), axis=(0, 1)) if (ox or oy) else tile
+    canvas = cv2.copyMakeBorder(start, 0, max(0, ch - ph), 0, max(0, cw - pw), cv2.BORDER_WRAP)[:ch, :cw]
+    if angle == 0.0:
+        return np.ascontiguousarray(canvas)
+    # output pixel (x, y) -> canvas (u, v): rotation about the two centres
+    m = np.array([[c, -s, (cw - 1) / 2.0 - c * (w - 1) / 2.0 + s * (h - 1) / 2.0],
+                  [s, c, (ch - 1) / 2.0 - s * (w - 1) / 2.0 - c * (h - 1) / 2.0]], dtype=np.float64)
+    return cv2.warpAffine(canvas, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT_101)
 
 
 def _noise_blob(rng: np.random.Generator, h: int, w: int, free: np.ndarray, occupancy: float) -> np.ndarray:
@@ -419,6 +440,18 @@ def _noise_blob(rng: np.random.Generator, h: int, w: int, free: np.ndarray, occu
     values = noise[keep] if keep.any() else noise.ravel()
     t = float(np.quantile(values, 1.0 - occupancy))
     return (noise > np.float32(t)).astype(np.float32)
+
+
+def _blur(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a float32 [h, w] map; wide blurs run at half resolution (linear, so weights stay convex)."""
+    import cv2
+
+    h, w = mask.shape
+    if sigma < 2.0 or min(h, w) < 32:
+        return cv2.GaussianBlur(mask, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    small = cv2.resize(mask, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / 2.0, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_size(rng: np.random.Generator, config: SceneConfig) -> Tuple[int, int]:
@@ -446,26 +479,18 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
         flip = bool(rng.random() < 0.5)
         wrap = bool(rng.random() < 0.5)
         cx, cy = float(rng.uniform(0, tw)), float(rng.uniform(0, th))
-        if angle == 0.0:
-            img = _tile(tex, h, w, scale, (cx, cy), flip, wrap)
-        else:
-            geometry = dict(height=h, width=w, source_height=th, source_width=tw, center_x=cx, center_y=cy,
-                            scale=scale, angle=angle, flip=flip)
-            params = PatternParams(**geometry, property="R")
-            img = cv2.warpAffine(tex, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                 borderMode=cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101)
+        img = _texture_layer(tex, h, w, scale, angle, (cx, cy), flip, wrap)
         info.update(kind="texture", source=textures.names[t], tile=round(tile, 3), scale=scale, angle=angle,
-                    flip=flip, tiling="wrap" if wrap else "mirror")
+                    flip=flip, tiling="wrap" if wrap else "mirror", offset=[cx, cy])
         if textures.is_gray[t] and rng.random() < config.tint_gray_prob:
             colour = rng.integers(40, 256, size=3)
             img = cv2.multiply(img, np.array([*(colour / 255.0), 0.0]))
             info["tint"] = [int(c) for c in colour]
         if rng.random() < config.hue_shift_prob:
             shift = int(rng.integers(1, 180))
-            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-            hue = hsv[:, :, 0].astype(np.int16) + shift
-            hsv[:, :, 0] = (hue % 180).astype(np.uint8)
-            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+            hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
+            table = ((np.arange(256) + shift) % 180).astype(np.uint8)  # OpenCV hue is 0..179
+            img = cv2.cvtColor(cv2.merge([cv2.LUT(hue, table), sat, val]), cv2.COLOR_HSV2RGB)
             info["hue_shift"] = shift
         return img
     c0 = rng.integers(0, 256, size=3)
@@ -477,11 +502,12 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
         ramp = gy[:, None] + gx[None, :]
         lo, hi = float(ramp.min()), float(ramp.max())
         ramp = (ramp - np.float32(lo)) * np.float32(1.0 / max(hi - lo, 1e-6))
-        img = (c0.astype(np.float32) + ramp[:, :, None] * (c1 - c0).astype(np.float32))
+        # channel = c0 + ramp * (c1 - c0), always in [0, 255]: convertScaleAbs rounds and saturates
+        img = cv2.merge([cv2.convertScaleAbs(ramp, alpha=float(c1[i] - c0[i]), beta=float(c0[i])) for i in range(3)])
         info.update(kind="gradient", colours=[[int(v) for v in c0], [int(v) for v in c1]], angle=math.degrees(theta))
-        return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        return img
     info.update(kind="uniform", colour=[int(v) for v in c0])
-    return np.broadcast_to(c0.astype(np.uint8), (h, w, 3)).copy()
+    return cv2.merge([np.full((h, w), int(c), dtype=np.uint8) for c in c0])
 
 
 def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, config: SceneConfig,
@@ -565,8 +591,7 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
                 wk = blob * free
                 info["region"] = {"kind": "noise", "occupancy": occupancy}
             weights[k] = wk
-            free -= wk
-            np.maximum(free, 0.0, out=free)
+            free -= wk  # = free * (1 - pattern) >= 0, since wk <= free
         materials_info.append(info)
 
     background = free  # weight of the background (0 everywhere when the scene has none)
@@ -579,22 +604,17 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
         background = (label == k_mat).astype(np.float32)
     elif rng.random() < config.blur_prob:
         blur_sigma = float(rng.uniform(*config.blur_sigma)) * min(h, w)
-        blurred = np.stack([cv2.GaussianBlur(m, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT_101)
-                            for m in weights])
+        blurred = np.stack([_blur(m, blur_sigma) for m in weights])
         if all(np.count_nonzero(blurred[k] > 0.5) >= min_px for k in range(k_mat)):
-            weights = blurred
-            background = np.maximum(np.float32(1.0) - weights.sum(0), 0.0) if has_bg else \
-                cv2.GaussianBlur(background, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT_101)
+            weights = np.clip(blurred, 0.0, 1.0, out=blurred)  # float rounding of the filters
         else:
             blur_sigma = 0.0
-    # keep sum(masks) + background == 1 exactly in float32 arithmetic
     total = weights.sum(0)
     if not has_bg:
-        # no background: masks sum to one (renormalise the rounding of the blur)
+        # no background: the masks sum to one (renormalise the rounding of the blur)
         weights /= np.maximum(total, np.float32(1e-6))[None]
-        background = np.zeros((h, w), dtype=np.float32)
+        np.clip(weights, 0.0, 1.0, out=weights)
         total = weights.sum(0)
-    np.clip(weights, 0.0, 1.0, out=weights)
     annotated = np.clip(total, 0.0, 1.0).astype(np.float32)
     bg_weight = np.float32(1.0) - annotated
 

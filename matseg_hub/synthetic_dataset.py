@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import MatSegInputError
-from .synthetic import (encode_scene, is_complete_scene, iter_scene_folders, preview_grid, read_scene, scene_features,
-                        scene_row, scene_row_from_folder, write_scene)
+from .synthetic import (encode_scene, is_complete_scene, iter_scene_folders, preview_grid, remove_stale_partials,
+                        scene_features, scene_row, scene_row_from_folder, write_scene)
 from .utils.files import atomic_write_bytes
 from .utils.logging import get_logger, progress
 
@@ -100,8 +100,12 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
     config = config or SceneConfig()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    mine = job_indices(num, shard_index, num_shards)
+    stale = remove_stale_partials(output, (str(i) for i in mine))
+    if stale:
+        logger.info("removed %d temporary folders left by an interrupted run", stale)
     todo, done = [], 0
-    for i in job_indices(num, shard_index, num_shards):
+    for i in mine:
         if is_complete_scene(output / str(i)):
             done += 1
         else:

@@ -12,8 +12,8 @@ import pytest
 
 from matseg_hub.errors import MatSegError, MatSegFormatError, MatSegInputError
 from matseg_hub.synthetic import (SyntheticScene, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
-                                  read_scene, row_to_scene, scene_features, scene_row, scene_row_from_folder,
-                                  write_scene)
+                                  read_scene, remove_stale_partials, row_to_scene, scene_features, scene_row,
+                                  scene_row_from_folder, write_scene)
 
 
 def _scene(h=40, w=56, k=3, seed=0):
@@ -111,11 +111,14 @@ def test_killed_run_leftovers_are_ignored_and_cleaned(tmp_path):
     stale = tmp_path / ".3.abcd.partial"  # what a run killed inside write_scene leaves
     stale.mkdir()
     (stale / "Finished.txt").write_bytes(b"")
+    other = tmp_path / ".4.efgh.partial"  # another job's scene: not ours to clean
+    other.mkdir()
     (tmp_path / "2").mkdir()  # a folder without Finished.txt
     write_scene(tmp_path / "1", _scene())
     assert [p.name for p in iter_scene_folders(tmp_path)] == ["1"]
-    write_scene(tmp_path / "3", _scene())
-    assert not stale.exists()
+    assert remove_stale_partials(tmp_path, ["3"]) == 1
+    assert not stale.exists() and other.exists()
+    assert remove_stale_partials(tmp_path) == 1 and not other.exists()
 
 
 def test_read_errors_name_the_file(tmp_path):
