@@ -185,9 +185,9 @@ def test_demo_command_is_registered_and_needs_gradio():
 
     args = build_parser().parse_args(["demo", "--model", "some/model"])
     assert args.model == "some/model" and args.threshold == 0.9
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
         with pytest.raises(MissingDependencyError, match="matseg-hub\\[demo\\]"):
             demo.build_demo(None)
 

@@ -19,7 +19,7 @@ The 4th input channel of the reference (zeros) is added by the model, not here.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
