@@ -11,12 +11,15 @@ Without ``--reference`` (or when the folder is absent) the side-by-side part is 
 
 What is measured (one process, OpenCV limited to one thread, so figures are per core):
 
-* ours: ``generate_scene`` + writing the scene folder (``write_scene``: JPEG + PNG masks + Finished.txt), per scene;
-  the one-time loading of the source pool is reported apart;
-* reference: its per-scene function ``generate_segmentation`` for one more scene (it reads images from disk,
+* ours: ``generate_scene`` alone, and ``generate_scene`` + ``write_scene`` (JPEG + PNG masks + Finished.txt, the
+  same work as the reference's per-scene function); the one-time loading of the source pool is reported apart;
+* reference: its per-scene function ``generate_segmentation`` for one more scene (it reads the images from disk,
   generates, and writes the folder), on the same natural images and textures, with ``numpy.random.seed`` fixed;
   at 512x512 its size draw ``np.random.randint(400, 1000)`` is pinned to 512 (nothing else is changed);
-* a ``torch.utils.data.DataLoader`` with 2 workers over ``scene_stream`` at 512x512 (scenes/s, wall clock).
+* the two are interleaved (one reference scene, then ``--ours-per-ref`` of ours) so that both see the same load
+  on a shared machine;
+* a ``torch.utils.data.DataLoader`` with 2 workers over ``scene_stream`` at 512x512 (scenes/s, wall clock), for Hub
+  rows (encoded, decoded by datasets) and for array rows (``encoded=False``).
 """
 
 from __future__ import annotations
@@ -165,14 +168,14 @@ def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size
             "reference": _stats(ref_times) if ref_times else None}
 
 
-def bench_dataloader(natural, textures, num, size, workers, seed=0):
+def bench_dataloader(natural, textures, num, size, workers, seed=0, encoded=True):
     import torch
 
     from matseg_hub.scenes2d import SceneConfig, SceneSources
     from matseg_hub.streaming import scene_stream, scene_tensors
 
     sources = SceneSources.from_folders(natural, textures)
-    ds = scene_stream(seed, sources, SceneConfig(size=(size, size)), num=num)
+    ds = scene_stream(seed, sources, SceneConfig(size=(size, size)), num=num, encoded=encoded)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, collate_fn=scene_tensors)
     t0 = time.perf_counter()
     first = None
@@ -224,10 +227,13 @@ def main(argv=None) -> int:
             print(f"ratio ours (generate + write) / reference: {gw['per_s'] / ref['per_s']:.1f}x by mean, "
                   f"{ref['median_s'] / gw['median_s']:.1f}x by median")
     if args.loader_num > 0:
-        dl = bench_dataloader(args.natural_images, args.textures, args.loader_num, 512, args.workers)
-        print(f"\n== DataLoader, {args.workers} workers, 512x512, scene_stream + scene_tensors ==")
-        print(f"{dl['n']} scenes in {dl['wall_s']:.2f} s: {dl['per_s']:.1f} scenes/s "
-              f"({dl['per_s_after_first']:.1f} scenes/s after the first)")
+        for encoded in (True, False):
+            dl = bench_dataloader(args.natural_images, args.textures, args.loader_num, 512, args.workers,
+                                  encoded=encoded)
+            kind = "Hub rows (JPEG/PNG encoded, decoded by datasets)" if encoded else "array rows (encoded=False)"
+            print(f"\n== DataLoader, {args.workers} workers, 512x512, scene_stream {kind} + scene_tensors ==")
+            print(f"{dl['n']} scenes in {dl['wall_s']:.2f} s: {dl['per_s']:.1f} scenes/s "
+                  f"({dl['per_s_after_first']:.1f} scenes/s after the first)")
     return 0
 
 

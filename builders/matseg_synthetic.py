@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-shard-size", default="500MB")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--num-shards", type=int, default=1)
-    parser.add_argument("--skip-bad", action="store_true", help="list unreadable scenes in the card instead of stopping")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="list unreadable scenes in the card instead of stopping")
     args = parser.parse_args(argv)
     set_verbosity(logging.INFO)
     from matseg_hub.synthetic_dataset import folders_to_parquet

@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import MatSegFormatError, MatSegInputError
-from .patterns import PatternParams, fuzzy_threshold, pattern_map, property_plane, sample_geometry
+from .patterns import PatternParams, pattern_map, property_plane, sample_geometry
 from .synthetic import SyntheticScene
 from .utils.logging import get_logger
 
@@ -109,7 +109,8 @@ class SourcePool:
             image = cv2.resize(image, (max(1, round(w * r)), max(1, round(h * r))), interpolation=cv2.INTER_AREA)
         image = np.ascontiguousarray(image)
         small = image[::8, ::8].astype(np.int16)
-        gray = bool(np.abs(small[:, :, 0] - small[:, :, 1]).max() <= 2 and np.abs(small[:, :, 1] - small[:, :, 2]).max() <= 2)
+        gray = bool(np.abs(small[:, :, 0] - small[:, :, 1]).max() <= 2
+                    and np.abs(small[:, :, 1] - small[:, :, 2]).max() <= 2)
         self.images.append(image)
         self.names.append(str(name))
         self.is_gray.append(gray)
@@ -320,7 +321,8 @@ class SceneConfig:
             raise MatSegInputError(f"need 1 <= min_materials <= max_materials, got {self.min_materials}, "
                                    f"{self.max_materials}")
         if self.max_materials * self.min_share >= 1.0:
-            raise MatSegInputError(f"max_materials * min_share must be < 1, got {self.max_materials} * {self.min_share}")
+            raise MatSegInputError(f"max_materials * min_share must be < 1, got {self.max_materials} * "
+                                   f"{self.min_share}")
         for f in fields(self):
             if f.name.endswith("_prob") and not 0.0 <= getattr(self, f.name) <= 1.0:
                 raise MatSegInputError(f"{f.name} must be in [0, 1], got {getattr(self, f.name)}")

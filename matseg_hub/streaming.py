@@ -25,6 +25,7 @@ from __future__ import annotations
 from itertools import count, islice
 from typing import Any, Iterator, List, Optional, Sequence
 
+import numpy as np
 from datasets.iterable_dataset import ExamplesIterable
 
 from .errors import MatSegInputError
@@ -76,12 +77,35 @@ def stream_indices(shard_ids: Sequence[int], num_shards: int, num: Optional[int]
             yield i
 
 
-def _generated_rows(shard_ids, num_shards: int, num: Optional[int], seed: int, sources, config, skip: int = 0):
+def _generated_rows(shard_ids, num_shards: int, num: Optional[int], seed: int, sources, config, skip: int = 0,
+                    arrays: bool = False):
     from .scenes2d import GENERATOR_NAME, generate_scene
 
     for index in islice(stream_indices(shard_ids, num_shards, num), skip, None):
         scene = generate_scene(seed, index, sources, config)
-        yield str(index), scene_row(scene, source=GENERATOR_NAME)
+        if arrays:
+            yield str(index), _array_row(scene, GENERATOR_NAME)
+        else:
+            yield str(index), scene_row(scene, source=GENERATOR_NAME)
+
+
+def _array_row(scene, source: str):
+    """A row of numpy arrays, quantised like the encoded rows (8-bit masks), with no image encoding."""
+    import json
+
+    import cv2
+
+    meta = scene.metadata
+    return {
+        "image": scene.rgb,
+        "masks": np.stack([cv2.convertScaleAbs(m, alpha=255.0) for m in scene.masks]),
+        "annotated": cv2.convertScaleAbs(scene.annotated, alpha=255.0),
+        "num_materials": scene.num_materials,
+        "seed": int(meta.get("seed", -1)),
+        "index": int(meta.get("index", -1)),
+        "source": source,
+        "metadata": json.dumps(meta, sort_keys=True),
+    }
 
 
 def _features_info():
@@ -91,7 +115,7 @@ def _features_info():
 
 
 def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = None,
-                 num_shards: int = DEFAULT_NUM_SHARDS):
+                 num_shards: int = DEFAULT_NUM_SHARDS, encoded: bool = True):
     """Generated 2D scenes as a :class:`datasets.IterableDataset` with :func:`~matseg_hub.synthetic.scene_features`.
 
     Args:
@@ -103,8 +127,14 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
         num_shards: number of virtual shards (see the module docstring); a DataLoader worker count or a world size
             that divides it keeps the exact order.
 
+        encoded: ``True`` (default): Hub rows (JPEG/PNG, the same bytes as the folder and Parquet writers), so the
+            stream can be mixed with :func:`folder_scene_stream`, saved or pushed. ``False``: rows of numpy arrays
+            (``image`` uint8 [H, W, 3], ``masks`` uint8 [K, H, W] and ``annotated`` uint8 [H, W], 0-255) with no
+            features declared: no encoding or decoding, the fastest way to feed a training loop.
+
     Rows: ``image`` (PIL, JPEG-encoded), ``masks`` (list of PIL "L" images, one per material), ``annotated``
     (PIL "L"), ``num_materials``, ``seed``, ``index``, ``source``, ``metadata`` (JSON text with every parameter).
+    :func:`scene_tensors` turns either kind of row into torch tensors.
     """
     from datasets import IterableDataset
 
@@ -120,8 +150,9 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
     config = config or SceneConfig()
     num_shards = int(num_shards)
     kwargs = dict(shard_ids=list(range(num_shards)), num_shards=num_shards, num=None if num is None else int(num),
-                  seed=int(seed), sources=sources, config=config)
-    return IterableDataset(_InterleavedExamplesIterable(_generated_rows, kwargs), info=_features_info())
+                  seed=int(seed), sources=sources, config=config, arrays=not encoded)
+    info = _features_info() if encoded else None
+    return IterableDataset(_InterleavedExamplesIterable(_generated_rows, kwargs), info=info)
 
 
 def folder_scene_stream(root, nested: bool = True):
@@ -164,14 +195,16 @@ def scene_tensors(row) -> dict:
     "num_materials", "seed", "index": int, "source", "metadata": str}``. Use it as a DataLoader's ``collate_fn``
     with ``batch_size=None``, or inside your own collate (scenes differ in size and material count).
     """
-    import numpy as np
     import torch
 
     from .synthetic import _as_array
 
-    rgb = _as_array(row["image"], gray=False)
-    masks = np.stack([_as_array(m, gray=True) for m in row["masks"]])
-    ann = _as_array(row["annotated"], gray=True)
+    if isinstance(row["masks"], np.ndarray):  # a row of scene_stream(encoded=False)
+        rgb, masks, ann = row["image"], row["masks"], row["annotated"]
+    else:
+        rgb = _as_array(row["image"], gray=False)
+        masks = np.stack([_as_array(m, gray=True) for m in row["masks"]])
+        ann = _as_array(row["annotated"], gray=True)
     return {
         "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
         "masks": torch.from_numpy(masks).float().div_(255.0),

@@ -17,7 +17,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import MatSegInputError
 from .synthetic import (encode_scene, is_complete_scene, iter_scene_folders, preview_grid, remove_stale_partials,
@@ -119,7 +119,8 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
 
 
 def dataset_card(features, split_info: Dict[str, int], *, seed: Optional[int], config=None, sources=None,
-                 num_shards: int = 1, skipped: Sequence[Dict[str, str]] = (), from_folders: Optional[str] = None) -> str:
+                 num_shards: int = 1, skipped: Sequence[Dict[str, str]] = (),
+                 from_folders: Optional[str] = None) -> str:
     """The dataset card (YAML header + text) of a synthetic scene set."""
     from .hub_dataset import dataset_card_yaml, size_category
 

@@ -133,3 +133,20 @@ def test_authors_sample_streams(shared_data):
     rows = list(islice(folder_scene_stream(shared_data / "matseg_synthetic_sample"), 2))
     assert rows[0]["image"].size == (1600, 1600) and rows[0]["num_materials"] == 4
     assert "camera" in rows[0]["metadata"] and rows[0]["seed"] == -1
+
+
+def test_array_rows_match_encoded_rows_and_feed_a_dataloader(sources):
+    import torch
+
+    encoded = [scene_tensors(r) for r in scene_stream(seed=6, sources=sources, config=CONFIG, num=3)]
+    arrays = scene_stream(seed=6, sources=sources, config=CONFIG, num=3, encoded=False)
+    assert arrays.features is None
+    rows = list(arrays)
+    assert rows[0]["masks"].dtype == np.uint8 and rows[0]["image"].shape == (48, 64, 3)
+    for row, enc in zip(rows, encoded):
+        t = scene_tensors(row)
+        assert t["index"] == enc["index"]
+        assert torch.equal(t["masks"], enc["masks"]) and torch.equal(t["annotated"], enc["annotated"])
+        assert np.array_equal(row["image"], generate_scene(6, row["index"], sources, CONFIG).rgb)
+    loader = torch.utils.data.DataLoader(arrays, batch_size=None, num_workers=2, collate_fn=scene_tensors)
+    assert [b["index"] for b in loader] == [0, 1, 2]
