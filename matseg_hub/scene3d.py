@@ -730,7 +730,9 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
         environment = Environment(kind="sky", strength=float(rng.uniform(0.3, 1.0)), rotation=env_rotation,
                                   sun_elevation=float(rng.uniform(5.0, 80.0)), sun_rotation=float(rng.uniform(0, 360)),
                                   sun=sun)
-    environment.sun_elevation = float(environment.sun_elevation)
+    if environment.kind != "sky":  # the extra sun lamp's direction (the sky draws its own above)
+        environment.sun_elevation = float(rng.uniform(15.0, 75.0))
+        environment.sun_rotation = float(rng.uniform(0, 360))
 
     render = RenderSettings(width=int(config.width), height=int(config.height), samples=int(config.samples),
                             denoise=bool(config.denoise), max_bounces=int(config.max_bounces),

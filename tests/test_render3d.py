@@ -328,3 +328,15 @@ def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
     for f in sorted((runs[0] / "000001").iterdir()):
         if f.name != "scene_metadata.json":  # holds timings
             assert f.read_bytes() == (runs[1] / "000001" / f.name).read_bytes(), f.name
+
+
+def test_bad_asset_fails_its_scene_not_the_run(blender_python, tmp_path):
+    from matseg_hub.scene3d import SceneAssets
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    report = generate_3d(tmp_path / "out", 2, assets=SceneAssets(pattern_sources=[str(bad)]), config=TINY,
+                         blender_python=blender_python, preview=False, show_progress=False)
+    assert [r.index for r in report.failed] == [0, 1] and not report.rendered
+    assert all("broken.jpg" in r.error for r in report.failed)
+    assert not any((tmp_path / "out").glob("*/Finished.txt"))

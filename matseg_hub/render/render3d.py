@@ -463,27 +463,35 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
                 logger.warning("%s", exc)
                 if attempt >= 1:
                     break
-        return SceneResult(index, None, max_attempts, error=error)
+            except (MatSegError, OSError) as exc:  # a bad asset or a full disk: this scene fails, the run goes on
+                error = f"{type(exc).__name__}: {exc}"
+                break
+        return SceneResult(index, None, attempt, error=error)
 
     t_start = time.perf_counter()
     rendered, failed = [], []
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blender")
     try:
-        with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="blender") as pool:
-            futures = [pool.submit(task, i) for i in todo]
-            for fut in progress(cf.as_completed(futures), total=len(futures), desc="3D scenes", unit="scene",
-                                disable=None if show_progress is None else not show_progress):
-                res = fut.result()
-                (rendered if res.error is None else failed).append(res)
-                if res.error:
-                    logger.error("scene %d failed: %s", res.index, res.error)
+        futures = [pool.submit(task, i) for i in todo]
+        for fut in progress(cf.as_completed(futures), total=len(futures), desc="3D scenes", unit="scene",
+                            disable=None if show_progress is None else not show_progress):
+            res = fut.result()
+            (rendered if res.error is None else failed).append(res)
+            if res.error:
+                logger.error("scene %d failed: %s", res.index, res.error)
     finally:
-        for w in all_workers:
+        pool.shutdown(wait=False, cancel_futures=True)  # on an error or Ctrl-C: start no new scene
+        for w in list(all_workers):
             w.close()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        try:
-            (output / WORK_DIR).rmdir()
-        except OSError:
-            pass
+        pool.shutdown(wait=True)
+        if failed:
+            logger.error("%d scene(s) failed; worker logs kept in %s", len(failed), run_dir)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            try:
+                (output / WORK_DIR).rmdir()
+            except OSError:
+                pass
     report = GenerationReport(str(output), sorted(rendered, key=lambda r: r.index), skipped,
                               sorted(failed, key=lambda r: r.index), time.perf_counter() - t_start)
     if preview:
