@@ -446,10 +446,10 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
         worker = get_worker()
         error = None
         for attempt in range(max_attempts):
-            t0 = time.perf_counter()
-            scene = sample_scene(seed, index, assets, config, attempt=attempt)
-            t_sample = time.perf_counter() - t0
             try:
+                t0 = time.perf_counter()
+                scene = sample_scene(seed, index, assets, config, attempt=attempt)
+                t_sample = time.perf_counter() - t0
                 timings = render_scene(scene, output / scene_folder_name(index), worker=worker,
                                        work_dir=run_dir / f"{index}.{attempt}", threads=threads,
                                        min_visible_fraction=min_visible_fraction)
