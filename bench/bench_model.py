@@ -6,7 +6,8 @@ torchvision-style ConvNeXt blocks), converts its state dict into a ``MatSegModel
 ``--reps`` alternating forwards of each, keeping the minimum (``torch.inference_mode``, batch 1, float32,
 descriptor map upsampled to the input as the reference's ``TrainMode=False``). Peak memory is the growth of the child's peak RSS during the forwards
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``; falls back to ``ru_maxrss`` where that is not
-allowed). Prints seconds per forward, the ratio ours / reference, peak MiB and the max abs difference.
+allowed). Prints wall and process-CPU seconds per forward (CPU seconds are the steadier figure on a shared machine),
+the ratios ours / reference, peak MiB and the max abs difference.
 
     python bench/bench_model.py                       # tiny + base at 512 and 1024 (base: 1 rep), a few minutes on 2 cores
     python bench/bench_model.py --sizes tiny --resolutions 512 --reps 5
@@ -111,16 +112,19 @@ def _measure(size: str, resolution: int, reps: int, device: str, threads: int, s
         results[f"{name}_peak_mib"] = peak_mib
     # pass 2: timings, the two implementations alternating; the minimum is kept (robust to other load)
     times = {name: [] for name, _ in impls}
+    cpu_times = {name: [] for name, _ in impls}
     for _ in range(reps):
         for name, fn in impls:
             with torch.inference_mode():
                 sync()
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 fn()
                 sync()
                 times[name].append(time.perf_counter() - start)
+                cpu_times[name].append(time.process_time() - cpu_start)
     for name in times:
         results[f"{name}_s"] = min(times[name])
+        results[f"{name}_cpu_s"] = min(cpu_times[name])
     results["max_abs_diff"] = float((outputs["ours"] - outputs["reference"]).abs().max())
     results["mean_abs_value"] = float(outputs["reference"].abs().mean())
     results["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
@@ -151,6 +155,7 @@ def main() -> None:
     print(f"device={args.device} threads={args.threads} batch=1 float32, output upsampled to the input; "
           f"load average at start {os.getloadavg()[0]:.1f} (timings: minimum over alternating runs)")
     print(f"{'model':<6} {'input':>6} {'params':>8} {'reference s':>12} {'ours s':>8} {'ratio':>6} "
+          f"{'ref cpu s':>10} {'ours cpu s':>11} {'cpu ratio':>9} "
           f"{'ref peak MiB':>13} {'ours peak MiB':>14} {'max abs diff':>13}")
     for size in args.sizes:
         for resolution in args.resolutions:
@@ -166,6 +171,8 @@ def main() -> None:
             rows.append(dict(size=size, resolution=resolution, reps=reps, **result))
             print(f"{size:<6} {resolution:>5}² {result['params_m']:>7.1f}M {result['reference_s']:>12.3f} "
                   f"{result['ours_s']:>8.3f} {result['ours_s'] / result['reference_s']:>6.2f} "
+                  f"{result['reference_cpu_s']:>10.2f} {result['ours_cpu_s']:>11.2f} "
+                  f"{result['ours_cpu_s'] / result['reference_cpu_s']:>9.2f} "
                   f"{result['reference_peak_mib']:>13.0f} {result['ours_peak_mib']:>14.0f} {result['max_abs_diff']:>13.2e}",
                   flush=True)
     if args.json:
