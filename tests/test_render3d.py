@@ -183,9 +183,20 @@ def test_3d_folders_stream_like_2d_scenes(cli_run):
     from matseg_hub.synthetic import row_to_scene
 
     rows = list(folder_scene_stream(cli_run))
-    assert len(rows) == 2
+    assert len(rows) == 2 and {r["source"] for r in rows} == {"matseg_hub.render3d"}
     scene = row_to_scene(rows[0])
     assert scene.rgb.shape == (48, 48, 3) and scene.masks.shape[0] == rows[0]["num_materials"]
+
+
+def test_3d_folders_mix_with_2d_stream(cli_run):
+    from datasets import interleave_datasets
+
+    from matseg_hub.streaming import folder_scene_stream, scene_stream
+
+    mixed = interleave_datasets([scene_stream(seed=0, num=2), folder_scene_stream(cli_run)],
+                                stopping_strategy="all_exhausted")
+    sources = [row["source"] for row in mixed]
+    assert sources.count("matseg_hub.render3d") == 2 and len(set(sources)) == 2
 
 
 def _finished(out: Path):

@@ -39,6 +39,7 @@ logger = get_logger(__name__)
 PathLike = Union[str, os.PathLike]
 WORK_DIR = ".matseg-work"
 SCENE_FILE = "scene3d.json"
+GENERATOR_NAME = "matseg_hub.render3d"  # the ``generator``/``source`` of rendered scenes
 MIN_VISIBLE_FRACTION = 0.001  # a material needs this share of the image (at mask >= 0.5) to be kept
 
 
@@ -290,7 +291,7 @@ def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
         raise HiddenMaterialsError(f"scene {scene.index} (attempt {scene.attempt}): no material is visible")
     if out["rgb"].shape[:2] != annotated.shape:
         raise MatSegFormatError(f"RGB is {out['rgb'].shape[:2]} but the passes are {annotated.shape}", path=render_dir)
-    meta = {"generator": "matseg_hub.render (Blender Cycles, CPU)", "blender": out["result"].get("blender"),
+    meta = {"generator": GENERATOR_NAME, "renderer": f"Blender {out['result'].get('blender')} Cycles (CPU)",
             "seed": scene.seed, "index": scene.index, "attempt": scene.attempt, "scene_file": SCENE_FILE,
             "num_materials": int(masks.shape[0]), "materials": materials,
             "dropped_materials": sum(not m["kept"] for m in materials),
