@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import MatSegFormatError, MatSegInputError
+from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .patterns import PatternParams, pattern_map, property_plane, sample_geometry
 from .synthetic import SyntheticScene
 from .utils.logging import get_logger
@@ -547,14 +547,32 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
         :class:`SyntheticScene`: ``rgb`` uint8 [H, W, 3], ``masks`` float32 [K, H, W] in [0, 1] (sum <= 1),
         ``annotated`` float32 [H, W] = ``1 - background weight``, ``metadata`` (seed, index, parameters).
     """
-    import cv2
-
     sources = _as_sources(sources)
     config = config or SceneConfig()
     natural = sources.natural
     if natural is None or not len(natural):
         raise MatSegInputError("scene sources hold no natural image")
     rng = scene_rng(seed, index)
+    for attempt in range(_MAX_ATTEMPTS):
+        if attempt:  # deterministic redraw: a function of (seed, index, attempt) only
+            rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), attempt]))
+        scene, min_px = _generate_once(rng, seed, index, sources, config)
+        if all(int(np.count_nonzero(m > 0.5)) >= min_px for m in scene.masks):
+            if attempt:
+                scene.metadata["attempt"] = attempt
+            return scene
+        logger.debug("scene %d of seed %d: a material is not visible; redrawing (attempt %d)", index, seed, attempt + 1)
+    raise MatSegError(f"scene {index} of seed {seed}: could not place every material visibly in "
+                      f"{_MAX_ATTEMPTS} attempts; use fewer materials or larger scenes")
+
+
+_MAX_ATTEMPTS = 8
+
+
+def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
+    import cv2
+
+    natural = sources.natural
     h, w = _draw_size(rng, config)
     k_mat = int(rng.integers(config.min_materials, config.max_materials + 1))
     has_bg = bool(rng.random() < config.background_prob)
@@ -589,7 +607,8 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
                                       "occupancy": occupancy, "attempts": attempt + 1}
                     break
             if wk is None:
-                blob = _noise_blob(rng, h, w, free, occupancy)
+                n_free = max(1, int(np.count_nonzero(free > 0.5)))
+                blob = _noise_blob(rng, h, w, free, min(1.0, max(occupancy, 1.5 * min_px / n_free)))
                 wk = blob * free
                 info["region"] = {"kind": "noise", "occupancy": occupancy}
             weights[k] = wk
@@ -647,7 +666,7 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
         "mask_blur_sigma": blur_sigma, "shares": [float(s) for s in shares], "background": bg_info,
         "materials": materials_info, "config": config.to_dict(),
     }
-    return SyntheticScene(rgb=rgb, masks=weights, annotated=annotated, metadata=metadata)
+    return SyntheticScene(rgb=rgb, masks=weights, annotated=annotated, metadata=metadata), min_px
 
 
 def scene_sources_summary(sources: SceneSources) -> Dict[str, Any]:
