@@ -228,3 +228,10 @@ def test_shared_natural_images_and_textures(shared_data):
     config = SceneConfig(size=(128, 128))
     for i in range(3):
         check_invariants(generate_scene(0, i, sources, config), config)
+
+
+def test_tiny_scenes_with_many_materials_and_a_flat_source_keep_every_material_visible(sources):
+    natural = SourcePool(sources.natural.images + [np.full((50, 50, 3), 7, np.uint8)])
+    config = SceneConfig(min_size=16, max_size=40, min_materials=5, max_materials=5)
+    for i in range(40):
+        check_invariants(generate_scene(9, i, SceneSources(natural, sources.textures), config), config)
