@@ -15,9 +15,14 @@ every worker/node count up to 10 and by 12, 14, 15, 16, ...); shard ``v`` holds 
 
 Example::
 
-    from matseg_hub import scene_stream, SceneConfig
-    ds = scene_stream(seed=0, config=SceneConfig(size=(512, 512)), num=10_000)   # built-in photos as sources
-    loader = torch.utils.data.DataLoader(ds.with_format("torch"), batch_size=None, num_workers=2)
+    from matseg_hub.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.streaming import scene_stream, scene_tensors
+
+    sources = SceneSources.from_folders("photos/", "textures/")          # or SceneSources.builtin()
+    ds = scene_stream(seed=0, sources=sources, config=SceneConfig(size=(512, 512)), num=10_000)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, collate_fn=scene_tensors)
+
+``scene_stream(..., encoded=False)`` skips the JPEG/PNG round trip (rows of numpy arrays) for training.
 """
 
 from __future__ import annotations
