@@ -351,3 +351,13 @@ def test_bad_asset_fails_its_scene_not_the_run(blender_python, tmp_path):
     assert [r.index for r in report.failed] == [0, 1] and not report.rendered
     assert all("broken.jpg" in r.error for r in report.failed)
     assert not any((tmp_path / "out").glob("*/Finished.txt"))
+
+
+def test_setup_without_python311_says_so(monkeypatch, tmp_path):
+    from matseg_hub.errors import MatSegError
+    from matseg_hub.render import setup_blender_env
+
+    monkeypatch.setattr(blender_env, "_python311", lambda: None)
+    with pytest.raises(MatSegError, match="CPython 3.11"):
+        setup_blender_env(tmp_path / "venv")
+    assert not (tmp_path / "venv").exists()
