@@ -101,3 +101,30 @@ def test_help_lists_the_command():
     assert out.returncode == 0 and "2d" in out.stdout
     out = subprocess.run(MATSEG + ["generate", "2d", "--help"], capture_output=True, text=True, timeout=120)
     assert "--natural-images" in out.stdout and "--workers" in out.stdout and "--preview" in out.stdout
+
+
+def test_killed_run_resumes_to_the_same_bytes(tmp_path, source_dirs):
+    import signal
+    import time
+
+    from matseg_hub.synthetic import iter_scene_folders, read_scene
+
+    natural, textures = source_dirs
+    common = ["--num", "60", "--seed", "4", "--size", "96", "--natural-images", str(natural), "--textures",
+              str(textures), "--no-progress"]
+    proc = subprocess.Popen(SCRIPT + common + ["--output", "killed"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (tmp_path / "killed" / "3" / "Finished.txt").exists():
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    finished = list(iter_scene_folders(tmp_path / "killed"))
+    assert finished  # some scenes were done before the kill ...
+    for folder in finished:  # ... and every folder marked finished is a whole scene
+        read_scene(folder)
+    again = _run(SCRIPT + common + ["--output", "killed"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    whole = _run(SCRIPT + common + ["--output", "whole"], tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert _files(tmp_path / "killed") == _files(tmp_path / "whole")
