@@ -53,11 +53,15 @@ COORDINATES: Tuple[str, ...] = ("object", "generated", "uv")
 MATERIAL_KINDS: Tuple[str, ...] = ("uniform", "texture", "pbr")
 ENVIRONMENT_KINDS: Tuple[str, ...] = ("sky", "hdri", "image", "colour")
 #: built-in natural photos (bundled with scikit-image, no download) used as pattern and texture sources
-SKIMAGE_PHOTOS: Tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
-                                   "hubble_deep_field", "retina", "coins", "camera", "gravel", "brick", "grass",
-                                   "moon", "horse")
+#: (licences as stated in each ``skimage.data`` function's docstring)
+SKIMAGE_LICENCES: Dict[str, str] = {
+    "astronaut": "public domain (NASA)", "coffee": "CC0 (Rachel Michetti)", "chelsea": "CC0 (Stefan van der Walt)",
+    "rocket": "public domain (SpaceX)", "immunohistochemistry": "no known copyright restrictions",
+    "hubble_deep_field": "public domain (NASA)", "retina": "CC0 1.0", "coins": "no known copyright restrictions",
+    "camera": "CC0 (Lav Varshney)", "gravel": "CC0 (CC0Textures)", "brick": "CC0 (CC0Textures)",
+    "grass": "CC0 (CC0Textures)", "horse": "CC0 (Andreas Preuss)"}
+SKIMAGE_PHOTOS: Tuple[str, ...] = tuple(SKIMAGE_LICENCES)
 SKIMAGE_PREFIX = "skimage:"
-SKIMAGE_LICENCE = "scikit-image bundled sample data (see skimage/data/README.txt: public domain / CC0 / CC-BY)"
 
 Vec3 = Tuple[float, float, float]
 
@@ -436,7 +440,7 @@ class SceneAssets:
 
     def licence_of(self, path: str) -> str:
         if path.startswith(SKIMAGE_PREFIX):
-            return SKIMAGE_LICENCE
+            return "scikit-image sample data: " + SKIMAGE_LICENCES.get(path[len(SKIMAGE_PREFIX):], "unknown")
         best = ""
         for key, lic in self.licences.items():
             if path == key or path.startswith(key.rstrip("/") + "/"):

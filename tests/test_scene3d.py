@@ -158,3 +158,10 @@ def test_assets_from_shared_data(shared_data):
     s = sample_scene(0, 0, assets, SceneConfig(gltf_prob=1.0, pattern_resolution=64))
     assert s.objects[0].shape == "gltf"
     assert Scene3D.from_json(s.to_json()) == s
+
+
+def test_every_builtin_asset_has_a_licence():
+    s = sample_scene(0, 4, config=SceneConfig(materials=(5, 5), pattern_resolution=32))
+    licences = s.asset_licences()
+    assert licences and all(v.startswith("scikit-image sample data: ") and not v.endswith("unknown")
+                            for v in licences.values())

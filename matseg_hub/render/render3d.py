@@ -76,7 +76,7 @@ def _unit8(a: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(a, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _texture_maps(mat: Dict[str, Any], folder: Path, tag: str, max_side: int = 1024) -> Dict[str, str]:
+def _texture_maps(mat: Dict[str, Any], folder: Path, tag: str, max_side: int = 512) -> Dict[str, str]:
     import cv2
 
     from ..pbr import texture_to_pbr
