@@ -339,7 +339,7 @@ def verify_conversion(state_dict: Mapping[str, torch.Tensor], model: Any, *, siz
 
 
 def convert_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, push_to_hub: Optional[str] = None,
-                       verify: bool = True, tolerance: float = 1e-4, backbone: Optional[str] = "facebook/convnext-base-224-22k",
+                       verify: bool = True, tolerance: float = 1e-4, backbone: Optional[str] = None,
                        license: Optional[str] = "cc0-1.0", private: bool = False) -> Dict[str, Any]:
     """Convert a reference ``torch.save`` checkpoint and save it (model, image processor, model card).
 
@@ -372,7 +372,9 @@ def convert_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, push_t
     processor = MatSegImageProcessor()
     card = {"license": license, "description": None,
             "training": f"Converted from the reference checkpoint `{checkpoint.name}` of {_REF_URL} with "
-                        "`python -m matseg_hub.convert_reference`"
+                        "`python -m matseg_hub.convert_reference`. The reference initialises its encoder from "
+                        "torchvision's `ConvNeXt_Base_Weights.DEFAULT` (ImageNet-1k) and trains on the MatSeg "
+                        "synthetic data"
                         + (f" (max abs difference to the reference forward: {diff:.2g})." if diff is not None else ".")}
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir, model_card=dict(card, repo_id=push_to_hub))
@@ -399,8 +401,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
     parser.add_argument("--no-verify", action="store_true", help="skip the comparison with the reference forward")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference accepted (default 1e-4)")
-    parser.add_argument("--backbone", default="facebook/convnext-base-224-22k",
-                        help="name recorded as the encoder's starting checkpoint (metadata only)")
+    parser.add_argument("--backbone", default=None,
+                        help="Hub id recorded as the encoder's starting checkpoint (model-card metadata only; the "
+                             "reference starts from torchvision's ConvNeXt_Base_Weights.DEFAULT, which is not on the Hub)")
     parser.add_argument("--license", default="cc0-1.0", help="licence id for the model card")
     args = parser.parse_args(argv)
     from .errors import MatSegError

@@ -77,7 +77,7 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
         "from matseg_hub.inference import MatSegPredictor",
         "from matseg_hub.utils.images import read_image",
         "",
-        f'model = AutoModel.from_pretrained("{name}")',
+        f'model = AutoModel.from_pretrained("{name}")  # or, without the import above: trust_remote_code=True',
         "predictor = MatSegPredictor(model)",
         'predictor.set_image(read_image("photo.jpg"))  # RGB uint8 [H, W, 3]',
         "similarity = predictor.similarity_map([[120, 80]])  # float32 [H, W], cosine similarity to the clicked point",
