@@ -5,7 +5,8 @@
 
 Upload an image (shrunk to ``--max-size`` like the reference ``Demo.py``), click on a material: the app shows
 the cosine-similarity heat map to the clicked point and the mask ``similarity > threshold`` outlined on the photo.
-The image's descriptor map is computed once per upload (:class:`matseg_hub.inference.MatSegPredictor`).
+The image's descriptor map is computed once per upload (:class:`matseg_hub.inference.MatSegPredictor`); the
+cache holds one image, so this is a single-user demo (served on 127.0.0.1 unless ``--host``/``--share`` say otherwise).
 """
 
 from __future__ import annotations
