@@ -140,7 +140,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = max(0, cfg.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # the scheduler counts optimiser steps: it is stepped here, not by accelerate (which would step it once per
+    # process), and saved with the checkpoints as a registered object
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     loader = build_loader(cfg, rank=rank, world_size=world)
     state = TrainerState()
 
@@ -246,7 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if accelerator.sync_gradients and cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            scheduler.step()
+            if accelerator.sync_gradients:
+                scheduler.step()
             optimizer.zero_grad()
         n_images += images.shape[0]
         n_pixels += images.shape[0] * images.shape[2] * images.shape[3]

@@ -40,7 +40,6 @@ from .batching import collate_scenes, fit_scene, sample_batch_shape
 logger = get_logger(__name__)
 
 SOURCE_TYPES = ("scenes2d", "folder", "hub")
-_SCENE_CONFIG_KEYS = None
 
 
 @dataclass
@@ -137,7 +136,7 @@ class SceneBatchStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         worker, _ = self._worker()
-        start = (self.start_states or [None] * (worker + 1))[worker] if self.start_states else None
+        start = self.start_states[worker] if self.start_states and worker < len(self.start_states) else None
         sources = [copy.copy(s) for s in self.sources]
         batch_index = 0
         epochs = [0] * len(sources)
