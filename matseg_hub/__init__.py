@@ -1,7 +1,8 @@
 """MatSeg Hub: the Hugging Face-native home of the MatSeg material-state segmentation benchmark.
 
 Public entry points are imported lazily (``matseg_hub.read_benchmark`` etc.) so that ``import matseg_hub``
-stays cheap and does not import torch.
+stays cheap and does not import torch. ``import matseg_hub.modeling`` (or touching ``matseg_hub.MatSegModel``)
+registers the ``matseg`` model type with ``transformers``' Auto classes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ _LAZY = {
     "score_images": "metric",
     "evaluate_benchmark": "evaluation",
     "publish_folder": "hub",
+    "MatSegConfig": "modeling",
+    "MatSegModel": "modeling",
+    "MatSegImageProcessor": "modeling",
+    "MatSegPredictor": "inference",
+    "descriptor_map": "inference",
+    "load_descriptor_fn": "inference",
     "SceneConfig": "scenes2d",
     "SceneSources": "scenes2d",
     "SourcePool": "scenes2d",
