@@ -6,37 +6,13 @@
 
 The texture folder is what ``matseg generate textures`` writes (or the authors' textures); licences come from
 its ``metadata.csv`` / ``licenses.json`` (per texture or per source photo id; default "unknown").
+
+Same as ``matseg build textures``; see ``--help``.
 """
 
-import argparse
 import sys
 
-from matseg_hub.asset_datasets import build_textures_dataset
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--input", required=True, help="texture folder")
-    ap.add_argument("--output", required=True, help="dataset folder to write (a Hub dataset repository)")
-    ap.add_argument("--max-shard-size", default="500MB")
-    ap.add_argument("--skip-bad", action="store_true", help="leave out unreadable files (listed in the card)")
-    ap.add_argument("--shard", type=int, default=0)
-    ap.add_argument("--num-shards", type=int, default=1)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--push-to-hub", metavar="REPO_ID")
-    args = ap.parse_args(argv)
-    out = build_textures_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,
-                                 shard_index=args.shard, num_shards=args.num_shards, resume=not args.no_resume)
-    if out is None:
-        print(f"job {args.shard} of {args.num_shards} finished; the last job writes the card")
-        return 0
-    print(f"wrote {out}")
-    if args.push_to_hub:
-        from matseg_hub.hub import publish_folder
-
-        print(f"pushed to {publish_folder(out, args.push_to_hub, repo_type='dataset')}")
-    return 0
-
+from matseg_hub.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["build", "textures", *sys.argv[1:]]))
