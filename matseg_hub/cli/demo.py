@@ -4,7 +4,8 @@
     matseg demo --model path/or/hub-id [--port 7860] [--share]
 
 Upload an image (shrunk to ``--max-size`` like the reference ``Demo.py``), click on a material: the app shows
-the cosine-similarity heat map to the clicked point and the mask ``similarity > threshold`` outlined on the photo.
+the cosine-similarity heat map to the clicked point and the mask ``similarity > threshold`` outlined on the photo;
+moving the radius or threshold slider redoes the last click.
 The image's descriptor map is computed once per upload (:class:`matseg_hub.inference.MatSegPredictor`); the
 cache holds one image, so this is a single-user demo (served on 127.0.0.1 unless ``--host``/``--share`` say otherwise).
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 NAME = "demo"
 HELP = "interactive demo (Gradio): click a point, see the material similarity map and mask"
+IMAGE_HEIGHT = 400  # px, the three image panels
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +88,10 @@ def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: floa
 
     gr = require("gradio", "matseg demo", extra="demo")
 
+    last_click = {"point": None}  # (x, y) of the last click, re-used when a slider moves (single-user, like the cache)
+
     def on_upload(image):
+        last_click["point"] = None
         if image is None:
             predictor.reset_image()
             return None, None, None, "upload an image"
@@ -98,6 +103,14 @@ def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: floa
         if image is None or not predictor.is_image_set:
             return None, None, "upload an image first"
         x, y = (int(v) for v in evt.index)
+        last_click["point"] = (x, y)
+        return click_result(predictor, image, x, y, int(radius_value), float(threshold_value))
+
+    def on_settings(image, radius_value, threshold_value):
+        """A slider moved: redo the last click with the new radius / threshold (nothing to do before a click)."""
+        if image is None or not predictor.is_image_set or last_click["point"] is None:
+            return gr.update(), gr.update(), gr.update()
+        x, y = last_click["point"]
         return click_result(predictor, image, x, y, int(radius_value), float(threshold_value))
 
     # gradio finds the event argument by its annotation; this module's annotations are strings (PEP 563)
@@ -106,16 +119,27 @@ def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: floa
     with gr.Blocks(title="MatSeg: zero-shot material state segmentation") as demo:
         gr.Markdown("# MatSeg\nUpload a photo, then click on a material: the heat map shows how similar every "
                     "pixel's material is to the clicked point; the outline shows `similarity > threshold`.")
+        # same height for the three panels; outputs as PNG (lossless: exact heat-map colours, crisp mask outline);
+        # elem_ids give stable selectors (tests/test_demo_browser.py drives the page in headless Chromium)
+        with gr.Row(equal_height=True):
+            image = gr.Image(type="numpy", label="image (click a material)", height=IMAGE_HEIGHT,
+                             elem_id="matseg-image")
+            heat = gr.Image(type="numpy", label="similarity to the clicked point (black 0 → yellow 1)",
+                            interactive=False, format="png", height=IMAGE_HEIGHT, elem_id="matseg-heat")
+            overlay = gr.Image(type="numpy", label="mask (red: similarity > threshold; yellow: clicked point)",
+                               interactive=False, format="png", height=IMAGE_HEIGHT, elem_id="matseg-mask")
+        caption = gr.Markdown("upload an image", elem_id="matseg-caption")
         with gr.Row():
-            image = gr.Image(type="numpy", label="image (click a material)")
-            heat = gr.Image(type="numpy", label="similarity to the clicked point", interactive=False)
-            overlay = gr.Image(type="numpy", label="mask", interactive=False)
-        with gr.Row():
-            radius_slider = gr.Slider(0, 50, value=radius, step=1, label="point radius (px)")
-            threshold_slider = gr.Slider(0.0, 1.0, value=threshold, step=0.01, label="mask threshold")
-        caption = gr.Markdown()
+            radius_slider = gr.Slider(0, 50, value=radius, step=1, label="point radius (px)",
+                                      elem_id="matseg-radius")
+            threshold_slider = gr.Slider(0.0, 1.0, value=threshold, step=0.01, label="mask threshold",
+                                         elem_id="matseg-threshold")
         image.upload(on_upload, inputs=image, outputs=[image, heat, overlay, caption])
+        image.clear(on_upload, inputs=image, outputs=[image, heat, overlay, caption])
         image.select(on_click, inputs=[image, radius_slider, threshold_slider], outputs=[heat, overlay, caption])
+        for slider in (radius_slider, threshold_slider):
+            slider.change(on_settings, inputs=[image, radius_slider, threshold_slider], outputs=[heat, overlay, caption],
+                          trigger_mode="always_last", show_progress="hidden")
     return demo
 
 
