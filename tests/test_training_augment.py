@@ -45,7 +45,8 @@ def test_each_photometric_augmentation():
     assert torch.allclose(x[:, 0], x0.mean(1)) and torch.allclose(x[:, 1], x[:, 2])
     assert torch.equal(m, masks)  # photometric: masks untouched
     # partial decolouring: between the image and its grey version
-    x, _, _ = augment_batch(images, generator=gen(), config=AugmentConfig(**{**off, "p_decolour": 1, "p_full_decolour": 0}))
+    partial = AugmentConfig(**{**off, "p_decolour": 1, "p_full_decolour": 0})
+    x, _, _ = augment_batch(images, generator=gen(), config=partial)
     grey = x0.mean(1, keepdim=True)
     assert ((x - grey).abs() <= (x0 - grey).abs() + 1e-3).all()
     # darken/lighten: one factor per image in [0.5, 1.15]

@@ -17,25 +17,24 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
-# DDP on depthwise convolutions (ConvNeXt) warns once per process about gradient layouts; harmless.
-warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
-
 from matseg_hub.training.config import TrainConfig, load_config, save_config
+from matseg_hub.training.progress import (CHECKPOINTS, TrainerState, has_accelerator_device, latest_checkpoint,
+                                          save_loss_curve)
 from matseg_hub.utils.files import atomic_write_text
 from matseg_hub.utils.logging import get_logger, set_verbosity
 
 logger = get_logger("train")
-CHECKPOINTS = "checkpoints"
+# DDP on depthwise convolutions (ConvNeXt) warns once per process about gradient layouts; harmless.
+warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
@@ -45,70 +44,6 @@ def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
     parser.add_argument("--config", default=None, help="YAML file of settings (train/configs/*.yaml)")
     args, rest = parser.parse_known_args(argv)
     return load_config(args.config, rest)
-
-
-class TrainerState:
-    """Step, best score and history (JSON); saved with every checkpoint."""
-
-    def __init__(self):
-        self.step = 0
-        self.best: Optional[float] = None
-        self.best_step: Optional[int] = None
-        self.history: List[Dict[str, Any]] = []
-        self.evals: List[Dict[str, Any]] = []
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"step": self.step, "best": self.best, "best_step": self.best_step, "history": self.history,
-                "evals": self.evals}
-
-    def load(self, data: Dict[str, Any]) -> None:
-        self.step = int(data["step"])
-        self.best, self.best_step = data.get("best"), data.get("best_step")
-        self.history, self.evals = list(data.get("history", [])), list(data.get("evals", []))
-
-
-def save_loss_curve(state: TrainerState, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not state.history:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    steps = [h["step"] for h in state.history]
-    axes[0].plot(steps, [h["loss"] for h in state.history], lw=0.8, label="loss (mean over processes)")
-    if len(steps) > 10:
-        k = max(2, len(steps) // 20)
-        losses = torch.tensor([h["loss"] for h in state.history])
-        smooth = torch.nn.functional.avg_pool1d(losses[None, None], k, 1).flatten().tolist()
-        axes[0].plot(steps[k - 1:], smooth, lw=2, label=f"running mean ({k})")
-    axes[0].set_xlabel("step"), axes[0].set_ylabel("loss"), axes[0].legend(), axes[0].grid(alpha=0.3)
-    for key in sorted({k for e in state.evals for k in e if k.endswith("point_triplet")}):
-        pts = [(e["step"], e[key]) for e in state.evals if key in e]
-        axes[1].plot(*zip(*pts), marker="o", label=key)
-    axes[1].set_xlabel("step"), axes[1].set_ylabel("triplet accuracy"), axes[1].grid(alpha=0.3)
-    if axes[1].lines:
-        axes[1].legend()
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def has_accelerator_device() -> bool:
-    xpu = getattr(torch, "xpu", None)
-    mps = getattr(torch.backends, "mps", None)
-    return bool(torch.cuda.is_available() or (xpu is not None and xpu.is_available())
-                or (mps is not None and mps.is_available()))
-
-
-def latest_checkpoint(output_dir: Path) -> Optional[Path]:
-    folder = output_dir / CHECKPOINTS
-    found = sorted((p for p in folder.glob("step-*") if (p / "trainer_state.json").is_file()),
-                   key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
-    return found[-1] if found else None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -229,6 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     model.train()
     fixed = None
     t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
+    window = torch.zeros(3, dtype=torch.float64)  # loss sum, pixel-accuracy sum, micro-batches since the last log
     data_iter = iter(loader)
     t_start = time.time()
     last = False
@@ -242,8 +178,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             images = batch["images"].to(accelerator.device, non_blocking=True)
             with accelerator.autocast():
                 desc = model(normalize_images(images)).descriptor_map
-            result = material_loss(desc, batch["masks"].to(accelerator.device), batch["annotated"].to(accelerator.device),
-                                   num_materials=batch["num_materials"].to(accelerator.device),
+            device = accelerator.device
+            result = material_loss(desc, batch["masks"].to(device), batch["annotated"].to(device),
+                                   num_materials=batch["num_materials"].to(device),
                                    temperature=cfg.temperature, scope=cfg.loss_scope)
             accelerator.backward(result.loss)
             if accelerator.sync_gradients and cfg.max_grad_norm:
@@ -252,6 +189,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if accelerator.sync_gradients:
                 scheduler.step()
             optimizer.zero_grad()
+        window += torch.stack([result.loss.detach().double().cpu(), result.pixel_accuracy.double().cpu(),
+                               torch.tensor(1.0, dtype=torch.float64)])
         n_images += images.shape[0]
         n_pixels += images.shape[0] * images.shape[2] * images.shape[3]
         if not accelerator.sync_gradients:
@@ -265,7 +204,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logger.info("time budget of %.1f min reached at step %d", cfg.max_train_minutes, step)
         last = last or step == cfg.max_steps
         if step % cfg.logging_every == 0 or last:
-            stats = torch.tensor([result.loss.item(), result.pixel_accuracy.item(), n_images, n_pixels, t_data],
+            means = (window[:2] / window[2]).tolist()
+            stats = torch.tensor([*means, n_images, n_pixels, t_data],
                                  device=accelerator.device, dtype=torch.float64)
             mean = accelerator.reduce(stats, reduction="mean")
             elapsed = max(1e-9, time.time() - t_log)
@@ -282,6 +222,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 logger.info("step %d loss %.4f pix-acc %.3f %.1f img/s data-wait %.0f%%", step, entry["loss"],
                             entry["pixel_accuracy"], entry["images_per_s"], 100 * entry["data_wait_share"])
             t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
+            window.zero_()
         if step % cfg.eval_every == 0 or last:
             evaluate(step)
         if step % cfg.checkpoint_every == 0 or last:

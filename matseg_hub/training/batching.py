@@ -14,7 +14,7 @@ All randomness comes from the ``numpy.random.Generator`` passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 

@@ -38,7 +38,7 @@ class TrainConfig:
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder, or "latest" (newest in output_dir)
     # --- model
     init_from: Optional[str] = None          # a saved MatSeg model (folder or Hub id) to fine-tune
-    encoder_checkpoint: Optional[str] = None  # a ConvNeXt checkpoint (Hub id/folder) for the encoder, e.g. facebook/convnext-base-224-22k
+    encoder_checkpoint: Optional[str] = None  # ConvNeXt checkpoint (Hub id/folder), e.g. facebook/convnext-base-224-22k
     convnext_size: str = "base"
     depths: Optional[List[int]] = None        # explicit ConvNeXt depths (with hidden_sizes) instead of a named size
     hidden_sizes: Optional[List[int]] = None
@@ -70,7 +70,7 @@ class TrainConfig:
     overfit_one_batch: bool = False           # debugging: train on the first batch over and over
     # --- evaluation, logging, checkpoints
     eval_every: int = 1000
-    eval_benchmark: Optional[str] = "builtin"  # "builtin" sample, a benchmark folder, a built dataset or Hub id; null: off
+    eval_benchmark: Optional[str] = "builtin"  # "builtin" sample, benchmark folder, built dataset, Hub id; null: off
     eval_max_size: int = 700
     eval_limit: Optional[int] = None
     eval_scenes: int = 0                       # held-out generated 2D scenes scored with triplet accuracy (0: off)

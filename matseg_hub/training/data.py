@@ -57,7 +57,8 @@ class BatchSettings:
 
 
 def build_source(spec: Dict[str, Any], seed: int = 0):
-    """One ``data_sources`` entry -> ``datasets.IterableDataset`` of scene rows (:func:`~matseg_hub.synthetic.scene_features`)."""
+    """One ``data_sources`` entry -> ``datasets.IterableDataset`` of scene rows
+    (:func:`~matseg_hub.synthetic.scene_features`)."""
     from dataclasses import fields
 
     kind = spec.get("type")
@@ -68,7 +69,8 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
         known = {f.name for f in fields(SceneConfig)}
         extra = set(spec) - known - {"type", "weight", "seed", "natural", "textures", "max_side", "name"}
         if extra:
-            raise MatSegInputError(f"unknown key(s) {sorted(extra)} in a scenes2d source; SceneConfig fields: {sorted(known)}")
+            raise MatSegInputError(f"unknown key(s) {sorted(extra)} in a scenes2d source; "
+                                   f"SceneConfig fields: {sorted(known)}")
         config = SceneConfig.from_dict({k: v for k, v in spec.items() if k in known})
         natural, textures = spec.get("natural"), spec.get("textures")
         max_side = int(spec.get("max_side", 1024))

@@ -54,7 +54,9 @@ def resize_targets(masks: torch.Tensor, size, mode: str = "nearest") -> torch.Te
     if tuple(masks.shape[-2:]) == tuple(size):
         return masks
     if mode == "area":
-        return F.adaptive_avg_pool2d(masks, size) if masks.shape[-1] >= size[-1] else F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        if masks.shape[-1] >= size[-1]:
+            return F.adaptive_avg_pool2d(masks, size)
+        return F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
     return F.interpolate(masks, size=size, mode=mode)
 
 
