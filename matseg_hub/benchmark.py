@@ -110,6 +110,9 @@ def parse_group_relations(text: str, group_ids: Sequence[str], path: Optional[Pa
 # ----------------------------------------------------------------------------------------------------------------
 def evaluation_scale(height: int, width: int, max_size: Optional[int] = DEFAULT_MAX_SIZE) -> float:
     """The reference's ``rat``: ``max(H, W) / max_size`` when the longer side exceeds ``max_size``, else 1."""
+    if max_size is not None and max_size <= 0:
+        raise MatSegInputError(f"max_size must be a positive number of pixels (or None for full resolution), "
+                               f"got {max_size}")
     if max_size is None or max(height, width) <= max_size:
         return 1.0
     return max(height, width) / max_size
@@ -332,16 +335,22 @@ def _parse_points(value, path: Path, field: str) -> np.ndarray:
     return arr
 
 
+def _read_text(path: Path) -> str:
+    """UTF-8 text (a byte-order mark, common in files saved on Windows, is ignored)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MatSegFormatError(f"not UTF-8 text (byte {exc.start}); re-save the file as UTF-8", path=path) from None
+
+
 def _load_annotation(folder: Path, allow_pickle: bool) -> Tuple[dict, Path]:
     json_path = folder / "data.json"
     if json_path.is_file():
         try:
-            return json.loads(json_path.read_text(encoding="utf-8")), json_path
+            return json.loads(_read_text(json_path)), json_path
         except json.JSONDecodeError as exc:
             raise MatSegFormatError(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); fix the file",
                                     path=json_path) from None
-        except UnicodeDecodeError:
-            raise MatSegFormatError("not UTF-8 text; re-save data.json as UTF-8", path=json_path) from None
     pkl_path = folder / "data.pkl"
     if pkl_path.is_file():
         if not allow_pickle:
@@ -397,7 +406,7 @@ def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = Fals
         if "pt_pg" in entry:
             screen[str(gid)] = _parse_points(entry["pt_pg"], ann_path, f"{gid}.pt_pg")
     relations_path = folder / "group_relations.txt"
-    relations = relations_path.read_text(encoding="utf-8") if relations_path.is_file() else ""
+    relations = _read_text(relations_path) if relations_path.is_file() else ""
     similarity = parse_group_relations(relations, list(groups), path=relations_path)
     return BenchmarkItem(image_id=image_id, image_bytes=data, width=width, height=height, groups=groups,
                          screen_points=screen, relations=relations, group_similarity=similarity,

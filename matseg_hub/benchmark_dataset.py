@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from .benchmark import BenchmarkItem, list_benchmark_items, read_benchmark, read_benchmark_item
+from .benchmark import BenchmarkItem, list_benchmark_items, read_benchmark_item
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
 from .utils.logging import get_logger, progress
@@ -210,13 +210,11 @@ def build_benchmark_dataset(source: PathLike, output: PathLike, *, max_shard_siz
                 break
             except MatSegFormatError:
                 continue
-    info = writer.split_info()
-    skipped = writer.all_skipped()
-    if info["num_examples"] == 0 and writer.num_shards == 1:
+    if writer.num_shards == 1 and writer.split_info()["num_examples"] == 0:
         raise MatSegFormatError("no usable annotated photo; nothing to build", path=source)
     extra = {"preview.jpg": preview_picture(preview_item)} if preview_item is not None else {}
-    card = dataset_card(features, info, skipped, pretty_name=pretty_name, has_preview=bool(extra))
-    return writer.finalize(card, extra_files=extra)
+    return writer.finalize(lambda info, skipped: dataset_card(features, info, skipped, pretty_name=pretty_name,
+                                                              has_preview=bool(extra)), extra_files=extra)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -227,8 +225,33 @@ def is_raw_benchmark_folder(path: PathLike) -> bool:
     return (path / "data").is_dir() and (path / "images").is_dir()
 
 
+def is_built_dataset_folder(path: PathLike) -> bool:
+    """A folder written by a builder / cloned from the Hub: ``README.md`` card + Parquet files under ``data/``."""
+    path = Path(path)
+    return (path / "README.md").is_file() and any((path / "data").glob("*.parquet"))
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """``"namespace/name"`` (what the Hub calls a repo id), as opposed to a local path."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def _not_a_benchmark_folder(path: Path) -> MatSegFormatError:
+    hint = ""
+    children = [c for c in sorted(path.iterdir()) if c.is_dir() and (is_raw_benchmark_folder(c)
+                                                                        or is_built_dataset_folder(c))]
+    if children:
+        hint = f"; did you mean {children[0]}?"
+    elif path.name in ("images", "data") and is_raw_benchmark_folder(path.parent):
+        hint = f"; did you mean {path.parent}?"
+    return MatSegFormatError("not a MatSeg benchmark: expected a raw folder (images/<stem>.jpg + data/<stem>/"
+                             "data.json) or a built dataset folder (README.md + data/*.parquet)" + hint, path=path)
+
+
 def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, allow_pickle: bool = False,
-                   streaming: bool = True) -> Iterator[BenchmarkItem]:
+                   streaming: bool = True, skip_bad: bool = False,
+                   on_skip: Optional[Callable[[str, str], None]] = None) -> Iterator[BenchmarkItem]:
     """Iterate over benchmark photos from any source, one at a time.
 
     Args:
@@ -236,9 +259,15 @@ def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, all
             Hub dataset id (``"<namespace>/matseg"``). ``None``: the built-in sample.
         split: the dataset split (built folders and Hub ids).
         streaming: stream built/Hub datasets instead of preparing an Arrow cache.
+        skip_bad: in a raw folder, leave out items that fail validation instead of raising; each is reported
+            to ``on_skip(image_id, reason)`` and logged.
 
     Yields:
         :class:`~matseg_hub.benchmark.BenchmarkItem`, images as their original encoded bytes.
+
+    Raises:
+        MatSegInputError: a path that does not exist, or a dataset that cannot be loaded.
+        MatSegFormatError: a folder that is not a benchmark, or a bad item (unless ``skip_bad``).
     """
     from .benchmark import builtin_benchmark_dir
 
@@ -246,12 +275,24 @@ def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, all
         source = builtin_benchmark_dir()
     path = Path(source)
     if path.exists():
-        if is_raw_benchmark_folder(path):
-            yield from read_benchmark(path, allow_pickle=allow_pickle)
-            return
         if not path.is_dir():
             raise MatSegInputError(f"{path} is a file; expected a benchmark folder, a dataset folder or a Hub id")
-    elif os.sep in str(source) and not _looks_like_repo_id(str(source)):
+        if is_raw_benchmark_folder(path):
+            for image_id in list_benchmark_items(path):
+                try:
+                    item = read_benchmark_item(path, image_id, allow_pickle=allow_pickle)
+                except MatSegFormatError as exc:
+                    if not skip_bad:
+                        raise
+                    logger.warning("skipping %s: %s", image_id, exc)
+                    if on_skip is not None:
+                        on_skip(image_id, str(exc))
+                    continue
+                yield item
+            return
+        if not is_built_dataset_folder(path):
+            raise _not_a_benchmark_folder(path)
+    elif not looks_like_repo_id(str(source)):
         raise MatSegInputError(f"{source} does not exist: give a raw benchmark folder, a built dataset folder or a "
                                f"Hub dataset id such as 'namespace/matseg'")
     from datasets import Image, load_dataset
@@ -268,9 +309,3 @@ def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, all
     ds = ds.cast_column("image", Image(decode=False))
     for row in ds:
         yield BenchmarkItem.from_row(row)
-
-
-def _looks_like_repo_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/"))
-

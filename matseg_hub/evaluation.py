@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -72,7 +73,8 @@ def resolve_model(model: Union[str, os.PathLike, DescriptorFn], *, device: Optio
 def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Union[str, DescriptorFn] = "rgb", *,
                        mode: str = "soft", max_size: Optional[int] = DEFAULT_MAX_SIZE, split: str = "test",
                        limit: Optional[int] = None, device: Optional[str] = None, bgr: bool = False,
-                       allow_pickle: bool = False, show_progress: Optional[bool] = None) -> Dict[str, Any]:
+                       allow_pickle: bool = False, skip_bad: bool = False,
+                       show_progress: Optional[bool] = None) -> Dict[str, Any]:
     """Score a model on a benchmark source with triplet accuracy.
 
     Args:
@@ -82,24 +84,32 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
         mode: ``"soft"`` (the paper's numbers), ``"hard"`` or ``"soft_only"``.
         max_size: evaluation resolution (longer side); ``None`` = full resolution.
         limit: score only the first ``limit`` images.
+        skip_bad: leave out photos of a raw folder that fail validation (listed under ``"bad"``) instead of
+            stopping at the first.
 
     Returns:
         ``{"mean": {4 numbers + counts}, "images": {image_id: {4 numbers}}, "skipped": [image ids with no
-        scored anchor], "model": name, "mode": mode, "max_size": max_size}``.
+        scored anchor], "bad": [{"image_id", "reason"} left out by skip_bad], "model": name, "mode": mode,
+        "max_size": max_size}``.
     """
+    from .benchmark import evaluation_scale
     from .benchmark_dataset import load_benchmark
 
     if mode not in MODES:
         raise MatSegInputError(f"mode must be one of {MODES}, got {mode!r}")
+    if limit is not None and limit < 1:
+        raise MatSegInputError(f"limit must be at least 1, got {limit}")
+    evaluation_scale(1, 1, max_size)  # validates max_size before any work
     resolved = resolve_model(model, device=device, bgr=bgr)
     per_image: List[Dict[str, Any]] = []
     images: Dict[str, Dict[str, Any]] = {}
     skipped: List[str] = []
-    items = load_benchmark(data, split=split, allow_pickle=allow_pickle)
+    bad: List[Dict[str, str]] = []
+    items = load_benchmark(data, split=split, allow_pickle=allow_pickle, skip_bad=skip_bad,
+                           on_skip=lambda image_id, reason: bad.append({"image_id": image_id, "reason": reason}))
     disable = None if show_progress is None else not show_progress
-    for n, item in enumerate(progress(items, desc=f"scoring {resolved.name}", unit="img", disable=disable)):
-        if limit is not None and n >= limit:
-            break
+    for item in progress(itertools.islice(items, limit), total=limit, desc=f"scoring {resolved.name}", unit="img",
+                         disable=disable):
         ev = item.for_evaluation(max_size=max_size)
         features = resolved.fn(ev.image)
         if features.ndim != 3 or features.shape[:2] != ev.image.shape[:2]:
@@ -116,7 +126,7 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
     if not per_image:
         raise MatSegInputError(f"no image to score in {data!r}")
     return {"model": resolved.name, "mode": mode, "max_size": max_size, "mean": aggregate(per_image),
-            "images": images, "skipped": skipped}
+            "images": images, "skipped": skipped, "bad": bad}
 
 
 def format_table(runs: List[Dict[str, Any]]) -> str:

@@ -23,7 +23,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 
 from .errors import MatSegInputError
 from .utils.files import atomic_write_text
@@ -87,10 +87,13 @@ class DatasetRepoWriter:
 
     def __init__(self, output_dir: PathLike, features, split: str = "train", max_shard_size: Union[int, str] = "500MB",
                  row_group_size: int = 64, shard_index: int = 0, num_shards: int = 1, resume: bool = True):
-        if not 0 <= shard_index < num_shards:
-            raise MatSegInputError(f"--shard must be in [0, {num_shards}), got {shard_index}")
+        check_job(shard_index, num_shards)
         self.output_dir = Path(output_dir)
         self.work_dir = self.output_dir.with_name(self.output_dir.name + ".partial")
+        if num_shards > 1 and not self.work_dir.exists() and (self.output_dir / "README.md").is_file():
+            raise MatSegInputError(
+                f"{self.output_dir} is already a finished dataset; a job of a {num_shards}-job array cannot add to it. "
+                f"Rebuild into a new --output (or delete it first) and run every job of the array again")
         self.features = features
         self.split = split
         self.max_shard_size = parse_size(max_shard_size)
@@ -221,11 +224,15 @@ class DatasetRepoWriter:
             self._writer = None
 
     # -- finishing ------------------------------------------------------------------------------------------
-    def finalize(self, card_text: str, extra_files: Optional[Mapping[str, bytes]] = None) -> Optional[Path]:
+    def finalize(self, card: Union[str, Callable[[Dict[str, int], List[Dict[str, str]]], str]],
+                 extra_files: Optional[Mapping[str, bytes]] = None) -> Optional[Path]:
         """Mark this job complete; when every job of the array is complete, write the card and move in place.
 
         Args:
-            card_text: the dataset card (``README.md``) with its YAML header (see :func:`dataset_card_yaml`).
+            card: the dataset card (``README.md``) with its YAML header (see :func:`dataset_card_yaml`), or a
+                function ``(split_info, skipped) -> card text`` called once every job has finished, so that the
+                card's counts cover the whole array (preferred with job arrays). A finished text card whose
+                ``num_examples``/``num_bytes`` no longer match the shards is corrected.
             extra_files: more files for the repository (e.g. a preview picture), relative path -> bytes.
 
         Returns:
@@ -234,23 +241,22 @@ class DatasetRepoWriter:
         self.close()
         self._manifest.complete = True
         self._save_manifest()
-        manifests = [json.loads(p.read_text()) for p in (self.work_dir / _PROGRESS_DIR).glob(f"{self.split}-*.json")]
+        progress_dir = self.work_dir / _PROGRESS_DIR
+        manifests = [json.loads(p.read_text()) for p in progress_dir.glob(f"{self.split}-*.json")]
         if sum(1 for m in manifests if m["complete"] and m["num_shards"] == self.num_shards) < self.num_shards:
             logger.info("job %d/%d done; the last job of the array finalizes %s", self.shard_index, self.num_shards,
                         self.output_dir)
             return None
-        lock = self.work_dir / _PROGRESS_DIR / "finalize.lock"
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.close(fd)
-        except FileExistsError:
+        if not _take_lock(progress_dir / "finalize.lock"):
             return None
+        info, skipped = self.split_info(), self.all_skipped()
+        card_text = card(info, skipped) if callable(card) else _refresh_split_numbers(card, self.split, info)
         atomic_write_text(self.work_dir / "README.md", card_text)
         for rel, data in (extra_files or {}).items():
             target = self.work_dir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        shutil.rmtree(self.work_dir / _PROGRESS_DIR)
+        shutil.rmtree(progress_dir)
         if self.output_dir.exists():
             old = self.output_dir.with_name(self.output_dir.name + ".old")
             shutil.rmtree(old, ignore_errors=True)
@@ -277,6 +283,59 @@ class DatasetRepoWriter:
         for path in sorted((self.work_dir / _PROGRESS_DIR).glob(f"{self.split}-*.json")):
             out.extend(json.loads(path.read_text())["skipped"])
         return out
+
+
+def _take_lock(path: Path) -> bool:
+    """Create ``path`` exclusively (holding host and PID). A lock left by a dead process on this host is taken over."""
+    import socket
+
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = path.read_text().split()
+            except (OSError, ValueError):
+                host, pid = "", "0"
+            if host == socket.gethostname() and not _pid_alive(int(pid)):
+                logger.warning("taking over the finalize lock of dead process %s", pid)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        return True
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _refresh_split_numbers(card_text: str, split: str, info: Mapping[str, int]) -> str:
+    """Set ``num_examples``/``num_bytes`` of ``split`` in a card's YAML ``dataset_info`` to the final shard totals."""
+    import yaml
+
+    if not card_text.startswith("---\n"):
+        return card_text
+    end = card_text.index("\n---", 4)
+    meta = yaml.safe_load(card_text[4:end])
+    for entry in ((meta or {}).get("dataset_info") or {}).get("splits") or []:
+        if entry.get("name") == split and (entry.get("num_examples"), entry.get("num_bytes")) != \
+                (info["num_examples"], info["num_bytes"]):
+            entry["num_examples"], entry["num_bytes"] = int(info["num_examples"]), int(info["num_bytes"])
+            return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + card_text[end + 1:]
+    return card_text
 
 
 def _has_zstd() -> bool:
@@ -323,8 +382,19 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
+def check_job(shard_index: int, num_shards: int) -> None:
+    """Validate a job-array position (``--shard i --num-shards n``): ``n >= 1`` and ``0 <= i < n``."""
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise MatSegInputError(f"--num-shards must be a whole number >= 1, got {num_shards!r}")
+    if not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
+        raise MatSegInputError(f"--shard must be in [0, {num_shards}) (job indices start at 0), got {shard_index!r}")
+
+
 def iter_job_items(items: Iterable[Any], shard_index: int, num_shards: int) -> Iterable[Any]:
-    """The items of job ``shard_index`` out of ``num_shards``: every ``num_shards``-th, starting at ``shard_index``."""
-    for i, item in enumerate(items):
-        if i % num_shards == shard_index:
-            yield item
+    """The items of job ``shard_index`` out of ``num_shards``: every ``num_shards``-th, starting at ``shard_index``.
+
+    Raises:
+        MatSegInputError: at the call (not on first iteration) for an invalid job position.
+    """
+    check_job(shard_index, num_shards)
+    return (item for i, item in enumerate(items) if i % num_shards == shard_index)

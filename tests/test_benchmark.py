@@ -12,7 +12,7 @@ import pytest
 
 from matseg_hub.benchmark import (builtin_benchmark_dir, list_benchmark_items, parse_group_relations,
                                   point_disc_masks, read_benchmark, read_benchmark_item, resize_for_evaluation)
-from matseg_hub.errors import MatSegFormatError
+from matseg_hub.errors import MatSegFormatError, MatSegInputError
 from matseg_hub.testing import make_benchmark_folder
 
 
@@ -243,3 +243,22 @@ def test_orphan_images_are_ignored_with_warning(raw, caplog):
     with caplog.at_level("WARNING", logger="matseg_hub"):
         assert list_benchmark_items(raw) == ["img_000"]
     assert "no annotation" in caplog.text
+
+
+def test_byte_order_mark_is_accepted(raw):
+    folder = raw / "data" / "img_000"
+    (folder / "group_relations.txt").write_bytes("\ufeff(1,2)\n".encode("utf-8"))
+    (folder / "data.json").write_bytes(b"\xef\xbb\xbf" + (folder / "data.json").read_bytes())
+    item = read_benchmark_item(raw, "img_000")
+    assert item.group_similarity[0, 1] == 0.3
+
+
+def test_relations_not_utf8(raw):
+    (raw / "data" / "img_000" / "group_relations.txt").write_bytes(b"(1,2)\n\xff\xfe[1,2]\n")
+    with pytest.raises(MatSegFormatError, match=r"group_relations\.txt: not UTF-8 text"):
+        read_benchmark_item(raw, "img_000")
+
+
+def test_max_size_must_be_positive():
+    with pytest.raises(MatSegInputError, match="max_size must be a positive"):
+        resize_for_evaluation(np.zeros((10, 10, 3), np.uint8), np.zeros((0, 3)), 0)

@@ -186,3 +186,64 @@ def test_cli_subprocess(raw, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "matseg_hub", "build", "benchmark", "--source", str(tmp_path / "x"),
                           "--output", str(tmp_path / "y")], capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 1 and "not a MatSeg benchmark folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("which", ["parent", "images", "no_images"])
+def test_wrong_folder_says_what_was_expected(raw, tmp_path, which):
+    if which == "parent":
+        folder = raw.parent
+        expected = f"did you mean {raw}"
+    elif which == "images":
+        folder, expected = raw / "images", f"did you mean {raw}"
+    else:
+        folder = tmp_path / "noimg"
+        (folder / "data" / "img_000").mkdir(parents=True)
+        (folder / "data" / "img_000" / "data.json").write_text("{}")
+        expected = "not a MatSeg benchmark"
+    with pytest.raises(MatSegFormatError, match=expected):
+        list(load_benchmark(folder))
+
+
+def test_job_arguments_are_validated(raw, tmp_path):
+    from matseg_hub.hub_dataset import iter_job_items
+
+    with pytest.raises(MatSegInputError, match="--num-shards must be"):
+        iter_job_items(range(3), 0, 0)
+    with pytest.raises(MatSegInputError, match=r"--shard must be in \[0, 2\)"):
+        iter_job_items(range(3), 2, 2)
+    with pytest.raises(MatSegInputError, match="--shard"):
+        build_benchmark_dataset(raw, tmp_path / "x", shard_index=5, num_shards=2)
+
+
+def test_rerunning_one_job_over_a_finished_array_is_refused(tmp_path):
+    raw = make_benchmark_folder(tmp_path / "raw", num_images=3, size=(40, 60), seed=6)
+    out = tmp_path / "out"
+    build_benchmark_dataset(raw, out, shard_index=0, num_shards=2)
+    build_benchmark_dataset(raw, out, shard_index=1, num_shards=2)
+    with pytest.raises(MatSegInputError, match="already a finished dataset"):
+        build_benchmark_dataset(raw, out, shard_index=0, num_shards=2)
+    assert not (tmp_path / "out.partial").exists()
+
+
+def test_finalize_takes_over_a_dead_jobs_lock_and_fixes_stale_counts(tmp_path):
+    from datasets import Features, Value
+
+    from matseg_hub.hub_dataset import DatasetRepoWriter, dataset_card_yaml
+
+    features = Features({"k": Value("string")})
+    writer = DatasetRepoWriter(tmp_path / "ds", features, split="test")
+    with writer:
+        for i in range(5):
+            writer.write({"k": str(i)}, key=str(i))
+    stale = dataset_card_yaml(features, {"test": {"num_examples": 2, "num_bytes": 1}}, license="cc0-1.0",
+                              pretty_name="t") + "\n# t\n"
+    lock = writer.work_dir / ".matseg_build" / "finalize.lock"
+    import socket
+
+    lock.write_text(f"{socket.gethostname()} 999999999")  # a process that does not exist
+    out = writer.finalize(stale)
+    assert out == tmp_path / "ds"
+    meta = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert meta["dataset_info"]["splits"][0]["num_examples"] == 5
+    assert (out / "README.md").read_text().endswith("# t\n")
+    assert len(load_dataset(str(out), split="test")) == 5

@@ -115,3 +115,23 @@ def test_cli_bad_data_path(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--data", str(tmp_path / "no" / "where")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_skip_bad_and_limit_do_not_read_unused_items(tmp_path):
+    raw = make_benchmark_folder(tmp_path / "raw", num_images=3, size=(60, 80), seed=4)
+    jpg = raw / "images" / "img_001.jpg"
+    jpg.write_bytes(jpg.read_bytes()[:100])
+    assert list(evaluate_benchmark(raw, "rgb", limit=1)["images"]) == ["img_000"]  # img_001 is never read
+    from matseg_hub.errors import MatSegFormatError
+
+    with pytest.raises(MatSegFormatError, match="img_001.jpg: corrupt"):
+        evaluate_benchmark(raw, "rgb")
+    result = evaluate_benchmark(raw, "rgb", skip_bad=True)
+    assert list(result["images"]) == ["img_000", "img_002"]
+    assert [b["image_id"] for b in result["bad"]] == ["img_001"] and "corrupt" in result["bad"][0]["reason"]
+
+
+def test_cli_rejects_negative_max_size():
+    proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--max-size", "-5"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and "max_size must be a positive" in proc.stderr and "Traceback" not in proc.stderr

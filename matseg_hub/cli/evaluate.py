@@ -26,6 +26,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bgr", action="store_true",
                         help="feed networks BGR like the reference Evaluate.py (cv2.imread) instead of RGB")
     parser.add_argument("--allow-pickle", action="store_true", help="read data.pkl where data.json is absent")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out photos that fail validation (listed in the results) instead of stopping")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
 
 
@@ -35,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
 
     models = args.model or ["rgb", "hsv"]
     runs = [evaluate_benchmark(args.data, model, mode=args.mode, max_size=args.max_size or None, split=args.split,
-                               limit=args.limit, device=args.device, bgr=args.bgr, allow_pickle=args.allow_pickle)
+                               limit=args.limit, device=args.device, bgr=args.bgr, allow_pickle=args.allow_pickle,
+                               skip_bad=args.skip_bad)
             for model in models]
     source = args.data or "built-in sample (1 CC0 photo)"
     print(f"MatSeg triplet accuracy on {source} ({args.mode} mode, max size {args.max_size or 'full'})")
     print(format_table(runs))
     for run_ in runs:
+        for bad in run_["bad"]:
+            print(f"{run_['model']}: left out {bad['image_id']}: {bad['reason']}")
         if run_["skipped"]:
             print(f"{run_['model']}: {len(run_['skipped'])} images had no scorable anchor: {run_['skipped'][:5]}")
     if args.output:
