@@ -63,6 +63,9 @@ def resolve_model(model: Union[str, os.PathLike, DescriptorFn], *, device: Optio
         return ResolvedModel("rgb", rgb_descriptors)
     if name == "hsv":
         return ResolvedModel("hsv", hsv_descriptors)
+    if "/" not in name and not os.path.exists(name):
+        raise MatSegInputError(f"unknown model {name!r}: use 'rgb', 'hsv', a MatSeg model folder or a Hub model id "
+                               f"('namespace/name')")
     try:
         from .inference import load_descriptor_fn
     except ImportError as exc:  # pragma: no cover - the model module ships with the package

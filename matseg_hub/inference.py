@@ -87,9 +87,9 @@ def descriptor_map(model: Any, image: np.ndarray, processor: Any = None) -> np.n
     return full.float().permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def load_descriptor_fn(name_or_path: str, *, device: Union[str, torch.device, None] = None, bgr: bool = False,
-                       size_mode: Optional[str] = None, **hub_kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """Load a MatSeg model (folder or Hub id) and return ``fn(image RGB uint8 [H, W, 3]) -> float32 [H, W, D]``.
+def load_model_and_processor(name_or_path: str, *, device: Union[str, torch.device, None] = None, bgr: bool = False,
+                             size_mode: Optional[str] = None, **hub_kwargs: Any):
+    """Load a MatSeg model (eval mode, on ``device``) and its image processor: the one place that does this.
 
     Args:
         name_or_path: a folder written by ``save_pretrained`` or a Hub model id.
@@ -100,15 +100,26 @@ def load_descriptor_fn(name_or_path: str, *, device: Union[str, torch.device, No
         size_mode: override the processor's ``size_mode`` (``"pad"``, ``"resize"``, ``"none"``).
         hub_kwargs: passed to ``from_pretrained`` (``revision``, ``token``, ``cache_dir``, ``local_files_only``).
 
+    Returns:
+        ``(model, processor)``.
+
     Raises:
-        MatSegInputError: ``name_or_path`` is not a loadable MatSeg model.
+        MatSegInputError: ``name_or_path`` is not a loadable MatSeg model (a missing folder is named as such).
     """
+    from pathlib import Path
+
     from .modeling import MatSegImageProcessor, MatSegModel
 
+    name = str(name_or_path)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
+    if looks_like_path and not Path(name).expanduser().exists():
+        raise MatSegInputError(f"cannot load a MatSeg model from {name!r}: the folder does not exist; give a folder "
+                               f"written by save_pretrained "
+                               f"(config.json + weights) or a Hub model id such as 'namespace/matseg-convnext-base'")
     try:
-        model = MatSegModel.from_pretrained(str(name_or_path), **hub_kwargs)
+        model = MatSegModel.from_pretrained(name, **hub_kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise MatSegInputError(f"cannot load a MatSeg model from {name_or_path!r}: {exc}") from exc
+        raise MatSegInputError(f"cannot load a MatSeg model from {name!r}: {exc}") from exc
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
@@ -116,14 +127,23 @@ def load_descriptor_fn(name_or_path: str, *, device: Union[str, torch.device, No
         processor = MatSegImageProcessor.reference_evaluation()
     else:
         try:
-            processor = MatSegImageProcessor.from_pretrained(str(name_or_path), **hub_kwargs)
+            processor = MatSegImageProcessor.from_pretrained(name, **hub_kwargs)
         except (OSError, ValueError):
-            logger.info("no image processor saved with %s: using the default one", name_or_path)
+            logger.info("no image processor saved with %s: using the default one", name)
             processor = MatSegImageProcessor()
     if size_mode is not None:
         processor = MatSegImageProcessor(image_mean=processor.image_mean, image_std=processor.image_std,
                                          channel_order=processor.channel_order, size_mode=size_mode,
                                          size_divisor=processor.size_divisor)
+    return model, processor
+
+
+def load_descriptor_fn(name_or_path: str, *, device: Union[str, torch.device, None] = None, bgr: bool = False,
+                       size_mode: Optional[str] = None, **hub_kwargs: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ``uint8 [H, W, 3] RGB -> float32 [H, W, D]`` for ``matseg evaluate --model``; arguments as
+    :func:`load_model_and_processor`."""
+    model, processor = load_model_and_processor(name_or_path, device=device, bgr=bgr, size_mode=size_mode,
+                                                **hub_kwargs)
 
     def matseg_descriptors(image: np.ndarray) -> np.ndarray:
         return descriptor_map(model, image, processor)

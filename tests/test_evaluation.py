@@ -135,3 +135,10 @@ def test_cli_rejects_negative_max_size():
     proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--max-size", "-5"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1 and "max_size must be a positive" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("model, message", [("rgbb", "unknown model 'rgbb'"), ("./no/model", "does not exist")])
+def test_cli_unknown_model(model, message):
+    proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--model", model], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr

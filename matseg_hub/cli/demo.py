@@ -149,18 +149,10 @@ def run(args: argparse.Namespace) -> int:
     require("gradio", "matseg demo", extra="demo")
     import torch
 
-    from ..inference import MatSegPredictor
-    from ..modeling import MatSegImageProcessor, MatSegModel
+    from ..inference import MatSegPredictor, load_model_and_processor
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = MatSegModel.from_pretrained(args.model)
-    if args.bgr:
-        processor = MatSegImageProcessor.reference_evaluation()
-    else:
-        try:
-            processor = MatSegImageProcessor.from_pretrained(args.model)
-        except (OSError, ValueError):
-            processor = MatSegImageProcessor()
+    model, processor = load_model_and_processor(args.model, device=device, bgr=args.bgr)
     predictor = MatSegPredictor(model, processor, device=device, half=args.half)
     demo = build_demo(predictor, max_size=args.max_size, threshold=args.threshold, radius=args.radius)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
