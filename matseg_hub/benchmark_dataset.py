@@ -139,7 +139,7 @@ Score a model with the triplet-accuracy metric (`pip install matseg-hub`):
 
 ```python
 import evaluate
-metric = evaluate.load("triplet_accuracy")
+metric = evaluate.load("<namespace>/triplet_accuracy")   # the metric Space, or the folder metrics/triplet_accuracy
 ```
 
 or from the command line: `matseg evaluate --data <this repo or folder> --model rgb`.
