@@ -440,6 +440,25 @@ def read_benchmark(root: PathLike, allow_pickle: bool = False) -> Iterator[Bench
         yield read_benchmark_item(root, image_id, allow_pickle=allow_pickle)
 
 
+def write_benchmark_item(root: PathLike, image_id: str, image: bytes, groups: Mapping[str, Sequence[Sequence[float]]],
+                         relations: Optional[str] = None, image_ext: str = ".jpg") -> None:
+    """Write one annotated photo in the raw layout (atomically: the image, then ``data.json`` last).
+
+    Args:
+        image: the encoded photo (points must be in its displayed frame).
+        groups: group id -> ``[[x, y, radius], ...]`` (``pt_im``); or group id -> ``{"pt_im": ..., "pt_pg": ...}``.
+        relations: text of ``group_relations.txt`` (omitted when None).
+    """
+    from .utils.files import atomic_write_bytes, atomic_write_text
+
+    root = Path(root)
+    annotation = {str(g): (v if isinstance(v, Mapping) else {"pt_im": [list(p) for p in v]}) for g, v in groups.items()}
+    atomic_write_bytes(root / "images" / f"{image_id}{image_ext}", image)
+    if relations is not None:
+        atomic_write_text(root / "data" / image_id / "group_relations.txt", relations)
+    atomic_write_text(root / "data" / image_id / "data.json", json.dumps(annotation))
+
+
 def builtin_benchmark_dir() -> Path:
     """The benchmark sample that ships inside the package: one CC0 photo (sugar-coated candy, two material
     states), reduced to 700 px on its longer side, its annotation rescaled (the reference's rounding)."""

@@ -8,12 +8,14 @@ frame, like phone photos in the real benchmark.
 
 from __future__ import annotations
 
-import json
+import io
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+
+from .benchmark import write_benchmark_item
 
 PathLike = Union[str, os.PathLike]
 
@@ -74,10 +76,8 @@ def make_benchmark_folder(root: PathLike, num_images: int = 3, *, size: tuple = 
         if transpose is not None:
             stored = stored.transpose(getattr(Image.Transpose, transpose))
             exif[0x0112] = orientation
-        stored.save(root / "images" / f"{image_id}.jpg", quality=quality, exif=exif)
-        folder = root / "data" / image_id
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "data.json").write_text(json.dumps(annotation))
-        if relations and index in relations:
-            (folder / "group_relations.txt").write_text(relations[index])
+        buf = io.BytesIO()
+        stored.save(buf, format="JPEG", quality=quality, exif=exif)
+        write_benchmark_item(root, image_id, buf.getvalue(), annotation,
+                             relations=relations.get(index) if relations else None)
     return root

@@ -8,7 +8,6 @@ re-scored later with ``matseg evaluate --data <folder>``. Points are drawn where
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
@@ -59,6 +58,7 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
     """
     import cv2
 
+    from ..benchmark import write_benchmark_item
     from ..scenes2d import SceneConfig, generate_scene
 
     if num_scenes <= 0:
@@ -75,11 +75,10 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
         groups = scene_points(scene.masks, scene.annotated, rng, points_per_material=points_per_material, radius=r)
         if len(groups) < 2:
             continue
-        stem = f"scene_{written:04d}"
         ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(scene.rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        (root / "images" / f"{stem}.jpg").write_bytes(jpg.tobytes())
-        (root / "data" / stem).mkdir(parents=True, exist_ok=True)
-        (root / "data" / stem / "data.json").write_text(json.dumps(groups))
+        if not ok:
+            raise MatSegInputError(f"cannot encode held-out scene {index} as JPEG")
+        write_benchmark_item(root, f"scene_{written:04d}", jpg.tobytes(), groups)
         written += 1
     return root
 
