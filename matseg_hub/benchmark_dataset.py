@@ -15,6 +15,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Union
 import numpy as np
 
 from .benchmark import BenchmarkItem, list_benchmark_items, read_benchmark_item
+from .citation import CITATION
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
 from .utils.logging import get_logger, progress
@@ -23,13 +24,6 @@ logger = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
 SPLIT = "test"
-
-CITATION = """@inproceedings{eppel2024matseg,
-  title     = {Learning Zero-Shot Material States Segmentation, by Implanting Natural Image Patterns in Synthetic Data},
-  author    = {Eppel, Sagi and Li, Jolina Yining and Drehwald, Manuel S. and Aspuru-Guzik, Alan},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS) Datasets and Benchmarks Track},
-  year      = {2024}
-}"""
 
 # Group colours (RGB) for previews: distinct, readable on photos.
 GROUP_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),

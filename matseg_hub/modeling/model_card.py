@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
+
+from ..citation import CITATION, PAPER_URL as PAPER
 
 DEFAULT_TAGS = ("matseg", "material-segmentation", "zero-shot", "image-segmentation", "convnext")
-PAPER = "https://arxiv.org/abs/2403.03309"
 REFERENCE_CODE = "https://github.com/sagieppel/Zero-Shot-Material-State-Segmentation-Net"
-
-CITATION = """@inproceedings{eppel2024matseg,
-  title     = {Learning Zero-Shot Material States Segmentation, by Implanting Natural Image Patterns in Synthetic Data},
-  author    = {Eppel, Sagi and Li, Jolina Yining and Drehwald, Manuel S. and Aspuru-Guzik, Alan},
-  booktitle = {NeurIPS Datasets and Benchmarks},
-  year      = {2024}
-}"""
 
 
 def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequence[str] = (),
@@ -98,7 +92,3 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
     lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
 
-
-def metrics_from_mapping(values: Mapping[str, Any]) -> Dict[str, float]:
-    """Keep the numeric entries of a mapping (e.g. an evaluation result) as floats."""
-    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -9,15 +9,9 @@ import datasets
 import evaluate
 
 import matseg_hub.metric  # From: matseg-hub
+from matseg_hub.citation import CITATION  # From: matseg-hub
 
-_CITATION = """\
-@inproceedings{eppel2024matseg,
-  title     = {Learning Zero-Shot Material States Segmentation, by Implanting Natural Image Patterns in Synthetic Data},
-  author    = {Eppel, Sagi and Li, Jolina Yining and Drehwald, Manuel S. and Aspuru-Guzik, Alan},
-  booktitle = {Advances in Neural Information Processing Systems (NeurIPS), Datasets and Benchmarks Track},
-  year      = {2024}
-}
-"""
+_CITATION = CITATION + "\n"
 
 _DESCRIPTION = """\
 Triplet accuracy scores material-state descriptors against point annotations grouped by material state (the MatSeg
