@@ -137,7 +137,8 @@ save_file({{k: v.contiguous() for k, v in model.state_dict().items()}}, {str(out
 x = torch.linspace(-1, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
 with torch.no_grad():
     pooled = model(pixel_values=x).pooler_output
-folder = huggingface_hub.snapshot_download("testns/tiny-convnext")
+download_repo = huggingface_hub.snapshot_download  # from the local server in HF_ENDPOINT
+folder = download_repo(repo_id="testns/tiny-convnext")
 print(json.dumps({{"class": type(model).__name__, "hidden_sizes": model.config.hidden_sizes, "pooled": pooled.tolist(),
                   "snapshot": os.path.basename(folder), "files": sorted(os.listdir(folder))}}))
 """,
