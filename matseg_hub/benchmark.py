@@ -434,10 +434,31 @@ def list_benchmark_items(root: PathLike) -> List[str]:
     return ids
 
 
+def iter_benchmark_items(root: PathLike, image_ids: Optional[Sequence[str]] = None, *, allow_pickle: bool = False,
+                         skip_bad: bool = False, on_skip=None) -> Iterator[BenchmarkItem]:
+    """Read photos of a benchmark folder one at a time (memory stays flat).
+
+    Args:
+        image_ids: which photos, in this order (default: all, sorted).
+        skip_bad: leave out items that fail validation instead of raising; each is logged and reported to
+            ``on_skip(image_id, reason)``.
+    """
+    for image_id in list_benchmark_items(root) if image_ids is None else image_ids:
+        try:
+            item = read_benchmark_item(root, image_id, allow_pickle=allow_pickle)
+        except MatSegFormatError as exc:
+            if not skip_bad:
+                raise
+            logger.warning("skipping %s: %s", image_id, exc)
+            if on_skip is not None:
+                on_skip(image_id, str(exc))
+            continue
+        yield item
+
+
 def read_benchmark(root: PathLike, allow_pickle: bool = False) -> Iterator[BenchmarkItem]:
     """Iterate over every annotated photo of a benchmark folder (one at a time: memory stays flat)."""
-    for image_id in list_benchmark_items(root):
-        yield read_benchmark_item(root, image_id, allow_pickle=allow_pickle)
+    return iter_benchmark_items(root, allow_pickle=allow_pickle)
 
 
 def write_benchmark_item(root: PathLike, image_id: str, image: bytes, groups: Mapping[str, Sequence[Sequence[float]]],

@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 
-from .benchmark import BenchmarkItem, list_benchmark_items, read_benchmark_item
+from .benchmark import BenchmarkItem, iter_benchmark_items, list_benchmark_items
 from .citation import CITATION
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
@@ -183,27 +183,15 @@ def build_benchmark_dataset(source: PathLike, output: PathLike, *, max_shard_siz
     preview_item: Optional[BenchmarkItem] = None
     with writer:
         todo = [i for i in job_ids if i not in writer.done_keys]
-        for n, image_id in enumerate(progress(todo, total=len(todo), desc="building benchmark", unit="img")):
-            try:
-                item = read_benchmark_item(source, image_id, allow_pickle=allow_pickle)
-            except MatSegFormatError as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", image_id, exc)
-                writer.skip(image_id, str(exc))
-                continue
-            writer.write(item.to_row(), key=image_id)
+        items = iter_benchmark_items(source, todo, allow_pickle=allow_pickle, skip_bad=skip_bad, on_skip=writer.skip)
+        for n, item in enumerate(progress(items, total=len(todo), desc="building benchmark", unit="img")):
+            writer.write(item.to_row(), key=item.image_id)
             if preview_item is None:
                 preview_item = item
             if on_progress is not None:
                 on_progress(n + 1, len(todo))
     if preview_item is None:  # resumed run that had nothing left: preview from the first good item
-        for image_id in job_ids:
-            try:
-                preview_item = read_benchmark_item(source, image_id, allow_pickle=allow_pickle)
-                break
-            except MatSegFormatError:
-                continue
+        preview_item = next(iter_benchmark_items(source, job_ids, allow_pickle=allow_pickle, skip_bad=True), None)
     if writer.num_shards == 1 and writer.split_info()["num_examples"] == 0:
         raise MatSegFormatError("no usable annotated photo; nothing to build", path=source)
     extra = {"preview.jpg": preview_picture(preview_item)} if preview_item is not None else {}
@@ -272,17 +260,7 @@ def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, all
         if not path.is_dir():
             raise MatSegInputError(f"{path} is a file; expected a benchmark folder, a dataset folder or a Hub id")
         if is_raw_benchmark_folder(path):
-            for image_id in list_benchmark_items(path):
-                try:
-                    item = read_benchmark_item(path, image_id, allow_pickle=allow_pickle)
-                except MatSegFormatError as exc:
-                    if not skip_bad:
-                        raise
-                    logger.warning("skipping %s: %s", image_id, exc)
-                    if on_skip is not None:
-                        on_skip(image_id, str(exc))
-                    continue
-                yield item
+            yield from iter_benchmark_items(path, allow_pickle=allow_pickle, skip_bad=skip_bad, on_skip=on_skip)
             return
         if not is_built_dataset_folder(path):
             raise _not_a_benchmark_folder(path)
