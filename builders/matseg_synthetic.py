@@ -17,7 +17,7 @@ from matseg_hub.cli import main
 
 
 def run(argv) -> int:
-    if "--from-folders" in argv:
+    if any(a == "--from-folders" or a.startswith("--from-folders=") for a in argv):
         return main(["build", "synthetic", *argv])
     return main(["generate", "2d", "--format", "parquet", *argv])
 

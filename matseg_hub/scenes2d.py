@@ -667,9 +667,3 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         "materials": materials_info, "config": config.to_dict(),
     }
     return SyntheticScene(rgb=rgb, masks=weights, annotated=annotated, metadata=metadata), min_px
-
-
-def scene_sources_summary(sources: SceneSources) -> Dict[str, Any]:
-    """Names of the sources (for dataset cards and logs)."""
-    return {"natural": list(sources.natural.names),
-            "textures": list(sources.textures.names) if sources.textures is not None else []}

@@ -33,8 +33,12 @@ from typing import Any, Iterator, List, Optional, Sequence
 import numpy as np
 from datasets.iterable_dataset import ExamplesIterable
 
-from .errors import MatSegInputError
-from .synthetic import FINISHED_FILE, iter_scene_folders, scene_features, scene_row, scene_row_from_folder
+from .errors import MatSegFormatError, MatSegInputError
+from .synthetic import (FINISHED_FILE, iter_scene_folders, scene_features, scene_license, scene_row,
+                        scene_row_from_folder)
+from .utils.logging import get_logger
+
+logger = get_logger(__name__)
 
 DEFAULT_NUM_SHARDS = 80_640  # 2^8 * 3^2 * 5 * 7
 
@@ -109,6 +113,7 @@ def _array_row(scene, source: str):
         "seed": int(meta.get("seed", -1)),
         "index": int(meta.get("index", -1)),
         "source": source,
+        "license": scene_license(meta),
         "metadata": json.dumps(meta, sort_keys=True),
     }
 
@@ -160,25 +165,40 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
     return IterableDataset(_InterleavedExamplesIterable(_generated_rows, kwargs), info=info)
 
 
-def folder_scene_stream(root, nested: bool = True):
+def folder_scene_stream(root, nested: bool = True, on_error: str = "warn"):
     """Scenes of an official-layout folder tree (complete scenes only, sub-scenes included) as an
     :class:`datasets.IterableDataset` with the same features as :func:`scene_stream` (so the two can be mixed
     with :func:`mix_scene_streams` / ``datasets.interleave_datasets``). One shard per scene folder.
 
-    The files are passed through as they are (no decoding or re-encoding); ``metadata`` holds
-    ``scene_metadata.json`` and ``CameraParameters.json`` when present. Pickles are never read.
+    The files are passed through as they are (no re-encoding); ``metadata`` holds ``scene_metadata.json`` and
+    ``CameraParameters.json`` when present and ``folder`` relative to ``root``. Pickles are never read.
+
+    Every folder is checked as it is read (:func:`~matseg_hub.synthetic.check_scene_folder`: image and mask headers
+    readable, masks of the image's size). A bad folder is, with ``on_error="warn"`` (default), left out of the
+    stream with a warning that names it and says what is wrong — one broken render does not stop a training run;
+    with ``on_error="raise"`` it raises :class:`~matseg_hub.errors.MatSegFormatError` naming the file.
     """
     from datasets import IterableDataset
 
+    if on_error not in ("warn", "raise"):
+        raise MatSegInputError(f"on_error must be 'warn' or 'raise', got {on_error!r}")
     folders = [str(p) for p in iter_scene_folders(root, nested=nested)]
     if not folders:
         raise MatSegInputError(f"no complete scene (a folder with {FINISHED_FILE}) under {root}")
-    return IterableDataset(ExamplesIterable(_folder_rows_per_shard, {"folders": folders}), info=_features_info())
+    kwargs = {"folders": folders, "root": str(root), "on_error": on_error}
+    return IterableDataset(ExamplesIterable(_folder_rows_per_shard, kwargs), info=_features_info())
 
 
-def _folder_rows_per_shard(folders: List[str]):
+def _folder_rows_per_shard(folders: List[str], root: str, on_error: str = "warn"):
     for folder in folders:
-        yield folder, scene_row_from_folder(folder)
+        try:
+            row = scene_row_from_folder(folder, root=root)
+        except MatSegFormatError as exc:
+            if on_error == "raise":
+                raise
+            logger.warning("skipping the scene folder %s: %s", folder, exc)
+            continue
+        yield folder, row
 
 
 def mix_scene_streams(streams: Sequence[Any], probabilities: Optional[Sequence[float]] = None, seed: int = 0,
@@ -197,26 +217,31 @@ def scene_tensors(row) -> dict:
     """A scene row (as the stream yields it: PIL images) -> torch tensors, without copies where possible.
 
     Returns ``{"image": uint8 [3, H, W], "masks": float32 [K, H, W] in [0, 1], "annotated": float32 [H, W],
-    "num_materials", "seed", "index": int, "source", "metadata": str}``. Use it as a DataLoader's ``collate_fn``
-    with ``batch_size=None``, or inside your own collate (scenes differ in size and material count).
+    "num_materials", "seed", "index": int, "source", "license", "metadata": str}``. Masks follow the package's one
+    grayscale rule (:func:`~matseg_hub.utils.images.decode_gray`: 8-bit / 255, 16-bit / 65535), as
+    :func:`~matseg_hub.synthetic.read_scene` does. Use it as a DataLoader's ``collate_fn`` with ``batch_size=None``,
+    or inside your own collate (scenes differ in size and material count).
     """
     import torch
 
-    from .synthetic import _as_array
+    from .synthetic import row_gray, row_image
 
-    if isinstance(row["masks"], np.ndarray):  # a row of scene_stream(encoded=False)
-        rgb, masks, ann = row["image"], row["masks"], row["annotated"]
-    else:
-        rgb = _as_array(row["image"], gray=False)
-        masks = np.stack([_as_array(m, gray=True) for m in row["masks"]])
-        ann = _as_array(row["annotated"], gray=True)
+    if isinstance(row["masks"], np.ndarray):  # a row of scene_stream(encoded=False): uint8 0-255
+        rgb = row["image"]
+        masks = torch.from_numpy(row["masks"]).float().div_(255.0)
+        ann = torch.from_numpy(np.array(row["annotated"], dtype=np.float32)).div_(255.0)
+    else:  # encoded or decoded images: the one grayscale rule (8-bit / 255, 16-bit / 65535)
+        rgb = row_image(row["image"])
+        masks = torch.from_numpy(np.stack([row_gray(m, f"masks[{k}]") for k, m in enumerate(row["masks"])]))
+        ann = torch.from_numpy(row_gray(row["annotated"], "annotated"))
     return {
         "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
-        "masks": torch.from_numpy(masks).float().div_(255.0),
-        "annotated": torch.from_numpy(np.array(ann, dtype=np.float32)).div_(255.0),
+        "masks": masks,
+        "annotated": ann,
         "num_materials": int(row["num_materials"]),
         "seed": int(row["seed"]),
         "index": int(row["index"]),
         "source": row["source"],
+        "license": row.get("license", "unknown"),
         "metadata": row["metadata"],
     }

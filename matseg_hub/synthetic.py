@@ -16,8 +16,12 @@ Scenes may nest sub-scenes in subfolders (the authors' 3D data renders a scene a
 * :func:`encode_scene` — deterministic JPEG/PNG bytes of a scene (the same bytes for folders and Parquet rows).
 * :func:`write_scene` — writes a folder so that a killed or failing run never leaves a half scene marked
   finished (new folders are built in a temporary sibling and renamed; ``Finished.txt`` is always written last).
+* :func:`check_scene_folder` — the one check of a folder (files present, headers readable, mask sizes equal to the
+  image's) that :func:`read_scene`, :func:`scene_row_from_folder`, folder streams and packaging all use.
 * :func:`read_scene`, :func:`iter_scene_folders` — read the layout back, the authors' published data included.
-* :data:`SCENE_FEATURES`, :func:`scene_row`, :func:`row_to_scene` — the Hub row schema (streams and Parquet).
+  Masks are decoded by :func:`matseg_hub.utils.images.decode_gray` (8-bit / 255, 16-bit / 65535) on every path.
+* :func:`scene_features`, :func:`scene_row`, :func:`scene_row_from_folder`, :func:`row_to_scene` — the Hub row schema
+  (streams and Parquet), with a per-row ``license`` (:func:`scene_license`).
 """
 
 from __future__ import annotations
@@ -274,19 +278,14 @@ def iter_scene_folders(root: PathLike, nested: bool = True) -> Iterator[Path]:
 
 
 def _read_gray(path: Path) -> np.ndarray:
-    import cv2
+    """A mask file -> float32 [H, W] in [0, 1] (:func:`~matseg_hub.utils.images.decode_gray`'s rule)."""
+    from .utils.images import decode_gray
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise MatSegFormatError("cannot decode the mask (corrupt or not a PNG)", path=path)
-    if img.ndim == 3:
-        img = img[:, :, 0] if img.shape[2] in (1, 2) else cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2GRAY)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / np.float32(65535.0)
-    if img.dtype == np.bool_:
-        return img.astype(np.float32)
-    return img.astype(np.float32) * np.float32(1.0 / 255.0)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MatSegFormatError(f"cannot read the mask ({exc.strerror or exc})", path=path) from None
+    return decode_gray(data, str(path))
 
 
 def mask_files(folder: PathLike) -> List[Path]:
@@ -299,21 +298,50 @@ def mask_files(folder: PathLike) -> List[Path]:
     return [p for _, p in sorted(found)]
 
 
-def read_scene(folder: PathLike, *, allow_pickle: bool = False, require_finished: bool = True) -> SyntheticScene:
-    """Read one scene folder of the official layout.
+@dataclass
+class SceneFolderFiles:
+    """The checked files of one scene folder (:func:`check_scene_folder`).
 
-    Returns a :class:`SyntheticScene` whose metadata holds ``folder``, ``mask_files``, the content of
-    ``scene_metadata.json`` (scenes written by this package: seed, index, parameters), ``camera`` (from
-    ``CameraParameters.json``), ``flags`` (names of other empty ``*.txt`` markers such as ``NoGroundPlane``) and
-    ``pickles`` (names of ``*.pkl`` files; their content under ``pickle_data`` only with ``allow_pickle=True`` —
-    unpickling third-party data can run arbitrary code).
+    Attributes:
+        folder: the scene folder.
+        rgb: its ``RGB__RGB.jpg``.
+        masks: its mask files in material order.
+        annotated: its ``ObjectMaskOcluded.png``, or ``None`` (then the union of the masks is the annotated region).
+        height, width: the image size (as displayed); every mask has it.
+    """
+
+    folder: Path
+    rgb: Path
+    masks: List[Path]
+    annotated: Optional[Path]
+    height: int
+    width: int
+
+
+def _header_size(path: Path, displayed: bool):
+    """``(width, height)`` from the file's header (no pixel decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .utils.images import displayed_size
+
+    try:
+        if displayed:
+            return displayed_size(path.read_bytes(), str(path))
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise MatSegFormatError(f"cannot read the image header ({exc}); the file is corrupt or not an image",
+                                path=path) from None
+
+
+def check_scene_folder(folder: PathLike, *, require_finished: bool = True) -> SceneFolderFiles:
+    """Check one scene folder without decoding its pixels: the files exist, every image header decodes, and every
+    mask (and the annotated mask) has the image's size. The check every reader and packager shares.
 
     Raises:
-        MatSegFormatError: missing ``Finished.txt`` (with ``require_finished``), image, masks, or sizes that
-            disagree, naming the file.
+        MatSegFormatError: naming the folder or the file: no ``Finished.txt`` (with ``require_finished``), no
+            image, no masks, an unreadable image header, or a size that differs from the image's.
     """
-    from .utils.images import read_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise MatSegFormatError("scene folder not found", path=folder)
@@ -322,27 +350,34 @@ def read_scene(folder: PathLike, *, allow_pickle: bool = False, require_finished
     rgb_path = folder / RGB_FILE
     if not rgb_path.is_file():
         raise MatSegFormatError(f"missing {RGB_FILE}", path=folder)
-    rgb = read_image(rgb_path)
-    h, w = rgb.shape[:2]
+    w, h = _header_size(rgb_path, displayed=True)
     files = mask_files(folder)
     if not files:
         raise MatSegFormatError("no maskNNN.png in the scene folder", path=folder)
-    masks = np.zeros((len(files), h, w), dtype=np.float32)
-    for k, path in enumerate(files):
-        m = _read_gray(path)
-        if m.shape != (h, w):
-            raise MatSegFormatError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}", path=path)
-        masks[k] = m
     ann_path = folder / ANNOTATED_FILE
-    if ann_path.is_file():
-        annotated = _read_gray(ann_path)
-        if annotated.shape != (h, w):
-            raise MatSegFormatError(f"annotated mask is {annotated.shape[1]}x{annotated.shape[0]} but the image is "
-                                    f"{w}x{h}", path=ann_path)
-    else:
-        logger.warning("%s has no %s; using the union of its masks as the annotated region", folder, ANNOTATED_FILE)
-        annotated = np.clip(masks.sum(0), 0.0, 1.0)
+    ann = ann_path if ann_path.is_file() else None
+    for path in files + ([ann] if ann is not None else []):
+        mw, mh = _header_size(path, displayed=False)
+        if (mw, mh) != (w, h):
+            what = "annotated mask" if path == ann else "mask"
+            raise MatSegFormatError(f"{what} is {mw}x{mh} but the image is {w}x{h}", path=path)
+    return SceneFolderFiles(folder=folder, rgb=rgb_path, masks=files, annotated=ann, height=h, width=w)
 
+
+def _folder_label(folder: Path, root: Optional[PathLike]) -> str:
+    """The folder as recorded in metadata: relative to ``root`` (POSIX) when given, else as passed."""
+    if root is None:
+        return str(folder)
+    try:
+        return Path(folder).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(folder).name
+
+
+def _folder_metadata(files: SceneFolderFiles, *, root: Optional[PathLike] = None,
+                     allow_pickle: bool = False) -> Dict[str, Any]:
+    """The metadata of a scene folder (see :func:`read_scene`)."""
+    folder = files.folder
     metadata: Dict[str, Any] = {}
     meta_path = folder / METADATA_FILE
     if meta_path.is_file():
@@ -363,8 +398,48 @@ def read_scene(folder: PathLike, *, allow_pickle: bool = False, require_finished
             for name in pickles:
                 with open(folder / name, "rb") as fh:
                     metadata["pickle_data"][name] = pickle.load(fh)  # noqa: S301 - explicit opt-in
-    metadata["folder"] = str(folder)
-    metadata["mask_files"] = [p.name for p in files]
+    metadata["folder"] = _folder_label(folder, root)
+    metadata["mask_files"] = [p.name for p in files.masks]
+    return metadata
+
+
+def read_scene(folder: PathLike, *, allow_pickle: bool = False, require_finished: bool = True,
+               root: Optional[PathLike] = None) -> SyntheticScene:
+    """Read one scene folder of the official layout (checked by :func:`check_scene_folder`, then decoded).
+
+    Returns a :class:`SyntheticScene` whose metadata holds ``folder`` (relative to ``root`` when given, else as
+    passed), ``mask_files``, the content of ``scene_metadata.json`` (scenes written by this package: seed, index,
+    parameters, licences), ``camera`` (from ``CameraParameters.json``), ``flags`` (names of other empty ``*.txt``
+    markers such as ``NoGroundPlane``) and ``pickles`` (names of ``*.pkl`` files; their content under
+    ``pickle_data`` only with ``allow_pickle=True`` — unpickling third-party data can run arbitrary code).
+
+    Masks are decoded with :func:`~matseg_hub.utils.images.decode_gray` (8-bit / 255, 16-bit / 65535).
+
+    Raises:
+        MatSegFormatError: missing ``Finished.txt`` (with ``require_finished``), image, masks, corrupt files, or
+            sizes that disagree, naming the file.
+    """
+    from .utils.images import read_image
+
+    files = check_scene_folder(folder, require_finished=require_finished)
+    rgb = read_image(files.rgb)
+    h, w = rgb.shape[:2]
+    masks = np.zeros((len(files.masks), h, w), dtype=np.float32)
+    for k, path in enumerate(files.masks):
+        m = _read_gray(path)
+        if m.shape != (h, w):
+            raise MatSegFormatError(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}", path=path)
+        masks[k] = m
+    if files.annotated is not None:
+        annotated = _read_gray(files.annotated)
+        if annotated.shape != (h, w):
+            raise MatSegFormatError(f"annotated mask is {annotated.shape[1]}x{annotated.shape[0]} but the image is "
+                                    f"{w}x{h}", path=files.annotated)
+    else:
+        logger.warning("%s has no %s; using the union of its masks as the annotated region", files.folder,
+                       ANNOTATED_FILE)
+        annotated = np.clip(masks.sum(0), 0.0, 1.0)
+    metadata = _folder_metadata(files, root=root, allow_pickle=allow_pickle)
     return SyntheticScene(rgb=rgb, masks=masks, annotated=annotated, metadata=metadata)
 
 
@@ -381,8 +456,8 @@ def _read_json(path: Path) -> Dict[str, Any]:
 def scene_features():
     """The :class:`datasets.Features` of a scene row.
 
-    ``image`` (JPEG), ``masks`` (list of 8-bit PNG, one per material), ``annotated`` (8-bit PNG),
-    ``num_materials``, ``seed``, ``index`` (-1 when unknown), ``source`` (generator name or folder) and
+    ``image`` (JPEG), ``masks`` (list of PNG, one per material), ``annotated`` (PNG), ``num_materials``, ``seed``,
+    ``index`` (-1 when unknown), ``source`` (generator name or folder), ``license`` (:func:`scene_license`) and
     ``metadata`` (JSON text).
     """
     from datasets import Features, Image, List, Value
@@ -395,13 +470,76 @@ def scene_features():
         "seed": Value("int64"),
         "index": Value("int64"),
         "source": Value("string"),
+        "license": Value("string"),
         "metadata": Value("string"),
     })
 
 
+#: licence of a scene that uses no third-party asset (the generated content itself is released under CC0)
+NO_ASSET_LICENSE = "cc0-1.0"
+UNKNOWN_LICENSE = "unknown"
+
+
+def _source_names(value, out: List[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "source" and isinstance(item, str):
+                out.append(item)
+            else:
+                _source_names(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _source_names(item, out)
+
+
+def _join_licenses(licenses: Iterable[str]) -> str:
+    found = sorted({(lic or "").strip() or UNKNOWN_LICENSE for lic in licenses})
+    return "; ".join(found) if found else NO_ASSET_LICENSE
+
+
+def scene_license(metadata: Dict[str, Any], source_license: Optional[str] = None) -> str:
+    """The ``license`` column of a scene row: the licences the scene is subject to, ``"; "``-joined.
+
+    * ``metadata["license"]`` (a string) when recorded;
+    * 3D renders (``metadata["licences"]``, asset -> licence, written by :mod:`matseg_hub.render.render3d`): every
+      asset's licence (``"unknown"`` for an asset without one); ``"cc0-1.0"`` when the scene uses no asset;
+    * generated 2D scenes (a ``source`` recorded per pattern, texture and background): the licence of each source
+      image used: scikit-image's bundled photos from :data:`matseg_hub.scene3d.SKIMAGE_LICENCES`, other sources
+      ``source_license`` (what the user declared for ``--natural-images``/``--textures``) or ``"unknown"``;
+    * otherwise (folders from other tools, the authors' data) ``"unknown"``.
+
+    ``"unknown"`` means the licence was not recorded: check the sources before redistributing such rows.
+    """
+    lic = metadata.get("license")
+    if isinstance(lic, str) and lic.strip():
+        return lic.strip()
+    assets = metadata.get("licences", metadata.get("licenses"))
+    if isinstance(assets, dict):
+        return _join_licenses(str(v) for v in assets.values())
+    names: List[str] = []
+    _source_names({k: v for k, v in metadata.items() if k in ("background", "materials")}, names)
+    if not names:
+        return UNKNOWN_LICENSE
+    from .scene3d import SKIMAGE_LICENCES, SKIMAGE_PREFIX
+
+    licenses = []
+    for name in names:
+        if name.startswith(SKIMAGE_PREFIX):
+            stem = name[len(SKIMAGE_PREFIX):].rsplit(".", 1)[0]
+            licenses.append("scikit-image sample data: " + SKIMAGE_LICENCES[stem] if stem in SKIMAGE_LICENCES
+                            else UNKNOWN_LICENSE)
+        else:
+            licenses.append(source_license or UNKNOWN_LICENSE)
+    return _join_licenses(licenses)
+
+
 def scene_row(scene: Union[SyntheticScene, EncodedScene], *, source: str = "", seed: Optional[int] = None,
-              index: Optional[int] = None, metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """A row of :func:`scene_features` (images as encoded bytes, so no re-encoding happens downstream)."""
+              index: Optional[int] = None, metadata: Optional[Dict[str, Any]] = None,
+              license: Optional[str] = None) -> Dict[str, Any]:
+    """A row of :func:`scene_features` (images as encoded bytes, so no re-encoding happens downstream).
+
+    ``license`` defaults to :func:`scene_license` of the scene's metadata.
+    """
     if isinstance(scene, SyntheticScene):
         meta = scene.metadata
         encoded = encode_scene(scene)
@@ -418,35 +556,58 @@ def scene_row(scene: Union[SyntheticScene, EncodedScene], *, source: str = "", s
         "seed": int(seed if seed is not None else -1),
         "index": int(index if index is not None else -1),
         "source": source or str(meta.get("generator", "")),
+        "license": license or scene_license(meta),
         "metadata": encoded.metadata_json,
     }
 
 
-def _as_array(value, gray: bool) -> np.ndarray:
-    """A decoded row value (PIL image, dict with bytes, array) -> uint8 array."""
-    from .utils.images import decode_image
-
+def _row_bytes(value) -> Optional[bytes]:
     if isinstance(value, dict):
         data = value.get("bytes")
         if data is None and value.get("path"):
             data = Path(value["path"]).read_bytes()
-        if gray:
-            import cv2
+        return data
+    return None
 
-            out = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-            if out is None:
-                raise MatSegFormatError("cannot decode a mask in the row")
-            return out
-        return decode_image(data)
-    arr = np.asarray(value.convert("L" if gray else "RGB")) if hasattr(value, "convert") else np.asarray(value)
-    return arr
+
+_PIL_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "RGB", "RGBA")
+
+
+def row_image(value, what: str = "image") -> np.ndarray:
+    """A row's image value (dict with bytes, PIL image or array) -> uint8 [H, W, 3] RGB."""
+    from .utils.images import decode_image
+
+    if isinstance(value, dict):
+        return decode_image(_row_bytes(value) or b"", what)
+    if hasattr(value, "convert"):
+        return np.asarray(value.convert("RGB"))
+    return np.asarray(value)
+
+
+def row_gray(value, what: str = "mask") -> np.ndarray:
+    """A row's mask value (dict with bytes, PIL image or array) -> float32 [H, W] in [0, 1], by the package's one
+    grayscale rule (:func:`~matseg_hub.utils.images.decode_gray`: 8-bit / 255, 16-bit / 65535, colour ->
+    luminance), so a 16-bit mask means the same on every path."""
+    from .utils.images import decode_gray, gray_to_unit
+
+    if isinstance(value, dict):
+        return decode_gray(_row_bytes(value) or b"", what)
+    if hasattr(value, "convert"):  # a PIL image (a decoded datasets Image)
+        if value.mode not in _PIL_GRAY_MODES:
+            value = value.convert("RGBA" if "A" in value.mode or value.mode == "P" else "RGB")
+        arr = np.asarray(value)
+    else:
+        arr = np.asarray(value)
+    if arr.dtype.byteorder not in ("=", "|"):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return gray_to_unit(arr, what)
 
 
 def row_to_scene(row: Dict[str, Any]) -> SyntheticScene:
     """Back from a row (decoded or not) to a :class:`SyntheticScene`."""
-    rgb = _as_array(row["image"], gray=False)
-    masks = np.stack([_as_array(m, gray=True) for m in row["masks"]]).astype(np.float32) / np.float32(255.0)
-    ann = _as_array(row["annotated"], gray=True).astype(np.float32) / np.float32(255.0)
+    rgb = row_image(row["image"])
+    masks = np.stack([row_gray(m, f"masks[{k}]") for k, m in enumerate(row["masks"])])
+    ann = row_gray(row["annotated"], "annotated")
     meta = json.loads(row["metadata"]) if row.get("metadata") else {}
     return SyntheticScene(rgb=rgb, masks=masks, annotated=ann, metadata=meta)
 
@@ -495,42 +656,34 @@ def preview_grid(scenes: Sequence[SyntheticScene], tile: int = 256, columns: int
     return grid
 
 
-def scene_row_from_folder(folder: PathLike) -> Dict[str, Any]:
+def scene_row_from_folder(folder: PathLike, *, root: Optional[PathLike] = None, decode: bool = False,
+                          license: Optional[str] = None) -> Dict[str, Any]:
     """A row of :func:`scene_features` from a complete scene folder, passing its files through unchanged.
 
+    The folder is checked first (:func:`check_scene_folder`: files present, headers readable, mask sizes equal to
+    the image's); with ``decode=True`` every image is also decoded in full (:func:`read_scene`), which catches
+    truncated files too — what packaging uses. ``metadata["folder"]`` is relative to ``root`` (no local absolute
+    path leaks into a dataset); without ``root`` it is the folder's name.
+
     Raises:
-        MatSegFormatError: incomplete folder, missing image or masks (names the folder).
+        MatSegFormatError: incomplete folder, missing, corrupt or mis-sized image or masks (names the file).
     """
     folder = Path(folder)
-    if not is_complete_scene(folder):
-        raise MatSegFormatError(f"no {FINISHED_FILE}: the scene is incomplete", path=folder)
-    rgb_path = folder / RGB_FILE
-    if not rgb_path.is_file():
-        raise MatSegFormatError(f"missing {RGB_FILE}", path=folder)
-    files = mask_files(folder)
-    if not files:
-        raise MatSegFormatError("no maskNNN.png in the scene folder", path=folder)
-    metadata: Dict[str, Any] = {}
-    if (folder / METADATA_FILE).is_file():
-        metadata.update(_read_json(folder / METADATA_FILE))
-    if (folder / CAMERA_FILE).is_file():
-        metadata["camera"] = _read_json(folder / CAMERA_FILE)
-    flags = sorted(p.stem for p in folder.glob("*.txt") if p.name != FINISHED_FILE)
-    if flags:
-        metadata["flags"] = flags
-    metadata["folder"] = str(folder)
-    ann_path = folder / ANNOTATED_FILE
-    if ann_path.is_file():
-        ann_bytes = ann_path.read_bytes()
+    files = check_scene_folder(folder)
+    scene = read_scene(folder) if decode or files.annotated is None else None
+    metadata = _folder_metadata(files, root=root if root is not None else folder.parent)
+    if files.annotated is not None:
+        ann_bytes = files.annotated.read_bytes()
     else:  # the union of the masks, as read_scene does
-        ann_bytes = _png(_unit_to_uint8(read_scene(folder).annotated))
+        ann_bytes = _png(_unit_to_uint8(scene.annotated))
     return {
-        "image": {"bytes": rgb_path.read_bytes(), "path": None},
-        "masks": [{"bytes": p.read_bytes(), "path": None} for p in files],
+        "image": {"bytes": files.rgb.read_bytes(), "path": None},
+        "masks": [{"bytes": p.read_bytes(), "path": None} for p in files.masks],
         "annotated": {"bytes": ann_bytes, "path": None},
-        "num_materials": len(files),
+        "num_materials": len(files.masks),
         "seed": int(metadata.get("seed", -1)),
         "index": int(metadata.get("index", -1)),
-        "source": str(metadata.get("generator", folder)),
+        "source": str(metadata.get("generator", metadata["folder"])),
+        "license": license or scene_license(metadata),
         "metadata": json.dumps(metadata, sort_keys=True, default=_json_default),
     }

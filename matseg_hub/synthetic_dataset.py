@@ -9,20 +9,33 @@ Both writers are resumable and split into jobs (``shard_index`` of ``num_shards`
 * :func:`generate_parquet` — rows of :func:`~matseg_hub.synthetic.scene_features` in size-bounded shards through
   :class:`~matseg_hub.hub_dataset.DatasetRepoWriter`, with a dataset card.
 * :func:`folders_to_parquet` — package existing scene folders (e.g. 3D renders, the authors' data) as a Hub dataset.
+
+Resuming checks the settings. The first run records a fingerprint (seed, :class:`~matseg_hub.scenes2d.SceneConfig`,
+generator version, source names and counts, format; for Parquet also ``num`` and the job count) in
+``<output>/.matseg_run.json`` (folders) or in the Parquet writer's work folder (``<output>.partial``); a later run
+with other settings over the same output raises :class:`~matseg_hub.errors.MatSegInputError` saying what differs,
+instead of mixing two kinds of scenes under one card. Use a new output folder, or ``resume=False``
+(``--no-resume``) to discard the earlier run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import MatSegInputError
-from .synthetic import (encode_scene, is_complete_scene, iter_scene_folders, preview_grid, remove_stale_partials,
-                        scene_features, scene_row, scene_row_from_folder, write_scene)
-from .utils.files import atomic_write_bytes
+from .synthetic import (METADATA_FILE, NO_ASSET_LICENSE, UNKNOWN_LICENSE, encode_scene, is_complete_scene,
+                        iter_scene_folders, preview_grid, remove_stale_partials, scene_features, scene_license,
+                        scene_row, scene_row_from_folder, write_scene)
+from .utils.files import atomic_write_text
 from .utils.logging import get_logger, progress
 
 logger = get_logger(__name__)
@@ -33,8 +46,9 @@ PathLike = Union[str, os.PathLike]
 _WORKER: Dict[str, Any] = {}
 
 
-def _init_worker(seed: int, sources, config, output: Optional[str], one_thread: bool) -> None:
-    _WORKER.update(seed=seed, sources=sources, config=config, output=output)
+def _init_worker(seed: int, sources, config, output: Optional[str], source_license: Optional[str],
+                 one_thread: bool) -> None:
+    _WORKER.update(seed=seed, sources=sources, config=config, output=output, source_license=source_license)
     if one_thread:
         import cv2
 
@@ -53,7 +67,8 @@ def _make_row(index: int) -> Tuple[int, Dict[str, Any]]:
     from .scenes2d import GENERATOR_NAME, generate_scene
 
     scene = generate_scene(_WORKER["seed"], index, _WORKER["sources"], _WORKER["config"])
-    return index, scene_row(encode_scene(scene), source=GENERATOR_NAME, metadata=scene.metadata)
+    return index, scene_row(encode_scene(scene), source=GENERATOR_NAME, metadata=scene.metadata,
+                            license=scene_license(scene.metadata, _WORKER.get("source_license")))
 
 
 def job_indices(num: int, shard_index: int = 0, num_shards: int = 1) -> List[int]:
@@ -88,9 +103,121 @@ def _run(func: Callable, indices: Sequence[int], workers: int, initargs: tuple, 
             yield out
 
 
+RUN_FILE = ".matseg_run.json"
+_SCENE_DIR_RE = re.compile(r"^\d+$")
+
+
+def run_fingerprint(*, seed: int, config, sources, fmt: str, **extra: Any) -> Dict[str, Any]:
+    """What makes the scenes of a run what they are: a resumed run must have the same (JSON dict).
+
+    ``seed``, ``config`` (:class:`~matseg_hub.scenes2d.SceneConfig`), the generator and its version, the source
+    pools (count, first names and a digest of every name, in order) and the output format; ``extra`` adds more
+    (``num``, ``num_shards`` for Parquet).
+    """
+    from .scenes2d import GENERATOR_NAME, GENERATOR_VERSION
+
+    def pool(p) -> Dict[str, Any]:
+        if p is None:
+            return {"count": 0}
+        names = list(p.names)
+        digest = hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()[:16]
+        return {"count": len(names), "first": names[:3], "names_sha256": digest, "max_side": p.max_side}
+
+    return {"generator": GENERATOR_NAME, "generator_version": GENERATOR_VERSION, "format": fmt, "seed": int(seed),
+            "config": config.to_dict(), "sources": {"natural": pool(sources.natural), "textures": pool(sources.textures)},
+            **extra}
+
+
+def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a)} (earlier run) vs {json.dumps(b)} (this run)")
+    return out
+
+
+def check_run_fingerprint(path: PathLike, fingerprint: Dict[str, Any], *, output: PathLike,
+                          discard: bool = False) -> bool:
+    """Record ``fingerprint`` at ``path`` on a first run; on a later run compare it with the recorded one.
+
+    Returns ``True`` when the earlier run had other settings and ``discard`` was given (the caller discards its
+    output; the new fingerprint is recorded), ``False`` otherwise.
+
+    Raises:
+        MatSegInputError: the settings differ and ``discard`` is false; says what differs and how to proceed.
+    """
+    path = Path(path)
+    text = json.dumps(fingerprint, indent=1, sort_keys=True)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = {"unreadable": str(path)}
+        diffs = _differences(old, fingerprint)
+        if not diffs:
+            return False
+        if not discard:
+            raise MatSegInputError(
+                f"{output} holds an earlier run with other settings, so resuming it would mix two kinds of scenes:\n  "
+                + "\n  ".join(diffs) + f"\nUse a new --output folder, rerun with the earlier settings to finish it, "
+                "or pass --no-resume (resume=False) to discard the earlier run's scenes.")
+        logger.warning("discarding the earlier run in %s (other settings: %s)", output, "; ".join(diffs))
+        atomic_write_text(path, text)
+        return True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        os.link(tmp, path)  # exclusive: two jobs starting together cannot both record theirs
+    except FileExistsError:
+        tmp.unlink()
+        return check_run_fingerprint(path, fingerprint, output=output, discard=discard)
+    except OSError:  # no hard links on this file system
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+    return False
+
+
+def _legacy_scene_check(output: Path, fingerprint: Dict[str, Any], discard: bool) -> bool:
+    """An output written before fingerprints existed: compare one finished scene's recorded seed and config."""
+    for entry in sorted(output.iterdir(), key=lambda p: p.name):
+        if _SCENE_DIR_RE.match(entry.name) and is_complete_scene(entry) and (entry / METADATA_FILE).is_file():
+            try:
+                meta = json.loads((entry / METADATA_FILE).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return False
+            old = {"seed": meta.get("seed"), "config": meta.get("config")}
+            diffs = _differences(old, {"seed": fingerprint["seed"], "config": fingerprint["config"]})
+            if diffs and not discard:
+                raise MatSegInputError(
+                    f"{output} holds scenes of an earlier run with other settings (scene {entry.name}):\n  "
+                    + "\n  ".join(diffs) + "\nUse a new --output folder or pass --no-resume to discard them.")
+            return bool(diffs)
+    return False
+
+
+def _discard_scene_folders(output: Path) -> int:
+    """Delete the scene folders (``<output>/<index>/``) and temporary folders an earlier run wrote."""
+    removed = 0
+    for entry in output.iterdir():
+        if entry.is_dir() and _SCENE_DIR_RE.match(entry.name):
+            shutil.rmtree(entry)
+            removed += 1
+    removed += remove_stale_partials(output)
+    return removed
+
+
 def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None, config=None, workers: int = 1,
-                     shard_index: int = 0, num_shards: int = 1) -> Dict[str, int]:
+                     shard_index: int = 0, num_shards: int = 1, resume: bool = True) -> Dict[str, int]:
     """Write scenes ``0 .. num-1`` of this job as ``<output>/<index>/`` in the official layout (resumable).
+
+    The run's settings are recorded in ``<output>/.matseg_run.json``; a rerun with other settings raises
+    :class:`~matseg_hub.errors.MatSegInputError` (see the module docstring). ``resume=False`` regenerates this job's
+    scenes, and first deletes every scene folder of an earlier run with other settings.
 
     Returns ``{"written": n, "skipped": n_already_finished}``.
     """
@@ -100,33 +227,61 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
     config = config or SceneConfig()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(seed=seed, config=config, sources=sources, fmt="folders")
+    run_file = output / RUN_FILE
+    changed = (_legacy_scene_check(output, fingerprint, discard=not resume) if not run_file.is_file() else False)
+    changed = check_run_fingerprint(run_file, fingerprint, output=output, discard=not resume) or changed
+    if changed:
+        logger.warning("removed %d scene folders of the earlier run in %s", _discard_scene_folders(output), output)
     mine = job_indices(num, shard_index, num_shards)
     stale = remove_stale_partials(output, (str(i) for i in mine))
     if stale:
         logger.info("removed %d temporary folders left by an interrupted run", stale)
     todo, done = [], 0
     for i in mine:
-        if is_complete_scene(output / str(i)):
+        if resume and is_complete_scene(output / str(i)):
             done += 1
         else:
             todo.append(i)
     if done:
         logger.info("%d scenes already finished in %s; generating the other %d", done, output, len(todo))
     written = 0
-    for _ in _run(_make_folder, todo, workers, (seed, sources, config, str(output), True), "scenes"):
+    for _ in _run(_make_folder, todo, workers, (seed, sources, config, str(output), None, True), "scenes"):
         written += 1
     return {"written": written, "skipped": done}
 
 
+def _row_licenses(work_dir: Path, split: str = "train") -> Counter:
+    """How many rows carry each ``license`` value in the Parquet shards of ``work_dir``."""
+    import pyarrow.parquet as pq
+
+    counts: Counter = Counter()
+    for path in sorted((work_dir / "data").glob(f"{split}-*.parquet")):
+        counts.update(pq.read_table(path, columns=["license"]).column("license").to_pylist())
+    return counts
+
+
+def _card_license(licenses: Counter) -> str:
+    """The card's YAML ``license``: ``cc0-1.0`` only when every row is CC0, else ``other`` (see the per-row column)."""
+    return "cc0-1.0" if licenses and set(licenses) == {NO_ASSET_LICENSE} else "other"
+
+
 def dataset_card(features, split_info: Dict[str, int], *, seed: Optional[int], config=None, sources=None,
                  num_shards: int = 1, skipped: Sequence[Dict[str, str]] = (),
-                 from_folders: Optional[str] = None) -> str:
-    """The dataset card (YAML header + text) of a synthetic scene set."""
+                 from_folders: Optional[str] = None, licenses: Optional[Counter] = None,
+                 source_license: Optional[str] = None) -> str:
+    """The dataset card (YAML header + text) of a synthetic scene set.
+
+    Two kinds: generated 2D scenes (``from_folders=None``: reproducible from ``seed``, ``index``, the sources and
+    the config) and packaged scene folders (``from_folders``: 3D renders, the authors' data; reproducible only as
+    far as each row's metadata records). ``licenses`` counts the rows' ``license`` values.
+    """
     from .hub_dataset import dataset_card_yaml, size_category
 
-    header = dataset_card_yaml(features, {"train": split_info}, license="cc0-1.0",
-                               pretty_name="MatSeg synthetic 2D scenes" if from_folders is None else
-                               "MatSeg synthetic scenes",
+    licenses = licenses or Counter()
+    generated = from_folders is None
+    header = dataset_card_yaml(features, {"train": split_info}, license=_card_license(licenses),
+                               pretty_name="MatSeg synthetic 2D scenes" if generated else "MatSeg synthetic scenes",
                                task_categories=["image-segmentation"],
                                tags=["materials", "material-states", "synthetic", "matseg"],
                                size_category=size_category(split_info["num_examples"]))
@@ -135,12 +290,23 @@ def dataset_card(features, split_info: Dict[str, int], *, seed: Optional[int], c
              "patterns (MatSeg, NeurIPS 2024 Datasets & Benchmarks; https://arxiv.org/abs/2403.03309).\n",
              "## Columns\n",
              "- `image`: the scene (JPEG).",
-             "- `masks`: one soft mask per material (8-bit PNG, 0-255 = weight 0-1; masks may overlap).",
-             "- `annotated`: the annotated region (8-bit PNG); outside it is unannotated background.",
-             "- `num_materials`, `seed`, `index`: scene `index` of the stream `seed` "
-             "(`matseg_hub.scenes2d.generate_scene(seed, index, sources, config)` reproduces it).",
-             "- `source`, `metadata`: generator name and every parameter drawn (JSON).\n"]
-    if from_folders is None:
+             "- `masks`: one soft mask per material (PNG, 0-255 = weight 0-1, 16-bit PNGs 0-65535; masks may overlap).",
+             "- `annotated`: the annotated region (PNG); outside it is unannotated background."]
+    if generated:
+        lines += ["- `num_materials`, `seed`, `index`: scene `index` of the stream `seed` "
+                  "(`matseg_hub.scenes2d.generate_scene(seed, index, sources, config)` reproduces it with the "
+                  "sources and config below).",
+                  "- `source`, `metadata`: generator name and every parameter drawn (JSON)."]
+    else:
+        lines += ["- `num_materials`; `seed`, `index`: as the scene folder's `scene_metadata.json` records them "
+                  "(-1 when it does not, e.g. the authors' published data).",
+                  "- `source`: the generator that made the scene (e.g. `matseg_hub.render3d`), or the folder.",
+                  "- `metadata`: the folder's `scene_metadata.json` and `CameraParameters.json`, its marker files and "
+                  "its path relative to the packaged root. What reproduces a row depends on its generator: 3D "
+                  "renders record their scene description (`scene3d.json` in the original folder, not packaged) "
+                  "and their seed; folders from other tools may record nothing."]
+    lines += ["- `license`: the licences this row is subject to (see *Licence* below).\n"]
+    if generated:
         lines += ["## Generation\n", f"- seed: {seed}",
                   f"- config: `{json.dumps(config.to_dict() if config is not None else {}, sort_keys=True)}`"]
         if sources is not None:
@@ -149,45 +315,131 @@ def dataset_card(features, split_info: Dict[str, int], *, seed: Optional[int], c
                       f"- textures: {len(sources.textures) if sources.textures is not None else 0}"]
         lines += [f"- jobs: {num_shards}", ""]
     else:
-        lines += ["## Source\n", f"Packaged from scene folders in the official layout under `{from_folders}`.\n"]
-    lines += ["## Licence\n", "The scenes are released under CC0 1.0. Source images keep their own licences; "
-              "the built-in sources are scikit-image's bundled sample images.\n"]
+        lines += ["## Source\n", f"Packaged from scene folders in the official layout under `{from_folders}` "
+                  "(sub-scenes included; each folder checked: image and masks readable, masks of the image's size).\n"]
+    lines += ["## Licence\n",
+              "What this package adds (the composition, the masks) is released under CC0 1.0, but each scene is made "
+              "from third-party images or assets that keep their own licences. The `license` column gives them per "
+              "row, `; `-separated:",
+              f"- `{NO_ASSET_LICENSE}`: the scene uses no third-party asset;",
+              f"- `{UNKNOWN_LICENSE}`: the licence of (some of) its sources was not recorded — check them before "
+              "redistributing the row;",
+              "- any other value: the licence of a source image, texture, model or environment map the scene uses."]
+    if generated:
+        lines += ["", "Generated scenes take the licences of the source images they use: scikit-image's bundled "
+                  "photos (the built-in sources) as stated by scikit-image, other sources "
+                  + (f"`{source_license}` (as declared with `--source-license`)." if source_license else
+                     "`unknown` (none was declared with `--source-license`).")]
+    else:
+        lines += ["", "Packaged folders take the licences recorded in their `scene_metadata.json` (`license`, or the "
+                  "per-asset `licences` of 3D renders), else `unknown`."]
+    if licenses:
+        lines += ["", "Rows per licence:", ""] + [f"- `{lic}`: {n}" for lic, n in sorted(licenses.items())]
+    lines += [""]
     if skipped:
         lines += ["## Skipped items\n"] + [f"- `{s['key']}`: {s['reason']}" for s in skipped] + [""]
     return "\n".join(lines)
 
 
+class _LazyPreview(Mapping):
+    """``{"preview.png": bytes}`` rendered on first access: only the job that finalizes the dataset renders it."""
+
+    def __init__(self, render: Callable[[], Optional[bytes]]):
+        self._render = render
+        self._files: Optional[Dict[str, bytes]] = None
+
+    def _get(self) -> Dict[str, bytes]:
+        if self._files is None:
+            data = self._render()
+            self._files = {"preview.png": data} if data else {}
+        return self._files
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return 1 if self._files is None else len(self._files)
+
+
+def _work_dir(output: PathLike) -> Path:
+    """The work folder of :class:`~matseg_hub.hub_dataset.DatasetRepoWriter` for ``output`` (its ``work_dir``)."""
+    output = Path(output)
+    return output.with_name(output.name + ".partial")
+
+
 def generate_parquet(output: PathLike, num: int, *, seed: int = 0, sources=None, config=None, workers: int = 1,
                      shard_index: int = 0, num_shards: int = 1, max_shard_size: Union[int, str] = "500MB",
-                     preview: Optional[bytes] = None) -> Optional[Path]:
+                     preview: Optional[bytes] = None, preview_count: int = 8, resume: bool = True,
+                     source_license: Optional[str] = None) -> Optional[Path]:
     """Write scenes ``0 .. num-1`` of this job as a Hub dataset folder (Parquet shards + card), resumable.
+
+    Args:
+        preview: PNG bytes stored as the dataset's ``preview.png``; when ``None``, the job that finalizes the
+            dataset renders the first ``preview_count`` scenes (0: no preview). Other jobs of an array render nothing.
+        resume: ``False`` discards this job's earlier shards, and every job's when the earlier run had other
+            settings (see the module docstring; otherwise that raises :class:`~matseg_hub.errors.MatSegInputError`).
+        source_license: the licence of the non-built-in sources, recorded per row (default ``"unknown"``).
 
     Returns the final folder, or ``None`` while other jobs of the array are still running.
     """
-    from .hub_dataset import DatasetRepoWriter
-    from .scenes2d import SceneConfig, _as_sources
+    from .hub_dataset import _PROGRESS_DIR, DatasetRepoWriter
+    from .scenes2d import SceneConfig, _as_sources, generate_scene
 
     sources = _as_sources(sources)
     config = config or SceneConfig()
     features = scene_features()
+    job_indices(num, shard_index, num_shards)  # argument checks before anything is written
+    fingerprint = run_fingerprint(seed=seed, config=config, sources=sources, fmt="parquet", num=int(num),
+                                  num_shards=int(num_shards), source_license=source_license or UNKNOWN_LICENSE)
+    work = _work_dir(output)
+    run_file = work / _PROGRESS_DIR / RUN_FILE  # removed by finalize with the rest of the bookkeeping
+    if not run_file.is_file() and (work / _PROGRESS_DIR).is_dir() and any((work / _PROGRESS_DIR).glob("*.json")):
+        # an interrupted run from before fingerprints: its settings cannot be checked
+        if resume:
+            raise MatSegInputError(f"{work} holds an interrupted run whose settings were not recorded; pass "
+                                   "--no-resume (resume=False) to discard it, or use a new --output folder")
+        shutil.rmtree(work)
+    elif check_run_fingerprint(run_file, fingerprint, output=output, discard=not resume):
+        shutil.rmtree(work / "data", ignore_errors=True)
+        for path in (work / _PROGRESS_DIR).glob("*.json"):
+            if path.name != RUN_FILE:
+                path.unlink()
     with DatasetRepoWriter(output, features, split="train", max_shard_size=max_shard_size, row_group_size=32,
-                           shard_index=shard_index, num_shards=num_shards) as writer:
+                           shard_index=shard_index, num_shards=num_shards, resume=resume) as writer:
         done = writer.done_keys
         todo = [i for i in job_indices(num, shard_index, num_shards) if str(i) not in done]
         if done:
             logger.info("resuming: %d scenes already written; generating the other %d", len(done), len(todo))
-        for index, row in _run(_make_row, todo, workers, (seed, sources, config, None, True), "scenes"):
+        for index, row in _run(_make_row, todo, workers, (seed, sources, config, None, source_license, True),
+                               "scenes"):
             writer.write(row, key=str(index))
     writer.close()
     card = dataset_card(features, writer.split_info(), seed=seed, config=config, sources=sources,
-                        num_shards=num_shards, skipped=writer.all_skipped())
-    extra = {"preview.png": preview} if preview else None
+                        num_shards=num_shards, skipped=writer.all_skipped(), licenses=_row_licenses(writer.work_dir),
+                        source_license=source_license)
+    if preview is not None:
+        extra: Optional[Mapping] = {"preview.png": preview}
+    elif preview_count > 0:
+        first = list(range(min(int(num), int(preview_count))))
+        extra = _LazyPreview(lambda: preview_png([generate_scene(seed, i, sources, config) for i in first])
+                             if first else None)
+    else:
+        extra = None
     return writer.finalize(card, extra)
 
 
 def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                        shard_index: int = 0, num_shards: int = 1, skip_bad: bool = False) -> Optional[Path]:
-    """Package the complete scene folders under ``root`` (sub-scenes included) as a Hub dataset folder."""
+    """Package the complete scene folders under ``root`` (sub-scenes included) as a Hub dataset folder.
+
+    Every folder is read in full (:func:`~matseg_hub.synthetic.scene_row_from_folder` with ``decode=True``: image
+    and masks decodable, masks of the image's size) before it becomes a row; with ``skip_bad`` a bad folder is left
+    out and listed in the card, otherwise its :class:`~matseg_hub.errors.MatSegFormatError` (naming the file) stops
+    the build. ``metadata["folder"]`` is the path relative to ``root``.
+    """
     from .errors import MatSegFormatError
     from .hub_dataset import DatasetRepoWriter, iter_job_items
 
@@ -200,21 +452,30 @@ def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Unio
         done = writer.done_keys
         mine = [f for f in iter_job_items(folders, shard_index, num_shards)]
         for folder in progress(mine, total=len(mine), desc="scenes", unit="scene"):
-            key = str(Path(folder).relative_to(root))
+            key = Path(folder).relative_to(root).as_posix()
             if key in done:
                 continue
             try:
-                row = scene_row_from_folder(folder)
+                row = scene_row_from_folder(folder, root=root, decode=True)
             except MatSegFormatError as exc:
                 if not skip_bad:
                     raise
-                writer.skip(key, str(exc))
+                logger.warning("skipping %s: %s", folder, exc)
+                writer.skip(key, _relative_message(str(exc), root))
                 continue
             writer.write(row, key=key)
     writer.close()
     card = dataset_card(features, writer.split_info(), seed=None, num_shards=num_shards,
-                        skipped=writer.all_skipped(), from_folders=str(root))
+                        skipped=writer.all_skipped(), from_folders=Path(root).name or str(root),
+                        licenses=_row_licenses(writer.work_dir))
     return writer.finalize(card)
+
+
+def _relative_message(message: str, root: PathLike) -> str:
+    """``message`` with the local ``root`` prefix removed from the paths it names (for the public card)."""
+    for prefix in sorted({str(Path(root).resolve()), str(Path(root)), os.path.abspath(root)}, key=len, reverse=True):
+        message = message.replace(prefix.rstrip(os.sep) + os.sep, "")
+    return message
 
 
 def preview_png(scenes: Sequence[Any], tile: int = 256, columns: int = 2) -> bytes:
@@ -224,8 +485,3 @@ def preview_png(scenes: Sequence[Any], tile: int = 256, columns: int = 2) -> byt
     grid = preview_grid(list(scenes), tile=tile, columns=columns)
     ok, buf = cv2.imencode(".png", grid[:, :, ::-1])
     return buf.tobytes()
-
-
-def write_preview(path: PathLike, scenes: Sequence[Any], tile: int = 256, columns: int = 2) -> Path:
-    """Write the preview grid of ``scenes`` to ``path`` (PNG, atomically)."""
-    return atomic_write_bytes(path, preview_png(scenes, tile=tile, columns=columns))

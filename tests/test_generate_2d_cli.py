@@ -46,7 +46,9 @@ def test_folders_are_identical_across_worker_counts_and_resume(tmp_path, source_
     assert two.returncode == 0, two.stderr
     files = _files(tmp_path / "one")
     assert files == _files(tmp_path / "two")
-    assert sorted({k.split("/")[0] for k in files}) == ["0", "1", "2", "3", "4"]
+    # the run fingerprint (.matseg_run.json) sits beside the scene folders
+    assert sorted({k.split("/")[0] for k in files if k != ".matseg_run.json"}) == ["0", "1", "2", "3", "4"]
+    assert ".matseg_run.json" in files
     assert all(f"{i}/Finished.txt" in files for i in range(5))
     import cv2
 
@@ -128,3 +130,20 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, source_dirs):
     whole = _run(SCRIPT + common + ["--output", "whole"], tmp_path)
     assert whole.returncode == 0, whole.stderr
     assert _files(tmp_path / "killed") == _files(tmp_path / "whole")
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, source_dirs):
+    natural, textures = source_dirs
+    common = ["--num", "2", "--size", "48x64", "--natural-images", str(natural), "--textures", str(textures),
+              "--no-progress", "--output", "scenes"]
+    first = _run(SCRIPT + common + ["--seed", "0"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    other = _run(SCRIPT + common + ["--seed", "1"], tmp_path)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "seed: 0 (earlier run) vs 1 (this run)" in other.stderr and "--no-resume" in other.stderr
+    fresh = _run(SCRIPT + common + ["--seed", "1", "--no-resume"], tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "2 scenes written, 0 already finished" in fresh.stderr
+    import json
+
+    assert json.loads((tmp_path / "scenes" / "0" / "scene_metadata.json").read_text())["seed"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from itertools import islice
 
 import numpy as np
@@ -37,7 +38,8 @@ def _arrays(row):
 
 def test_stream_rows_are_the_generated_scenes(sources):
     ds = scene_stream(seed=4, sources=sources, config=CONFIG, num=5)
-    assert set(ds.features) == {"image", "masks", "annotated", "num_materials", "seed", "index", "source", "metadata"}
+    assert set(ds.features) == {"image", "masks", "annotated", "num_materials", "seed", "index", "source", "license",
+                                "metadata"}  # license: per-row licence column (added)
     rows = list(ds)
     assert [r["index"] for r in rows] == [0, 1, 2, 3, 4]
     for row in rows:
@@ -150,3 +152,38 @@ def test_array_rows_match_encoded_rows_and_feed_a_dataloader(sources):
         assert np.array_equal(row["image"], generate_scene(6, row["index"], sources, CONFIG).rgb)
     loader = torch.utils.data.DataLoader(arrays, batch_size=None, num_workers=2, collate_fn=scene_tensors)
     assert [b["index"] for b in loader] == [0, 1, 2]
+
+
+def test_16bit_masks_are_fractions_on_the_streaming_path(sources, tmp_path):
+    import cv2
+
+    from matseg_hub.synthetic import read_scene
+
+    folder = write_scene(tmp_path / "0", generate_scene(0, 0, sources, CONFIG))
+    for mask in folder.glob("mask*.png"):
+        mask.unlink()
+    cv2.imwrite(str(folder / "mask001.png"), np.full((48, 64), 32767, np.uint16))
+    expected = read_scene(folder).masks
+    assert np.allclose(expected, 32767 / 65535)
+    t = scene_tensors(next(iter(folder_scene_stream(tmp_path))))
+    np.testing.assert_allclose(t["masks"].numpy(), expected, atol=1e-6)  # was 1.0 (PIL convert("L") clipped)
+
+
+def test_bad_scene_folders_are_skipped_with_a_warning_or_raise(sources, tmp_path, caplog):
+    import logging
+
+    import cv2
+
+    from matseg_hub.errors import MatSegFormatError
+
+    for i in range(3):
+        write_scene(tmp_path / str(i), generate_scene(0, i, sources, CONFIG))
+    (tmp_path / "1" / "mask002.png").write_bytes(b"garbage")
+    cv2.imwrite(str(tmp_path / "2" / "mask001.png"), np.zeros((10, 10), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="matseg_hub"):
+        rows = list(folder_scene_stream(tmp_path))
+    assert [r["index"] for r in rows] == [0]
+    assert "mask002.png" in caplog.text and "mask001.png" in caplog.text
+    assert json.loads(rows[0]["metadata"])["folder"] == "0" and rows[0]["license"] == "unknown"
+    with pytest.raises(MatSegFormatError, match="mask002.png"):
+        list(folder_scene_stream(tmp_path, on_error="raise"))

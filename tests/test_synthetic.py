@@ -202,3 +202,65 @@ def test_authors_published_synthetic_sample(shared_data, tmp_path):
     back = read_scene(out)
     assert np.array_equal(back.masks, scene.masks) and np.array_equal(back.annotated, scene.annotated)
     assert back.metadata["camera"] == scene.metadata["camera"]
+
+
+def _write_mask(path, array):
+    import cv2
+
+    assert cv2.imwrite(str(path), array)
+
+
+def test_bad_masks_are_caught_by_the_shared_check(tmp_path):
+    from matseg_hub.synthetic import check_scene_folder
+
+    garbage = write_scene(tmp_path / "garbage", _scene())
+    (garbage / "mask002.png").write_bytes(b"\x89PNG not really")
+    small = write_scene(tmp_path / "small", _scene(h=40, w=56))
+    _write_mask(small / "mask001.png", np.zeros((20, 20), np.uint8))
+    for folder, name in ((garbage, "mask002.png"), (small, "mask001.png")):
+        with pytest.raises(MatSegFormatError, match=name):
+            check_scene_folder(folder)
+        with pytest.raises(MatSegFormatError, match=name):
+            scene_row_from_folder(folder)
+        with pytest.raises(MatSegFormatError, match=name):
+            read_scene(folder)
+    # a truncated mask whose header is intact: caught when the rows are decoded in full (packaging)
+    cut = write_scene(tmp_path / "cut", _scene())
+    data = (cut / "mask001.png").read_bytes()
+    (cut / "mask001.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MatSegFormatError, match="mask001.png"):
+        scene_row_from_folder(cut, decode=True)
+
+
+def test_16bit_masks_read_as_fractions_on_every_path(tmp_path):
+    folder = write_scene(tmp_path / "s", _scene(k=1))
+    _write_mask(folder / "mask001.png", np.full((40, 56), 32767, np.uint16))
+    assert np.allclose(read_scene(folder).masks[0], 32767 / 65535)
+    row = scene_row_from_folder(folder, root=tmp_path)
+    assert np.allclose(row_to_scene(row).masks[0], 32767 / 65535)
+    decoded = scene_features().decode_example(scene_features().encode_example(row))  # PIL "I;16" images
+    assert np.allclose(row_to_scene(decoded).masks[0], 32767 / 65535)
+
+
+def test_row_metadata_has_no_absolute_paths(tmp_path):
+    folder = write_scene(tmp_path / "renders" / "3" / "0", _scene())
+    row = scene_row_from_folder(folder, root=tmp_path / "renders")
+    meta = json.loads(row["metadata"])
+    assert meta["folder"] == "3/0" and str(tmp_path) not in row["metadata"] and str(tmp_path) not in row["source"]
+    assert json.loads(scene_row_from_folder(folder)["metadata"])["folder"] == "0"
+    assert read_scene(folder, root=tmp_path).metadata["folder"] == "renders/3/0"
+
+
+def test_license_column():
+    from matseg_hub.synthetic import scene_license
+
+    assert scene_license({"license": "CC-BY-4.0"}) == "CC-BY-4.0"
+    assert scene_license({"licences": {"a.glb": "CC0", "b.hdr": "", "c.png": "CC-BY-4.0"}}) == \
+        "CC-BY-4.0; CC0; unknown"
+    assert scene_license({"licences": {}}) == "cc0-1.0"  # a 3D render that uses no third-party asset
+    assert scene_license({"seed": 3}) == "unknown"  # nothing recorded (the authors' data, other tools)
+    meta = {"background": {"source": "skimage:coffee.png"}, "materials": [{"source": "photos/a.jpg"}]}
+    assert scene_license(meta) == "scikit-image sample data: CC0 (Rachel Michetti); unknown"
+    assert scene_license(meta, "CC-BY-4.0") == "CC-BY-4.0; scikit-image sample data: CC0 (Rachel Michetti)"
+    row = scene_row(_scene(), source="test")
+    assert row["license"] == "unknown" and set(row) == set(scene_features())

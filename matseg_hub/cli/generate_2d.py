@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
 
 GROUP = "generate"
 NAME = "2d"
@@ -58,7 +57,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array")
     parser.add_argument("--max-shard-size", default="500MB", help="Parquet shard size (--format parquet)")
     parser.add_argument("--preview", default=None, help="write a picture grid of the first scenes to this PNG")
-    parser.add_argument("--preview-count", type=int, default=8)
+    parser.add_argument("--preview-count", type=int, default=8, help="scenes in the preview grid (--format parquet: "
+                        "the job that finalizes the dataset adds preview.png of this many scenes; 0: none)")
+    parser.add_argument("--no-resume", action="store_true", help="discard what an earlier run wrote to --output "
+                        "(needed to reuse an output folder with other settings) instead of resuming it")
+    parser.add_argument("--source-license", default=None, help="licence of the --natural-images/--textures images "
+                        "(recorded in each row's license column; built-in sources are known; default: unknown)")
     parser.add_argument("--strict", action="store_true", help="stop on an unreadable source image instead of "
                         "skipping it with a warning")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,20 +88,23 @@ def run(args: argparse.Namespace) -> int:
     logger.info("sources: %d natural images, %d textures", len(sources.natural),
                 len(sources.textures) if sources.textures is not None else 0)
     preview = None
-    if args.preview or args.format == "parquet":
+    if args.preview:  # only when asked (a job of a Parquet array renders nothing it was not asked for)
         first = job_indices(args.num, args.shard, args.num_shards)[: max(0, args.preview_count)]
         if first:
             preview = preview_png([generate_scene(args.seed, i, sources, config) for i in first])
     try:
         if args.format == "folders":
             stats = generate_folders(args.output, args.num, seed=args.seed, sources=sources, config=config,
-                                     workers=args.workers, shard_index=args.shard, num_shards=args.num_shards)
+                                     workers=args.workers, shard_index=args.shard, num_shards=args.num_shards,
+                                     resume=not args.no_resume)
             logger.info("%d scenes written, %d already finished, in %s", stats["written"], stats["skipped"],
                         args.output)
         else:
             out = generate_parquet(args.output, args.num, seed=args.seed, sources=sources, config=config,
                                    workers=args.workers, shard_index=args.shard, num_shards=args.num_shards,
-                                   max_shard_size=args.max_shard_size, preview=preview)
+                                   max_shard_size=args.max_shard_size, preview=None,
+                                   preview_count=max(0, args.preview_count), resume=not args.no_resume,
+                                   source_license=args.source_license)
             logger.info("wrote %s" if out else "job done; the last job of the array finalizes %s",
                         out or args.output)
     except OSError as exc:
@@ -107,21 +114,3 @@ def run(args: argparse.Namespace) -> int:
         logger.info("preview grid: %s", args.preview)
     return 0
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python generation/generate_2d.py ...`` (same options as ``matseg generate 2d``)."""
-    import logging
-    import sys
-
-    from ..errors import MatSegError
-    from ..utils.logging import set_verbosity
-
-    parser = argparse.ArgumentParser(prog="generate_2d.py", description=HELP)
-    register(parser)
-    args = parser.parse_args(argv)
-    set_verbosity(logging.INFO)
-    try:
-        return run(args)
-    except MatSegError as exc:
-        print(f"generate_2d: error: {exc}", file=sys.stderr)
-        return 1

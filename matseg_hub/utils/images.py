@@ -58,3 +58,69 @@ def displayed_size(data: bytes, source: str = "<bytes>") -> Tuple[int, int]:
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return width, height
+
+
+def gray_to_unit(image: np.ndarray, source: str = "<array>") -> np.ndarray:
+    """A decoded grayscale-ish image -> ``float32 [H, W]`` in ``[0, 1]``: the one rule for masks and scalar maps.
+
+    * 8-bit (``uint8``) values are divided by 255, 16-bit (``uint16``) by 65535; 32-bit integers (Pillow's mode
+      ``"I"``, which older Pillow gives for 16-bit PNGs) are taken as 16-bit; ``bool`` is 0/1; floats are kept.
+    * Colour (``[H, W, 3]`` or ``[H, W, 4]``, channels in the order given): the luminance of the first three
+      channels with ITU-R BT.601 weights (``0.299 R + 0.587 G + 0.114 B`` for RGB; pass BGR arrays reversed, or
+      use :func:`decode_gray`), alpha ignored. A gray image saved as RGB (equal channels) keeps its values.
+    * ``[H, W, 1]`` and gray + alpha (``[H, W, 2]``): the first channel.
+
+    The result is clipped to ``[0, 1]`` (only floats can leave it).
+
+    Raises:
+        MatSegFormatError: an unsupported shape or dtype (names ``source``).
+    """
+    img = np.asarray(image)
+    if img.ndim == 3:
+        if img.shape[2] in (1, 2):
+            img = img[:, :, 0]
+        elif img.shape[2] in (3, 4):
+            rgb = img[:, :, :3].astype(np.float32)
+            lum = rgb[:, :, 0] * np.float32(0.299) + rgb[:, :, 1] * np.float32(0.587) + rgb[:, :, 2] * np.float32(0.114)
+            return np.clip(lum / np.float32(_full_scale(img.dtype, source)), 0.0, 1.0).astype(np.float32)
+    if img.ndim != 2:
+        raise MatSegFormatError(f"expected a grayscale image, got an array of shape {img.shape}", path=source)
+    if img.dtype == np.bool_:
+        return img.astype(np.float32)
+    out = img.astype(np.float32) / np.float32(_full_scale(img.dtype, source))
+    if img.dtype.kind in "fi":  # only floats and signed integers can leave [0, 1]
+        out = np.clip(out, 0.0, 1.0)
+    return out
+
+
+def _full_scale(dtype: np.dtype, source: str) -> float:
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.bool_:
+        return 1.0
+    if dtype in (np.uint16, np.int32, np.uint32, np.int64):
+        return 65535.0
+    if dtype.kind == "f":
+        return 1.0
+    raise MatSegFormatError(f"unsupported pixel type {dtype} for a grayscale image", path=source)
+
+
+def decode_gray(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode a mask or a scalar map (PNG, JPEG, TIFF, EXR, ...) to ``float32 [H, W]`` in ``[0, 1]``.
+
+    The pixels are decoded as stored (OpenCV ``IMREAD_UNCHANGED``: bit depth kept, no EXIF rotation) and mapped by
+    :func:`gray_to_unit`: 8-bit / 255, 16-bit / 65535, colour -> BT.601 luminance, gray + alpha -> gray.
+
+    Raises:
+        MatSegFormatError: when the bytes are not a readable image (names ``source``).
+    """
+    import cv2
+
+    buf = np.frombuffer(data if data is not None else b"", dtype=np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if image is None:
+        raise MatSegFormatError("cannot decode the mask/map (corrupt or not an image file); replace or remove it",
+                                path=source)
+    if image.ndim == 3 and image.shape[2] in (3, 4):  # OpenCV gives BGR(A)
+        image = image[:, :, 2::-1]
+    return gray_to_unit(image, source)

@@ -1,0 +1,49 @@
+"""matseg_hub.utils.images: the one grayscale decoder (masks and scalar maps) and its users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from matseg_hub.errors import MatSegFormatError
+from matseg_hub.utils.images import decode_gray, gray_to_unit
+
+
+def _png(array) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", array)
+    assert ok
+    return buf.tobytes()
+
+
+def test_decode_gray_bit_depths_colour_and_alpha():
+    out = decode_gray(_png(np.full((4, 5), 32767, np.uint16)))
+    assert out.dtype == np.float32 and out.shape == (4, 5)
+    assert np.allclose(out, 32767 / 65535)  # 0.49999, not 1.0
+    assert np.allclose(decode_gray(_png(np.full((3, 3), 128, np.uint8))), 128 / 255)
+    bgr = np.zeros((2, 2, 3), np.uint8)
+    bgr[..., 2] = 255  # pure red in OpenCV's BGR order
+    assert np.allclose(decode_gray(_png(bgr)), 0.299, atol=1e-6)  # BT.601 luminance of red
+    gray_rgb = np.full((2, 2, 3), 200, np.uint8)
+    assert np.allclose(decode_gray(_png(gray_rgb)), 200 / 255, atol=1e-6)  # a gray map saved as RGB keeps its value
+    gray_alpha = np.dstack([np.full((2, 2), 51, np.uint8), np.zeros((2, 2), np.uint8)])
+    assert np.allclose(gray_to_unit(gray_alpha), 0.2)
+    assert np.allclose(gray_to_unit(np.array([[-0.5, 2.0]], np.float32)), [[0.0, 1.0]])
+
+
+def test_decode_gray_corrupt_bytes_raise_a_typed_error_naming_the_source():
+    with pytest.raises(MatSegFormatError, match="bad.png"):
+        decode_gray(b"not a png", "bad.png")
+    with pytest.raises(MatSegFormatError):
+        decode_gray(b"", "empty.png")
+
+
+def test_pbr_scalar_maps_use_the_same_rule():
+    from matseg_hub.pbr import material_from_map_bytes
+
+    albedo = _png(np.full((6, 6, 3), 90, np.uint8))
+    m = material_from_map_bytes({"OriginColor": albedo, "Roughness": _png(np.full((6, 6), 32767, np.uint16))})
+    assert np.allclose(m.roughness, 32767 / 65535)
+    with pytest.raises(MatSegFormatError, match="Roughness"):
+        material_from_map_bytes({"OriginColor": albedo, "Roughness": b"garbage"}, origin="mat")
