@@ -588,6 +588,9 @@ class TexturePool:
     """Random access to the textures of a source (for the PBR generator): ``len(pool)``, ``pool[i]``.
 
     ``source`` is a texture folder, a built textures dataset folder or a Hub dataset id (loaded, not streamed).
+    ``pool[i]`` raises :class:`MatSegFormatError` for an unreadable texture; :meth:`load` returns ``None``
+    instead, logs the texture once and remembers it in :attr:`bad` (``{texture name: error}``), like
+    :func:`iter_textures` with ``skip_bad=True``.
     """
 
     def __init__(self, source: PathLike, split: str = SPLIT):
@@ -595,6 +598,8 @@ class TexturePool:
         path = Path(source)
         self._files: Optional[List[Path]] = None
         self._ds = None
+        self._bad_index: Dict[int, str] = {}
+        self.bad: Dict[str, str] = {}
         if path.is_dir() and not _is_built_dataset(path):
             self._files = list_images(path)
             self._metadata, self._licenses = _texture_metadata(path), load_license_map(path)
@@ -604,6 +609,10 @@ class TexturePool:
     def __len__(self) -> int:
         return len(self._files) if self._files is not None else len(self._ds)
 
+    def name(self, i: int) -> str:
+        """The texture's file name (folders) or ``<source>[i]`` (datasets), for messages."""
+        return self._files[i].name if self._files is not None else f"{self.source}[{int(i)}]"
+
     def __getitem__(self, i: int) -> TextureRecord:
         if self._files is not None:
             p = self._files[i]
@@ -611,6 +620,33 @@ class TexturePool:
             return _texture_record(row, decode_image(row["image"]["bytes"], str(p)))
         row = self._ds[int(i)]
         return _texture_record(row, decode_image(row["image"]["bytes"], f"{self.source}[{i}]"))
+
+    def load(self, i: int) -> Optional[TextureRecord]:
+        """``pool[i]``, or ``None`` when the texture cannot be read (logged once, recorded in :attr:`bad`)."""
+        i = int(i)
+        if i in self._bad_index:
+            return None
+        try:
+            return self[i]
+        except MatSegFormatError as exc:
+            self._bad_index[i] = str(exc)
+            self.bad[self.name(i)] = str(exc)
+            logger.warning("skipping an unreadable texture: %s", exc)
+            return None
+
+    def first_usable(self) -> int:
+        """The index of the first readable texture.
+
+        Raises:
+            MatSegInputError: when the source is empty or no texture of it can be read (the first errors named).
+        """
+        for i in range(len(self)):
+            if self.load(i) is not None:
+                return i
+        if not len(self):
+            raise MatSegInputError(f"the texture source {self.source} has no texture")
+        first = "; ".join(list(self.bad.values())[:3])
+        raise MatSegInputError(f"no texture of {self.source} can be read ({len(self.bad)} unreadable: {first})")
 
 
 def iter_materials(source: PathLike, *, split: str = SPLIT, streaming: bool = True, shard_index: int = 0,

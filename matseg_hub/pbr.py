@@ -463,7 +463,9 @@ def material_from_map_bytes(files: Dict[str, Optional[bytes]], metadata: Optiona
 
     ``None`` or absent maps take the defaults of :func:`read_pbr_folder`; ``origin`` names the material in errors.
     """
-    from .utils.images import decode_gray, decode_image
+    import cv2
+
+    from .utils.images import decode_image
 
     files = {k: v for k, v in files.items() if v is not None}
     albedo_bytes = files.get("OriginColor", files.get("Color"))
@@ -477,8 +479,13 @@ def material_from_map_bytes(files: Dict[str, Optional[bytes]], metadata: Optiona
         data = files.get(stem)
         if data is None:
             return None
-        # the package's one grayscale rule: 8-bit / 255, 16-bit / 65535, colour -> luminance (utils.images)
-        return np.clip(_resize(decode_gray(data, f"{origin}/{stem}"), shape), 0, 1).astype(np.float32)
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if raw is None:
+            raise MatSegFormatError("cannot decode the map (corrupt or not an image)", path=f"{origin}/{stem}")
+        if raw.ndim == 3:
+            raw = raw[:, :, :3].mean(2) if raw.shape[2] >= 3 else raw[:, :, 0]
+        scale = 65535.0 if raw.dtype == np.uint16 else (1.0 if raw.dtype.kind == "f" else 255.0)
+        return np.clip(_resize(raw.astype(np.float32) / scale, shape), 0, 1).astype(np.float32)
 
     maps: Dict[str, np.ndarray] = {}
     for name in SCALAR_MAPS:
@@ -540,37 +547,76 @@ def _short(name: str, n: int = 48) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:n]
 
 
+def _load_texture(pool, index: int):
+    """``pool[index]``, or ``None`` when unreadable (pools with ``load``, e.g. TexturePool, log and remember it)."""
+    load = getattr(pool, "load", None)
+    if load is not None:
+        return load(index)
+    try:
+        return pool[index]
+    except MatSegFormatError as exc:
+        logger.warning("skipping an unreadable texture: %s", exc)
+        return None
+
+
+def _draw_textures(pool, rng: np.random.Generator, k: int) -> list:
+    """``k`` distinct readable textures: ``k`` distinct random indices; an unreadable one is replaced by the next
+    readable index not taken (in pool order, wrapping), so the choice depends only on the rng and the pool.
+
+    Returns fewer than ``k`` textures when fewer are readable; raises :class:`MatSegInputError` when none is.
+    """
+    n = len(pool)
+    picks = [int(rng.integers(0, n))] if k == 1 else [int(i) for i in rng.choice(n, k, replace=False)]
+    taken: set = set(picks)
+    out = []
+    for idx in picks:
+        tex = _load_texture(pool, idx)
+        step = 1
+        while tex is None and step < n:
+            cand = (idx + step) % n
+            step += 1
+            if cand in taken:
+                continue
+            taken.add(cand)
+            tex = _load_texture(pool, cand)
+        if tex is not None:
+            out.append(tex)
+    if not out:
+        raise MatSegInputError(f"no texture of {getattr(pool, 'source', 'the texture source')} can be read")
+    return out
+
+
 def material_for_item(pool, seed: int, item: int, mix_ratio: float = 0.3) -> PBRMaterial:
     """Material number ``item`` of a run with ``seed``: depends only on ``(seed, item)`` and the texture pool.
 
-    With probability ``mix_ratio`` it is a mix of two materials made from two random textures, otherwise a
-    material made from one random texture. ``metadata`` records ``seed``, ``item``, sources and licence.
+    With probability ``mix_ratio`` it is a mix of two materials made from two different random textures
+    (a pool of one texture gives no mixes), otherwise a material made from one random texture. Unreadable
+    textures are skipped (see :func:`_draw_textures`). ``metadata`` records ``seed``, ``item``, sources and licence.
     """
     if len(pool) == 0:
         raise MatSegInputError("the texture source is empty")
     rng = np.random.default_rng([int(seed), int(item)])
-    if rng.random() < mix_ratio:
-        picks = rng.integers(0, len(pool), 2)
-        mats = []
-        for t in picks:
-            tex = pool[int(t)]
-            mats.append(texture_to_pbr(tex.image, rng=rng, source=tex.name, license=tex.license))
+    mix = rng.random() < mix_ratio and len(pool) >= 2
+    texs = _draw_textures(pool, rng, 2 if mix else 1)
+    if len(texs) >= 2:
+        mats = [texture_to_pbr(tex.image, rng=rng, source=tex.name, license=tex.license) for tex in texs]
         mat = mix_materials(mats, rng=rng)
         mat.metadata["name"] = "Merge_" + "_".join(_short(m.metadata["source"], 40) for m in mats)
     else:
-        tex = pool[int(rng.integers(0, len(pool)))]
+        tex = texs[0]
         mat = texture_to_pbr(tex.image, rng=rng, source=tex.name, license=tex.license)
         mat.metadata["name"] = _short(tex.name)
     mat.metadata.update(seed=int(seed), item=int(item))
     return mat
 
 
-def _generate_one(task) -> str:
+def _generate_one(task) -> tuple:
+    """Worker: one material folder; returns (folder name, {unreadable texture: error} known to this process)."""
     out_dir, seed, item, mix_ratio = task
     mat = material_for_item(_POOL, seed, item, mix_ratio)
     folder = Path(out_dir) / f"{item:07d}_{mat.metadata['name']}"
     write_pbr_folder(mat, folder)
-    return folder.name
+    return folder.name, dict(getattr(_POOL, "bad", {}))
 
 
 @dataclass
@@ -580,6 +626,7 @@ class PBRRunReport:
     num_items: int = 0
     num_written: int = 0
     num_resumed: int = 0
+    bad_textures: Dict[str, str] = field(default_factory=dict)  # unreadable texture -> error (skipped)
     preview: Optional[Path] = None
 
 
@@ -591,14 +638,21 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
 
     Material ``i`` depends only on ``(seed, i)`` and the textures (:func:`material_for_item`), so results are the
     same for any ``workers`` and any split into ``shard_index``/``num_shards`` jobs. Each folder is written
-    atomically with ``Finished.txt`` last; a rerun skips the items whose folder is finished.
+    atomically with ``Finished.txt`` last; a rerun skips the items whose folder is finished. ``seed``,
+    ``mix_ratio`` and the texture source are recorded in ``output_dir/.matseg-run.json``
+    (:func:`~matseg_hub.textures.check_run_params`); a rerun or job with other values is refused. Unreadable
+    textures are skipped and listed in :attr:`PBRRunReport.bad_textures`.
 
     Args:
         textures: texture folder, built textures dataset folder or Hub dataset id.
         preview: write a picture (albedo | normal | roughness | metallic | height of up to 8 materials) there.
+
+    Raises:
+        MatSegInputError: before any work, for bad arguments or shard positions, an output folder started with
+            other parameters, or a texture source with no readable texture.
     """
-    from .hub_dataset import iter_job_items
-    from .textures import encode_image
+    from .hub_dataset import check_job, iter_job_items
+    from .textures import check_run_params, encode_image
     from .utils.files import atomic_write_bytes
     from .utils.logging import progress
 
@@ -606,6 +660,13 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
         raise MatSegInputError(f"--num must be >= 0, got {num}")
     if not 0.0 <= mix_ratio <= 1.0:
         raise MatSegInputError(f"--mix-ratio must be in [0, 1], got {mix_ratio}")
+    if workers < 1:
+        raise MatSegInputError(f"--workers must be >= 1, got {workers}")
+    check_job(shard_index, num_shards)
+    source = Path(textures)
+    run_params = {"seed": int(seed), "mix_ratio": float(mix_ratio),
+                  "textures": str(source.resolve()) if source.is_dir() else str(textures)}
+    check_run_params(output_dir, "pbr", run_params, record=False)  # recorded once the texture source is known good
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -622,21 +683,27 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
     bar = dict(total=len(tasks), desc="making PBR materials", unit="mat",
                disable=None if show_progress is None else not show_progress)
     if tasks:
+        from .asset_datasets import TexturePool
+
+        # fail early here, with a clear message, when no texture is readable (and prepare a dataset cache once)
+        TexturePool(textures).first_usable()
+    check_run_params(output_dir, "pbr", run_params)
+    if tasks:
         if workers > 1 and len(tasks) > 1:
             import multiprocessing as mp
 
-            from .asset_datasets import TexturePool
-
-            TexturePool(textures)  # fail early here (and prepare a dataset cache once) rather than in every worker
             with mp.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_init_worker,
                                               initargs=(str(textures),)) as pool:
-                for _ in progress(pool.imap_unordered(_generate_one, tasks), **bar):
+                for _, bad in progress(pool.imap_unordered(_generate_one, tasks), **bar):
                     report.num_written += 1
+                    report.bad_textures.update(bad)
         else:
             _init_worker(str(textures))
             for task in progress(tasks, **bar):
-                _generate_one(task)
+                _, bad = _generate_one(task)
                 report.num_written += 1
+                report.bad_textures.update(bad)
+        report.bad_textures = dict(sorted(report.bad_textures.items()))
     if preview is not None:
         from .asset_datasets import material_preview
 

@@ -504,6 +504,67 @@ def is_textureless(crop: np.ndarray, min_std: float = 3.5, bright_std: float = 6
     return False
 
 
+def validate_extraction_params(*, cell_size: int = DEFAULT_CELL_SIZE, min_cells: int = DEFAULT_MIN_CELLS,
+                               sim_threshold: float = DEFAULT_SIM_THRESHOLD,
+                               max_image_size: Optional[int] = DEFAULT_MAX_IMAGE_SIZE,
+                               max_textures: int = DEFAULT_MAX_TEXTURES) -> None:
+    """Raise :class:`MatSegInputError` naming the first extraction parameter out of range (see
+    :func:`extract_textures`); called before any photo is read, so a bad option fails the run at once."""
+    if int(cell_size) != cell_size or cell_size < 2:
+        raise MatSegInputError(f"cell_size must be an integer of at least 2 pixels, got {cell_size}")
+    if int(min_cells) != min_cells or min_cells < 1:
+        raise MatSegInputError(f"min_cells must be an integer >= 1, got {min_cells}")
+    if not 0.0 <= float(sim_threshold) <= 1.0:
+        raise MatSegInputError(f"sim_threshold must be in [0, 1] (a similarity, 1 - JS distance), got {sim_threshold}")
+    if max_image_size is not None and (int(max_image_size) != max_image_size or max_image_size < cell_size):
+        raise MatSegInputError(f"max_image_size must be None or an integer >= cell_size ({cell_size}), "
+                               f"got {max_image_size}")
+    if int(max_textures) != max_textures or max_textures < 1:
+        raise MatSegInputError(f"max_textures must be an integer >= 1, got {max_textures}")
+
+
+RUN_PARAMS_FILE = ".matseg-run.json"
+
+
+def check_run_params(output_dir: PathLike, generator: str, params: Mapping[str, Any], *, record: bool = True) -> None:
+    """Record a generator's parameters in ``output_dir/.matseg-run.json``, or check them against the recorded ones.
+
+    A resumable output folder must be finished with the parameters it was started with, or it would mix two
+    datasets. The first run writes the file; a later run (a rerun, another job of a job array) with different
+    ``params`` raises :class:`MatSegInputError` naming each difference and how to proceed.
+
+    Args:
+        params: JSON-serialisable values (only what changes the output; not ``workers``, shards or previews).
+        record: write the file when absent (``False``: only compare, e.g. before the inputs are known to be good).
+    """
+    from .utils.files import atomic_write_text
+
+    path = Path(output_dir) / RUN_PARAMS_FILE
+    wanted = json.loads(json.dumps(dict(params)))  # normalised as they are stored (tuples -> lists, ...)
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+            old_generator, old = recorded["generator"], recorded["params"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MatSegFormatError(f"cannot read the recorded run parameters ({exc}); delete the file to record "
+                                    f"this run's parameters", path=path) from None
+        if old_generator != generator:
+            raise MatSegInputError(f"{output_dir} holds the output of 'generate {old_generator}', not "
+                                   f"'generate {generator}'; choose another output folder")
+        diffs = [f"{k}: recorded {old.get(k, '(absent)')!r}, this run {wanted.get(k, '(absent)')!r}"
+                 for k in sorted(set(old) | set(wanted)) if old.get(k) != wanted.get(k)]
+        if diffs:
+            raise MatSegInputError(
+                f"{output_dir} was started with other parameters ({'; '.join(diffs)}). Rerun with the recorded "
+                f"parameters (see {path}) to finish it, or write to a new output folder (or delete this one to "
+                f"start over)")
+        return
+    if not record:
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"generator": generator, "params": wanted}, indent=1, sort_keys=True) + "\n")
+
+
 def extract_textures(image: np.ndarray, source_id: str = "image", *, cell_size: int = DEFAULT_CELL_SIZE,
                      min_cells: int = DEFAULT_MIN_CELLS, sim_threshold: float = DEFAULT_SIM_THRESHOLD,
                      max_image_size: Optional[int] = DEFAULT_MAX_IMAGE_SIZE, max_textures: int = DEFAULT_MAX_TEXTURES,
@@ -537,8 +598,8 @@ def extract_textures(image: np.ndarray, source_id: str = "image", *, cell_size: 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise MatSegInputError(f"extract_textures expects a uint8 [H, W, 3] RGB image, got {image.dtype} "
                                f"{image.shape}; read files with matseg_hub.utils.images.read_image")
-    if min_cells < 1:
-        raise MatSegInputError(f"min_cells must be >= 1, got {min_cells}")
+    validate_extraction_params(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
+                               max_image_size=max_image_size, max_textures=max_textures)
     ratio = 1.0
     work = image
     if max_image_size is not None and min(image.shape[:2]) > max_image_size:
@@ -738,18 +799,26 @@ def _extract_one(task: Tuple[str, str, str, Dict[str, Any]]) -> Dict[str, Any]:
     try:
         image = read_image(path_)
         result = extract_textures(image, path_.stem, license=license, **params)
-    except MatSegError as exc:
+    except MatSegError as exc:  # not recorded as done: a rerun retries the photo (e.g. once the file is fixed)
         record["error"] = str(exc)
-    else:
-        record["reason"] = result.reason
-        record["num_candidates"] = result.num_candidates
-        record["num_textureless"] = result.num_textureless
-        for t in result.textures:
-            atomic_write_bytes(out / t.file_name, encode_image(t.image))
-            record["textures"].append({"file": t.file_name, "index": t.index, "score": t.score,
-                                       "cell_size": t.cell_size, "x": t.box[0], "y": t.box[1], "size": t.box[2]})
+        return record
+    record["reason"] = result.reason
+    record["num_candidates"] = result.num_candidates
+    record["num_textureless"] = result.num_textureless
+    for t in result.textures:
+        atomic_write_bytes(out / t.file_name, encode_image(t.image))
+        record["textures"].append({"file": t.file_name, "index": t.index, "score": t.score,
+                                   "cell_size": t.cell_size, "x": t.box[0], "y": t.box[1], "size": t.box[2]})
     atomic_write_text(out / _DONE_DIR / (path_.name + ".json"), json.dumps(record))
     return record
+
+
+def _is_done(done_file: Path) -> bool:
+    """A photo is done when its record exists and is not a failure (records of older versions could be)."""
+    try:
+        return not json.loads(done_file.read_text()).get("error")
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_size: int = DEFAULT_CELL_SIZE,
@@ -764,9 +833,15 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
 
     Output (``output_dir``): the textures as ``<source>_<i>_Score_<s>_TileSize<c>_Texture.jpg`` (the authors'
     naming), ``metadata.csv`` (one row per texture: file, source id and file, index, score, cell size, box,
-    licence; rewritten from every finished photo at the end of each run or job), and ``.done/<photo>.json`` per finished photo (written after its
-    textures, so a rerun skips exactly the finished photos). Photos with no texture and unreadable files are
-    recorded and reported, never fatal. Results do not depend on ``workers``.
+    licence; rewritten from every finished photo at the end of each run or job), ``.done/<photo>.json`` per finished
+    photo (written after its textures, so a rerun skips exactly the finished photos) and ``.matseg-run.json`` (the
+    extraction parameters, :func:`check_run_params`). Photos with no texture are done (their reason is recorded);
+    unreadable photos are reported in :attr:`ExtractionRunReport.failed`, never fatal, and not recorded as done, so
+    a rerun retries them. Results do not depend on ``workers``.
+
+    Raises:
+        MatSegInputError: before any work, for a parameter out of range (:func:`validate_extraction_params`), bad
+            shard arguments, or an output folder started with other extraction parameters.
 
     Args:
         input_dir: folder of photos; an optional ``licenses.json``/``metadata.csv`` in it gives each photo's
@@ -777,19 +852,25 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
         shard_index, num_shards: process every ``num_shards``-th photo from ``shard_index`` (a job array).
         other arguments: see :func:`extract_textures`.
     """
-    from .hub_dataset import iter_job_items
+    from .hub_dataset import check_job, iter_job_items
     from .utils.files import atomic_write_bytes
     from .utils.logging import progress
 
+    validate_extraction_params(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
+                               max_image_size=max_image_size, max_textures=max_textures)
+    check_job(shard_index, num_shards)
+    if workers < 1:
+        raise MatSegInputError(f"workers must be >= 1, got {workers}")
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     photos = list(iter_job_items(list_images(input_dir), shard_index, num_shards))
     licenses = load_license_map(input_dir)
-    (output_dir / _DONE_DIR).mkdir(parents=True, exist_ok=True)
     params = dict(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
                   max_image_size=max_image_size, max_textures=max_textures, one_per_region=one_per_region,
                   reject_textureless=reject_textureless, reference_geometry=reference_geometry)
+    check_run_params(output_dir, "textures", params)
+    (output_dir / _DONE_DIR).mkdir(parents=True, exist_ok=True)
     report = ExtractionRunReport(num_images=len(photos))
-    todo = [p for p in photos if not (output_dir / _DONE_DIR / (p.name + ".json")).is_file()]
+    todo = [p for p in photos if not _is_done(output_dir / _DONE_DIR / (p.name + ".json"))]
     report.num_resumed = len(photos) - len(todo)
     if report.num_resumed:
         logger.info("resuming: %d of %d photos already done", report.num_resumed, len(photos))
@@ -800,12 +881,17 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
         import multiprocessing as mp
 
         with mp.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-            for _ in progress(pool.imap_unordered(_extract_one, tasks), **bar_kw):
+            for rec in progress(pool.imap_unordered(_extract_one, tasks), **bar_kw):
                 report.num_processed += 1
+                if rec.get("error"):
+                    report.failed.append((rec["source_file"], rec["error"]))
     else:
         for task in progress(tasks, **bar_kw):
-            _extract_one(task)
+            rec = _extract_one(task)
             report.num_processed += 1
+            if rec.get("error"):
+                report.failed.append((rec["source_file"], rec["error"]))
+    report.failed.sort()
     # metadata.csv from every finished photo of the output folder (this job's, earlier runs', other jobs'), so the
     # job that finishes last writes the complete table; the report counts this job's photos
     mine = {p.name for p in photos}
@@ -815,10 +901,10 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
             rec = json.loads(done.read_text())
         except (OSError, ValueError):  # a record being replaced by another job right now
             continue
+        if rec.get("error"):  # a failure recorded by an older version: retried by the next run, not a result
+            continue
         if rec["source_file"] in mine:
-            if rec.get("error"):
-                report.failed.append((rec["source_file"], rec["error"]))
-            elif not rec["textures"]:
+            if not rec["textures"]:
                 report.no_texture.append((rec["source_file"], rec.get("reason") or "no texture"))
             report.num_textures += len(rec["textures"])
         for t in rec["textures"]:
@@ -831,17 +917,16 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
     for f, err in report.failed:
         logger.warning("could not read %s: %s", f, err)
     if preview is not None:
-        picks = rows[:36]
-        ims = []
+        ims, labels = [], []
         from .utils.images import read_image
 
-        for r in picks:
+        for r in sorted(rows, key=lambda r: r["file"])[:36]:
             try:
                 ims.append(read_image(output_dir / r["file"]))
             except MatSegError:
                 continue
-        grid = image_grid(ims, labels=[f"{float(r['score']):.2f}" for r in picks]) if ims else \
-            np.full((64, 64, 3), 255, np.uint8)
+            labels.append(f"{float(r['score']):.2f}")
+        grid = image_grid(ims, labels=labels) if ims else np.full((64, 64, 3), 255, np.uint8)
         ext = Path(preview).suffix.lower() or ".png"
         atomic_write_bytes(preview, encode_image(grid, ".png" if ext not in (".jpg", ".jpeg") else ".jpg"))
         report.preview = Path(preview)

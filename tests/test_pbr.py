@@ -158,3 +158,41 @@ def test_reads_the_shared_materials(shared_data):
         assert "albedo" not in m.metadata["missing"]
     mixed = read_pbr_folder(folders[-1], require_finished=True)
     assert mixed.metadata["missing"] == ["transmission"]
+
+
+class _ListPool:
+    """A minimal texture pool (``len``, ``pool[i]``); ``None`` entries are unreadable."""
+
+    def __init__(self, images):
+        self.images = images
+        self.source = "list"
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from types import SimpleNamespace
+
+        if self.images[i] is None:
+            raise MatSegFormatError("unreadable", path=f"t{i}.jpg")
+        return SimpleNamespace(image=self.images[i], name=f"t{i}_Texture.jpg", license="CC0")
+
+
+def test_mixes_use_two_different_textures_and_skip_unreadable_ones():
+    from matseg_hub.pbr import material_for_item
+
+    two = _ListPool([make_texture(32, 0), make_texture(32, 1)])
+    for item in range(20):  # rng.integers(0, 2, 2) picked the same texture twice in about half of them
+        m = material_for_item(two, 0, item, mix_ratio=1.0)
+        assert sorted(m.metadata["source"]) == ["t0_Texture.jpg", "t1_Texture.jpg"], item
+    one = _ListPool([make_texture(32, 0)])  # a single texture: no mix of it with itself
+    assert not material_for_item(one, 0, 0, mix_ratio=1.0).metadata["name"].startswith("Merge_")
+    holey = _ListPool([None, make_texture(32, 1), None, make_texture(32, 3)])
+    for item in range(10):
+        m = material_for_item(holey, 5, item, mix_ratio=0.5)
+        sources = m.metadata["source"] if isinstance(m.metadata["source"], list) else [m.metadata["source"]]
+        assert set(sources) <= {"t1_Texture.jpg", "t3_Texture.jpg"} and len(set(sources)) == len(sources)
+        again = material_for_item(holey, 5, item, mix_ratio=0.5)
+        assert np.array_equal(m.albedo, again.albedo)
+    with pytest.raises(MatSegInputError, match="can be read"):
+        material_for_item(_ListPool([None, None]), 0, 0)

@@ -287,6 +287,41 @@ def test_bad_blender_python_is_named(monkeypatch, tmp_path, capsys):
     assert "nope/python" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("shard", [["--num-shards", "0"], ["--shard", "5", "--num-shards", "2"]])
+def test_bad_shard_arguments_are_refused_first(tmp_path, capsys, shard):
+    from matseg_hub.cli import main
+
+    rc = main(["generate", "3d", "--output", str(tmp_path / "o"), "--num", "1"] + shard)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "matseg: error:" in err and "shard" in err  # said before (and whether or not) Blender is found
+    assert not (tmp_path / "o").exists()
+
+
+def test_preview_grid_is_the_2d_scene_grid(tmp_path):
+    import cv2
+
+    from matseg_hub import synthetic
+    from matseg_hub.render import mask_overlay, preview_grid
+
+    rng = np.random.default_rng(0)
+    scenes = []
+    for k in range(2):
+        raw = rng.random((3, 32, 40)).astype(np.float32)
+        masks = (raw / raw.sum(0, keepdims=True))[:2]
+        scene = synthetic.SyntheticScene(rgb=np.full((32, 40, 3), 60 * k, np.uint8), masks=masks,
+                                         annotated=masks.sum(0), metadata={"index": k})
+        synthetic.write_scene(tmp_path / "scenes" / f"{k:06d}", scene)
+        scenes.append(synthetic.read_scene(tmp_path / "scenes" / f"{k:06d}"))
+    path = preview_grid(tmp_path / "scenes", tmp_path / "preview.png", tile=24, columns=3)
+    written = cv2.imread(str(path))[:, :, ::-1]
+    assert np.array_equal(written, synthetic.preview_grid(scenes, tile=24, columns=2))
+    # one palette: the overlay paints the annotated region with synthetic.colorize_masks' colours
+    s = scenes[0]
+    full = mask_overlay(s.rgb, s.masks, np.ones_like(s.annotated))
+    assert np.abs(full.astype(int) - synthetic.colorize_masks(s.masks).astype(int)).max() <= 1
+
+
 def test_prepare_job_is_deterministic(tmp_path):
     scene = sample_scene(2, 5, config=SceneConfig(width=32, height=32, texture_prob=0.9, pattern_resolution=64))
     j1 = json.loads(prepare_job(scene, tmp_path / "a").read_text())
@@ -336,9 +371,12 @@ def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
         assert [r.index for r in report.rendered] == [1] and not report.failed
         runs.append(tmp_path / name)
     assert sorted(p.name for p in runs[0].iterdir()) == ["000001"]  # shard 1 of 2: index 1 only
-    for f in sorted((runs[0] / "000001").iterdir()):
-        if f.name != "scene_metadata.json":  # holds timings
-            assert f.read_bytes() == (runs[1] / "000001" / f.name).read_bytes(), f.name
+    files = sorted(p.name for p in (runs[0] / "000001").iterdir())
+    assert "scene_metadata.json" in files and files == sorted(p.name for p in (runs[1] / "000001").iterdir())
+    for name in files:  # every file, scene_metadata.json included: wall-clock timings live in the report only
+        assert (runs[0] / "000001" / name).read_bytes() == (runs[1] / "000001" / name).read_bytes(), name
+    assert "timings" not in json.loads((runs[0] / "000001" / "scene_metadata.json").read_text())
+    assert set(report.rendered[0].timings) >= {"sample_s", "prepare_s", "render_s", "finish_s"}
 
 
 def test_bad_asset_fails_its_scene_not_the_run(blender_python, tmp_path):

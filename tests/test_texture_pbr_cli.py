@@ -47,13 +47,15 @@ def test_generate_textures_resumable_parallel_with_preview(photos, tmp_path, cap
     lic = {r.split(",")[1]: r.split(",")[-1] for r in rows[1:]}
     assert lic == {"p0": "CC BY 2.0", "p1": "CC0", "p2": "unknown"}
     assert "too small" in json.loads((out1 / ".done" / "tiny.png.json").read_text())["reason"]
-    # rerun: everything is skipped
+    assert not (out1 / ".done" / "corrupt.jpg.json").exists()  # a failure is not recorded as done
+    # rerun: every finished photo is skipped; the unreadable one is retried (and fails again)
     assert main(["generate", "textures", "--input", str(photos), "--output", str(out1)]) == 0
-    assert "0 processed now, 5 already done" in capsys.readouterr().out
-    # an interrupted run (a photo's done record missing) redoes only that photo
+    text = capsys.readouterr().out
+    assert "1 processed now, 4 already done" in text and "1 unreadable" in text
+    # an interrupted run (a photo's done record missing) redoes only that photo (and the unreadable one)
     (out1 / ".done" / "p1.jpg.json").unlink()
     assert main(["generate", "textures", "--input", str(photos), "--output", str(out1)]) == 0
-    assert "1 processed now, 4 already done" in capsys.readouterr().out
+    assert "2 processed now, 3 already done" in capsys.readouterr().out
     # two workers: same files, same bytes
     assert main(["generate", "textures", "--input", str(photos), "--output", str(out2), "--workers", "2"]) == 0
     assert _tree(out1) == _tree(out2)
@@ -125,3 +127,122 @@ def test_job_arrays_give_the_single_run_output(photos, tmp_path):
         assert main(["generate", "pbr", "--textures", str(whole), "--num", "4", "--seed", "2", "--output", str(b),
                      "--shard", str(k), "--num-shards", "2"]) == 0
     assert _tree(a) == _tree(b)
+
+
+def test_failed_photo_is_retried_once_fixed(photos, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0
+    assert not (out / ".done" / "corrupt.jpg.json").exists()
+    # the file is replaced by a readable photo: the rerun extracts it (before the fix it was skipped forever)
+    cv2.imwrite(str(photos / "corrupt.jpg"), make_photo(12, 16, region=(2, 2, 8), seed=5)[:, :, ::-1],
+                [cv2.IMWRITE_JPEG_QUALITY, 98])
+    capsys.readouterr()
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4 textures from 5 photos" in text and "1 processed now, 4 already done" in text and "0 unreadable" in text
+    assert json.loads((out / ".done" / "corrupt.jpg.json").read_text())["textures"]
+    assert any(r.startswith("corrupt_") for r in (out / "metadata.csv").read_text().splitlines())
+    # "no uniform region" / "too small" is a result: done, not retried
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0
+    assert "0 processed now, 5 already done" in capsys.readouterr().out
+
+
+def test_bad_parameters_fail_before_any_work_and_do_not_poison_the_folder(photos, tmp_path, capsys):
+    out = tmp_path / "t"
+    for bad in (["--cell-size", "0"], ["--min-cells", "0"], ["--threshold", "1.5"], ["--max-textures", "0"],
+                ["--max-image-size", "1"], ["--workers", "0"]):
+        assert main(["generate", "textures", "--input", str(photos), "--output", str(out)] + bad) == 1
+        err = capsys.readouterr().err
+        assert "matseg: error:" in err and bad[0].lstrip("-").split("-")[0] in err.replace("_", "-"), (bad, err)
+        assert "unreadable" not in err and not out.exists()
+    # the corrected run does the work
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0
+    assert "3 textures from 5 photos" in capsys.readouterr().out
+
+
+def test_rerun_with_other_parameters_is_refused(photos, tmp_path, capsys):
+    from matseg_hub.errors import MatSegInputError
+    from matseg_hub.textures import extract_textures_folder
+
+    out = tmp_path / "t"
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0
+    before = _tree(out)
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out), "--cell-size", "50"]) == 1
+    err = capsys.readouterr().err
+    assert "cell_size: recorded 40, this run 50" in err and "new output folder" in err
+    with pytest.raises(MatSegInputError, match="one_per_region"):
+        extract_textures_folder(photos, out, one_per_region=False, show_progress=False)
+    assert _tree(out) == before
+    # the same parameters (and other workers / shards) resume
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(out), "--workers", "2"]) == 0
+
+
+def test_every_photo_failing_exits_non_zero(tmp_path, capsys):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for name in ("a.jpg", "b.png"):
+        (src / name).write_bytes(b"broken")
+    assert main(["generate", "textures", "--input", str(src), "--output", str(tmp_path / "t")]) == 1
+    err = capsys.readouterr().err
+    assert "a.jpg" in err and "b.png" in err and "every photo" in err
+
+
+@pytest.mark.parametrize("command", ["textures", "pbr"])
+@pytest.mark.parametrize("shard", [["--num-shards", "0"], ["--shard", "5", "--num-shards", "2"],
+                                   ["--shard", "-1", "--num-shards", "2"]])
+def test_bad_shard_arguments_are_refused_before_any_work(photos, tmp_path, capsys, command, shard):
+    out = tmp_path / "out"
+    if command == "textures":
+        args = ["generate", "textures", "--input", str(photos), "--output", str(out)]
+    else:
+        args = ["generate", "pbr", "--textures", str(photos), "--num", "2", "--output", str(out)]
+    assert main(args + shard) == 1
+    err = capsys.readouterr().err
+    assert "matseg: error:" in err and "shard" in err
+    assert not out.exists()
+
+
+def test_pbr_skips_unreadable_textures_and_mixes_two_different_ones(photos, tmp_path, capsys):
+    tex = tmp_path / "tex"
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(tex)]) == 0
+    (tex / "zz_broken_Texture.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "pbr"
+    capsys.readouterr()
+    assert main(["generate", "pbr", "--textures", str(tex), "--num", "12", "--seed", "3", "--mix-ratio", "1",
+                 "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "12 written now" in captured.out and "1 unreadable textures skipped" in captured.out
+    assert "zz_broken_Texture.jpg" in captured.err
+    folders = list_pbr_folders(out, require_finished=True)
+    assert len(folders) == 12
+    for f in folders:
+        sources = read_pbr_folder(f).metadata["source"]
+        assert isinstance(sources, list) and len(sources) == 2 and sources[0] != sources[1], f.name
+        assert "zz_broken" not in f.name
+
+
+def test_pbr_with_no_readable_texture_says_so(tmp_path, capsys):
+    tex = tmp_path / "tex"
+    tex.mkdir()
+    for k in range(2):
+        (tex / f"t{k}_0_Score_0.9_TileSize40_Texture.jpg").write_bytes(b"broken")
+    out = tmp_path / "pbr"
+    assert main(["generate", "pbr", "--textures", str(tex), "--num", "2", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no texture of" in err and "can be read" in err and "t0_0_Score" in err
+    assert not list_pbr_folders(out) and not (out / ".matseg-run.json").exists()
+
+
+def test_pbr_resume_with_other_parameters_is_refused(photos, tmp_path, capsys):
+    tex = tmp_path / "tex"
+    assert main(["generate", "textures", "--input", str(photos), "--output", str(tex)]) == 0
+    out = tmp_path / "pbr"
+    args = ["generate", "pbr", "--textures", str(tex), "--num", "2", "--output", str(out)]
+    assert main(args + ["--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(args[:-4] + ["--num", "4"] + args[-2:] + ["--seed", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "seed: recorded 1, this run 2" in err
+    assert len(list_pbr_folders(out)) == 2
+    assert main(args[:-4] + ["--num", "4"] + args[-2:] + ["--seed", "1"]) == 0  # same parameters: extended
+    assert len(list_pbr_folders(out, require_finished=True)) == 4

@@ -133,6 +133,20 @@ def test_bad_arguments_raise_typed_errors():
         extract_textures(np.zeros((100, 100, 3), np.uint8), cell_size=1)
 
 
+@pytest.mark.parametrize("bad", [dict(cell_size=0), dict(cell_size=1), dict(min_cells=0), dict(sim_threshold=-0.1),
+                                 dict(max_textures=0), dict(max_image_size=10), dict(workers=0),
+                                 dict(num_shards=0), dict(shard_index=2, num_shards=2)])
+def test_folder_run_checks_its_parameters_before_any_work(tmp_path, bad):
+    from matseg_hub.errors import MatSegInputError
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "p.jpg"), make_photo(12, 16, region=(3, 2, 8))[:, :, ::-1])
+    with pytest.raises(MatSegInputError):
+        extract_textures_folder(src, tmp_path / "out", show_progress=False, **bad)
+    assert not (tmp_path / "out").exists()  # nothing written, so a corrected run starts clean
+
+
 def test_grayscale_alpha_16bit_and_corrupt_files(tmp_path):
     img = make_photo(12, 16, region=(3, 2, 8))
     src = tmp_path / "photos"

@@ -12,7 +12,8 @@ HELP = "extract uniform textures from a folder of natural photos (authors' file 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, help="folder of photos (optional licenses.json / metadata.csv "
                         "in it gives each photo's licence; default 'unknown')")
-    parser.add_argument("--output", required=True, help="texture folder to write (reruns skip finished photos)")
+    parser.add_argument("--output", required=True, help="texture folder to write (reruns skip finished photos, retry failed ones; the "
+                        "extraction parameters must stay the same)")
     parser.add_argument("--cell-size", type=int, default=40, help="grid cell size in pixels (default 40; 75 suits "
                         "large SA-1B photos)")
     parser.add_argument("--min-cells", type=int, default=7, help="minimum square side in cells (default 7)")
@@ -34,6 +35,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from ..textures import extract_textures_folder
 
     report = extract_textures_folder(
@@ -47,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
           f"{len(report.no_texture)} without texture, {len(report.failed)} unreadable)")
     for name, reason in report.failed:
         print(f"  unreadable: {name}: {reason}")
+        print(f"matseg: unreadable photo {name}: {reason} (retried by the next run)", file=sys.stderr)
     if report.preview:
         print(f"preview: {report.preview}")
+    if report.failed and len(report.failed) == report.num_images:
+        print(f"matseg: error: every photo of this run failed ({len(report.failed)})", file=sys.stderr)
+        return 1
     return 0

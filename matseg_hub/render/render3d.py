@@ -278,7 +278,8 @@ def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
 
     Files: ``RGB__RGB.jpg``, ``maskNNN.png`` (visible materials, in scene order), ``ObjectMaskOcluded.png``,
     ``CameraParameters.json``, ``scene3d.json`` (the scene, to re-render it), ``scene_metadata.json`` (seed, index,
-    attempt, per-material visibility, licences, timings) and ``Finished.txt`` last.
+    attempt, per-material visibility, licences) and ``Finished.txt`` last. Every file depends only on the scene
+    (no wall-clock timings: :func:`render_scene` returns them), so the same seed gives the same bytes.
 
     Raises:
         HiddenMaterialsError: when no material is visible (nothing is written).
@@ -295,7 +296,7 @@ def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
             "seed": scene.seed, "index": scene.index, "attempt": scene.attempt, "scene_file": SCENE_FILE,
             "num_materials": int(masks.shape[0]), "materials": materials,
             "dropped_materials": sum(not m["kept"] for m in materials),
-            "licences": scene.asset_licences(), "timings": out["result"].get("timings", {}),
+            "licences": scene.asset_licences(),
             "render": {"width": scene.render.width, "height": scene.render.height, "samples": scene.render.samples,
                        "denoise": scene.render.denoise}}
     meta.update(extra_metadata or {})
@@ -322,6 +323,8 @@ def render_scene(scene, folder: PathLike, *, worker: Optional[BlenderWorker] = N
                  min_visible_fraction: float = MIN_VISIBLE_FRACTION) -> Dict[str, float]:
     """Render one scene into ``folder`` (official layout); returns timings in seconds
     (``sample_s`` is added by callers, ``prepare_s``, ``build_s``, ``render_s``, ``write_s``, ``finish_s``).
+    Timings are not written into ``folder`` (its files are deterministic); :func:`generate_3d` reports them in
+    :attr:`GenerationReport.rendered` and logs them at debug level.
 
     ``work_dir``: a private temporary folder (default: a new one beside ``folder``), removed afterwards unless
     ``keep_work``. A ``worker`` is started (and closed) when none is given.
@@ -337,8 +340,7 @@ def render_scene(scene, folder: PathLike, *, worker: Optional[BlenderWorker] = N
         result = worker.render(job, tmp / "render")
         t2 = time.perf_counter()
         timings = {"prepare_s": t1 - t0, **result.get("timings", {}), "worker_s": t2 - t1}
-        finish_scene(scene, tmp / "render", folder, min_visible_fraction=min_visible_fraction,
-                     extra_metadata={"timings": timings})
+        finish_scene(scene, tmp / "render", folder, min_visible_fraction=min_visible_fraction)
         timings["finish_s"] = time.perf_counter() - t2
         return timings
     finally:
@@ -410,12 +412,12 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
 
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
     """
+    from ..hub_dataset import check_job
     from ..scene3d import SceneConfig, default_assets, sample_scene
 
     if num < 0 or start < 0:
         raise MatSegInputError(f"num and start must be >= 0, got {num}, {start}")
-    if not (num_shards >= 1 and 0 <= shard < num_shards):
-        raise MatSegInputError(f"shard must be in [0, num_shards), got {shard} of {num_shards}")
+    check_job(shard, num_shards)
     if workers < 1:
         raise MatSegInputError(f"workers must be >= 1, got {workers}")
     python = require_blender_python(blender_python)
@@ -478,6 +480,8 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
                             disable=None if show_progress is None else not show_progress):
             res = fut.result()
             (rendered if res.error is None else failed).append(res)
+            if res.error is None:
+                logger.debug("scene %d timings: %s", res.index, json.dumps(res.timings, sort_keys=True))
             if res.error:
                 logger.error("scene %d failed: %s", res.index, res.error)
     finally:
@@ -506,50 +510,32 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
 # ---------------------------------------------------------------------------------------------------------------
 # preview
 # ---------------------------------------------------------------------------------------------------------------
-_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
-                     [70, 240, 240], [240, 50, 230]], np.float32)
-
-
 def mask_overlay(rgb: np.ndarray, masks: np.ndarray, annotated: np.ndarray) -> np.ndarray:
-    """uint8 [H, W, 3]: each material's soft mask in its own colour; outside the annotated region the image, dimmed."""
-    colours = _PALETTE[np.arange(masks.shape[0]) % len(_PALETTE)]
-    painted = np.tensordot(masks.transpose(1, 2, 0), colours, axes=1)
+    """uint8 [H, W, 3]: each material's soft mask in its colour (the palette of
+    :func:`matseg_hub.synthetic.colorize_masks`); outside the annotated region the image, dimmed."""
+    from ..synthetic import colorize_masks
+
+    painted = colorize_masks(masks).astype(np.float32)
     ann = annotated[:, :, None]
     out = painted * ann + rgb.astype(np.float32) * 0.35 * (1 - ann)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def preview_grid(root: PathLike, path: PathLike, max_scenes: int = 12, tile: int = 192, columns: int = 3) -> Path:
-    """A grid picture (JPEG or PNG, by the suffix of ``path``) of up to ``max_scenes`` finished scenes under ``root``: each cell is the RGB beside its masks
-    (:func:`mask_overlay`). Returns ``path``."""
-    import cv2
-
-    from ..synthetic import iter_scene_folders, read_scene
+    """Write a grid picture (JPEG or PNG, by the suffix of ``path``) of up to ``max_scenes`` finished scenes under
+    ``root``, drawn by :func:`matseg_hub.synthetic.preview_grid` (image | coloured masks | annotated region, the
+    same picture as for 2D scenes). Returns ``path``."""
+    from ..synthetic import iter_scene_folders, preview_grid as scene_grid, read_scene
+    from ..textures import encode_image
     from ..utils.files import atomic_write_bytes
 
-    cells = []
+    scenes = []
     for folder in iter_scene_folders(root):
-        if len(cells) >= max_scenes:
+        if len(scenes) >= max_scenes:
             break
-        s = read_scene(folder)
-        pair = np.concatenate([s.rgb, mask_overlay(s.rgb, s.masks, s.annotated)], axis=1)
-        h, w = pair.shape[:2]
-        r = tile / h
-        cell = cv2.resize(pair, (int(round(w * r)), tile), interpolation=cv2.INTER_AREA)
-        cv2.putText(cell, folder.name, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        cells.append(cell)
-    if not cells:
+        scenes.append(read_scene(folder))
+    if not scenes:
         raise MatSegError(f"no finished scene under {root}")
-    columns = max(1, min(columns, len(cells)))
-    cw = max(c.shape[1] for c in cells)
-    cells = [np.pad(c, ((2, 2), (2, 2 + cw - c.shape[1]), (0, 0))) for c in cells]
-    while len(cells) % columns:
-        cells.append(np.zeros_like(cells[0]))
-    rows = [np.concatenate(cells[i:i + columns], axis=1) for i in range(0, len(cells), columns)]
-    grid = np.concatenate(rows, axis=0)
-    ext = Path(path).suffix.lower() or ".jpg"
-    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if ext in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(grid[:, :, ::-1]), params)
-    if not ok:  # pragma: no cover
-        raise MatSegError(f"cannot encode the preview as {ext}")
-    return atomic_write_bytes(path, buf.tobytes())
+    grid = scene_grid(scenes, tile=tile, columns=max(1, min(columns, len(scenes))))
+    ext = Path(path).suffix.lower()
+    return atomic_write_bytes(path, encode_image(grid, ".png" if ext == ".png" else ".jpg", quality=90))
