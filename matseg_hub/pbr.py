@@ -463,9 +463,7 @@ def material_from_map_bytes(files: Dict[str, Optional[bytes]], metadata: Optiona
 
     ``None`` or absent maps take the defaults of :func:`read_pbr_folder`; ``origin`` names the material in errors.
     """
-    import cv2
-
-    from .utils.images import decode_image
+    from .utils.images import decode_gray, decode_image
 
     files = {k: v for k, v in files.items() if v is not None}
     albedo_bytes = files.get("OriginColor", files.get("Color"))
@@ -479,13 +477,8 @@ def material_from_map_bytes(files: Dict[str, Optional[bytes]], metadata: Optiona
         data = files.get(stem)
         if data is None:
             return None
-        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise MatSegFormatError("cannot decode the map (corrupt or not an image)", path=f"{origin}/{stem}")
-        if raw.ndim == 3:
-            raw = raw[:, :, :3].mean(2) if raw.shape[2] >= 3 else raw[:, :, 0]
-        scale = 65535.0 if raw.dtype == np.uint16 else (1.0 if raw.dtype.kind == "f" else 255.0)
-        return np.clip(_resize(raw.astype(np.float32) / scale, shape), 0, 1).astype(np.float32)
+        # the package's one grayscale rule: 8-bit / 255, 16-bit / 65535, colour -> luminance (utils.images)
+        return np.clip(_resize(decode_gray(data, f"{origin}/{stem}"), shape), 0, 1).astype(np.float32)
 
     maps: Dict[str, np.ndarray] = {}
     for name in SCALAR_MAPS:
