@@ -139,9 +139,3 @@ def test_builder_script_accepts_the_equals_form(monkeypatch):
     module.run(["--from-folders", "renders", "--output", "o"])
     module.run(["--num", "3", "--output", "o"])
     assert [a[:2] for a in seen] == [["build", "synthetic"], ["build", "synthetic"], ["generate", "2d"]]
-
-
-def test_dead_helpers_are_gone():
-    import matseg_hub.scenes2d as scenes2d
-
-    assert not hasattr(synthetic_dataset, "write_preview") and not hasattr(scenes2d, "scene_sources_summary")
