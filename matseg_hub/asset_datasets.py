@@ -29,7 +29,8 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
+from .hub_dataset import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset_folder, iter_job_items,
+                          load_dataset_source, size_category)
 from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes
 from .textures import UNKNOWN_LICENSE, image_grid, license_for, list_images, load_license_map, \
     parse_texture_file_name
@@ -507,33 +508,8 @@ def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Uni
 # ------------------------------------------------------------------------------------------------------------
 # loaders (streaming sources for the generators)
 # ------------------------------------------------------------------------------------------------------------
-def _looks_like_repo_id(text: str) -> bool:
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/"))
-
-
 def _load_hub(source: PathLike, required: set, split: str, streaming: bool):
-    from datasets import Image, load_dataset
-
-    if not Path(source).exists() and not _looks_like_repo_id(str(source)):
-        raise MatSegInputError(f"{source} does not exist: give a folder, a built dataset folder or a Hub dataset id")
-    try:
-        ds = load_dataset(str(source), split=split, streaming=streaming)
-    except MatSegError:
-        raise
-    except Exception as exc:  # datasets raises many kinds (FileNotFoundError, DatasetNotFoundError, ValueError...)
-        raise MatSegInputError(f"cannot load the dataset {source!r} (split {split!r}): {exc}") from exc
-    missing = required - set(ds.features or {})
-    if missing:
-        raise MatSegFormatError(f"missing columns {sorted(missing)}", path=str(source))
-    for col, feat in (ds.features or {}).items():
-        if isinstance(feat, Image):
-            ds = ds.cast_column(col, Image(decode=False))
-    return ds
-
-
-def _is_built_dataset(path: Path) -> bool:
-    return path.is_dir() and (path / "data").is_dir() and any((path / "data").glob("*.parquet"))
+    return load_dataset_source(source, required, split=split, streaming=streaming)
 
 
 def iter_textures(source: PathLike, *, split: str = SPLIT, streaming: bool = True, shard_index: int = 0,
@@ -552,7 +528,7 @@ def iter_textures(source: PathLike, *, split: str = SPLIT, streaming: bool = Tru
         :class:`TextureRecord` (``image`` uint8 [H, W, 3] RGB).
     """
     path = Path(source)
-    if path.is_dir() and not _is_built_dataset(path):
+    if path.is_dir() and not is_built_dataset_folder(path):
         metadata, licenses = _texture_metadata(path), load_license_map(path)
         for p in iter_job_items(list_images(path), shard_index, num_shards):
             try:
@@ -600,7 +576,7 @@ class TexturePool:
         self._ds = None
         self._bad_index: Dict[int, str] = {}
         self.bad: Dict[str, str] = {}
-        if path.is_dir() and not _is_built_dataset(path):
+        if path.is_dir() and not is_built_dataset_folder(path):
             self._files = list_images(path)
             self._metadata, self._licenses = _texture_metadata(path), load_license_map(path)
         else:
@@ -660,7 +636,7 @@ def iter_materials(source: PathLike, *, split: str = SPLIT, streaming: bool = Tr
     from .pbr import read_pbr_folder
 
     path = Path(source)
-    if path.is_dir() and not _is_built_dataset(path):
+    if path.is_dir() and not is_built_dataset_folder(path):
         licenses = load_license_map(path)
         for f in iter_job_items(list_pbr_folders(path, require_finished=require_finished), shard_index, num_shards):
             try:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Union
@@ -16,8 +15,9 @@ import numpy as np
 
 from .benchmark import BenchmarkItem, iter_benchmark_items, list_benchmark_items
 from .citation import CITATION
-from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .hub_dataset import DatasetRepoWriter, dataset_card_yaml, iter_job_items, size_category
+from .errors import MatSegFormatError, MatSegInputError
+from .hub_dataset import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset_folder, iter_job_items,
+                          load_dataset_source, looks_like_repo_id, size_category)
 from .utils.logging import get_logger, progress
 
 logger = get_logger(__name__)
@@ -207,18 +207,6 @@ def is_raw_benchmark_folder(path: PathLike) -> bool:
     return (path / "data").is_dir() and (path / "images").is_dir()
 
 
-def is_built_dataset_folder(path: PathLike) -> bool:
-    """A folder written by a builder / cloned from the Hub: ``README.md`` card + Parquet files under ``data/``."""
-    path = Path(path)
-    return (path / "README.md").is_file() and any((path / "data").glob("*.parquet"))
-
-
-def looks_like_repo_id(text: str) -> bool:
-    """``"namespace/name"`` (what the Hub calls a repo id), as opposed to a local path."""
-    parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
-
-
 def _not_a_benchmark_folder(path: Path) -> MatSegFormatError:
     hint = ""
     children = [c for c in sorted(path.iterdir()) if c.is_dir() and (is_raw_benchmark_folder(c)
@@ -267,17 +255,7 @@ def load_benchmark(source: Optional[PathLike] = None, *, split: str = SPLIT, all
     elif not looks_like_repo_id(str(source)):
         raise MatSegInputError(f"{source} does not exist: give a raw benchmark folder, a built dataset folder or a "
                                f"Hub dataset id such as 'namespace/matseg'")
-    from datasets import Image, load_dataset
-
-    try:
-        ds = load_dataset(str(source), split=split, streaming=streaming)
-    except MatSegError:
-        raise
-    except Exception as exc:  # datasets raises many kinds (FileNotFoundError, DatasetNotFoundError, ValueError, ...)
-        raise MatSegInputError(f"cannot load the benchmark dataset {source!r} (split {split!r}): {exc}") from exc
-    missing = {"image", "image_id", "groups", "group_similarity"} - set(ds.features or {})
-    if missing:
-        raise MatSegFormatError(f"not a MatSeg benchmark dataset: missing columns {sorted(missing)}", path=str(source))
-    ds = ds.cast_column("image", Image(decode=False))
+    ds = load_dataset_source(source, ("image", "image_id", "groups", "group_similarity"), split=split,
+                             streaming=streaming, what="MatSeg benchmark dataset")
     for row in ds:
         yield BenchmarkItem.from_row(row)

@@ -382,6 +382,52 @@ def size_category(n: int) -> str:
     return "10M<n<100M"
 
 
+def looks_like_repo_id(text: str) -> bool:
+    """``"namespace/name"`` (what the Hub calls a repo id), as opposed to a local path."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def is_built_dataset_folder(path: PathLike) -> bool:
+    """A folder written by a builder / cloned from the Hub: Parquet files under ``data/`` (and a card)."""
+    path = Path(path)
+    return (path / "data").is_dir() and any((path / "data").glob("*.parquet"))
+
+
+def load_dataset_source(source: PathLike, required_columns: Iterable[str], *, split: str, streaming: bool,
+                        what: str = "dataset"):
+    """``datasets.load_dataset`` on a built folder or Hub id, with typed errors and image columns left encoded.
+
+    Returns:
+        the split as a ``Dataset`` / ``IterableDataset`` whose ``Image`` columns are cast to ``decode=False``
+        (``{"bytes", "path"}`` dicts: decode them with :mod:`matseg_hub.utils.images`).
+
+    Raises:
+        MatSegInputError: a missing local path, or a dataset ``datasets`` cannot load.
+        MatSegFormatError: required columns are missing.
+    """
+    from datasets import Image, load_dataset
+
+    from .errors import MatSegError, MatSegFormatError
+
+    if not Path(source).exists() and not looks_like_repo_id(str(source)):
+        raise MatSegInputError(f"{source} does not exist: give a folder, a built dataset folder or a Hub dataset id "
+                               f"such as 'namespace/name'")
+    try:
+        ds = load_dataset(str(source), split=split, streaming=streaming)
+    except MatSegError:
+        raise
+    except Exception as exc:  # datasets raises many kinds (FileNotFoundError, DatasetNotFoundError, ValueError, ...)
+        raise MatSegInputError(f"cannot load the {what} {str(source)!r} (split {split!r}): {exc}") from exc
+    missing = set(required_columns) - set(ds.features or {})
+    if missing:
+        raise MatSegFormatError(f"not a {what}: missing columns {sorted(missing)}", path=str(source))
+    for column, feature in (ds.features or {}).items():
+        if isinstance(feature, Image):
+            ds = ds.cast_column(column, Image(decode=False))
+    return ds
+
+
 def check_job(shard_index: int, num_shards: int) -> None:
     """Validate a job-array position (``--shard i --num-shards n``): ``n >= 1`` and ``0 <= i < n``."""
     if not isinstance(num_shards, int) or num_shards < 1:
