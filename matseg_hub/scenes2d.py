@@ -515,8 +515,6 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
 def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, config: SceneConfig,
              info: Dict[str, Any]) -> np.ndarray:
     """A shading map from a natural image: float32 [h, w] in [1 - strength, 1]."""
-    import cv2
-
     s = int(rng.integers(len(natural)))
     img = natural.images[s]
     geometry = sample_geometry(img.shape[:2], (h, w), rng)

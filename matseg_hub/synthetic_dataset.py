@@ -162,7 +162,7 @@ def check_run_fingerprint(path: PathLike, fingerprint: Dict[str, Any], *, output
         if not discard:
             raise MatSegInputError(
                 f"{output} holds an earlier run with other settings, so resuming it would mix two kinds of scenes:\n  "
-                + "\n  ".join(diffs) + f"\nUse a new --output folder, rerun with the earlier settings to finish it, "
+                + "\n  ".join(diffs) + "\nUse a new --output folder, rerun with the earlier settings to finish it, "
                 "or pass --no-resume (resume=False) to discard the earlier run's scenes.")
         logger.warning("discarding the earlier run in %s (other settings: %s)", output, "; ".join(diffs))
         atomic_write_text(path, text)
