@@ -47,3 +47,27 @@ def test_pbr_scalar_maps_use_the_same_rule():
     assert np.allclose(m.roughness, 32767 / 65535)
     with pytest.raises(MatSegFormatError, match="Roughness"):
         material_from_map_bytes({"OriginColor": albedo, "Roughness": b"garbage"}, origin="mat")
+
+
+def test_resize_image_averages_when_shrinking_and_keeps_flat_colours():
+    import cv2
+    import skimage.data
+
+    from matseg_hub.utils.images import resize_image
+
+    photo = cv2.resize(skimage.data.coffee(), (1024, 768), interpolation=cv2.INTER_LINEAR)
+    # power-of-two ratios are exact 2x2 averages: OpenCV's area average up to the rounding of each halving
+    exact = cv2.resize(photo, (128, 96), interpolation=cv2.INTER_AREA)
+    assert np.abs(resize_image(photo, (128, 96)).astype(int) - exact).max() <= 1
+    for size in [(700, 500), (512, 384), (1300, 900)]:  # ratios below 2: bilinear, like OpenCV's resize
+        out = resize_image(photo, size)
+        assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - cv2.resize(photo, size, interpolation=cv2.INTER_LINEAR)).max() == 0
+    flat = np.full((641, 479, 3), (10, 200, 77), dtype=np.uint8)
+    assert (resize_image(flat, (37, 101)) == (10, 200, 77)).all()
+    # 1-px stripes average to mid-gray when shrunk 8x, instead of aliasing to black or white
+    stripes = np.zeros((256, 256, 3), dtype=np.uint8)
+    stripes[:, ::2] = 255
+    assert np.abs(resize_image(stripes, (32, 32)).astype(int) - 127.5).max() <= 1
+    same = resize_image(photo, (1024, 768))
+    assert same is not photo and np.array_equal(same, photo)  # a copy, never the caller's array

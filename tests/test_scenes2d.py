@@ -235,3 +235,31 @@ def test_tiny_scenes_with_many_materials_and_a_flat_source_keep_every_material_v
     config = SceneConfig(min_size=16, max_size=40, min_materials=5, max_materials=5)
     for i in range(40):
         check_invariants(generate_scene(9, i, SceneSources(natural, sources.textures), config), config)
+
+
+def test_compositing_helpers_equal_their_numpy_definitions():
+    from matseg_hub.scenes2d import _add_weighted, _argmax_planes
+
+    rng = np.random.default_rng(3)
+    for h, w in [(1, 1), (17, 23), (300, 211)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        weight = rng.random((h, w), dtype=np.float32)
+        acc = rng.random((h, w, 3), dtype=np.float32)
+        expected = acc + image * weight[:, :, None]
+        _add_weighted(acc, image, weight)
+        assert np.array_equal(acc, expected)  # bit for bit: same float32 product and sum
+        # ties (quantised planes) must go to the first maximum, as numpy.argmax does
+        planes = [(rng.integers(0, 3, (h, w)) / 2).astype(np.float32) for _ in range(int(rng.integers(1, 6)))]
+        assert np.array_equal(_argmax_planes(planes), np.argmax(np.stack(planes), axis=0))
+
+
+def test_pattern_quantiles_equal_numpy_quantile():
+    from matseg_hub.patterns import _sorted_quantile
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 5, 4096):
+        values = rng.random(n).astype(np.float32)
+        values[: n // 3] = 0.25  # ties
+        ordered = np.sort(values)
+        for q in (0.0, 0.05, 0.37, 0.95, 1.0):
+            assert _sorted_quantile(ordered, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-7)

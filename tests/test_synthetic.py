@@ -264,3 +264,24 @@ def test_license_column():
     assert scene_license(meta, "CC-BY-4.0") == "CC-BY-4.0; scikit-image sample data: CC0 (Rachel Michetti)"
     row = scene_row(_scene(), source="test")
     assert row["license"] == "unknown" and set(row) == set(scene_features())
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (257, 128), (600, 901)])
+def test_mask_png_bytes_decode_identically_in_opencv_and_pillow(shape):
+    import io
+
+    import cv2
+    from PIL import Image
+
+    from matseg_hub.synthetic import _png
+
+    rng = np.random.default_rng(shape[0])
+    mask = rng.integers(0, 256, shape, dtype=np.uint8)
+    mask[: shape[0] // 2] = 255  # long runs, like real masks
+    data = _png(mask)
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), mask)
+    image = Image.open(io.BytesIO(data))
+    image.load()  # Pillow checks every chunk's CRC
+    assert image.mode == "L" and np.array_equal(np.asarray(image), mask)
+    with pytest.raises(MatSegInputError):
+        _png(np.zeros((4, 4, 3), np.uint8))

