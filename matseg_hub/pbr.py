@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .errors import MatSegFormatError, MatSegInputError
+from .utils.images import swap_rb
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -153,7 +154,7 @@ def _source_channels(image: np.ndarray) -> np.ndarray:
     import cv2
 
     # the reference feeds cv2's BGR image to COLOR_RGB2HSV and divides BGR channels: use the same channel order
-    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    bgr = swap_rb(image)
     hsv = cv2.cvtColor(bgr, cv2.COLOR_RGB2HSV).astype(np.float32)
     rel = bgr.astype(np.float32) / (bgr.mean(2, keepdims=True, dtype=np.float32) + 10.0)
     return np.concatenate([hsv, rel], axis=2)

@@ -421,9 +421,10 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
         cw = int(math.ceil(w * abs(c) + h * abs(s))) + 4
         ch = int(math.ceil(w * abs(s) + h * abs(c))) + 4
     start = np.roll(tile, (-oy, -ox), axis=(0, 1)) if (ox or oy) else tile
-    canvas = cv2.copyMakeBorder(start, 0, max(0, ch - ph), 0, max(0, cw - pw), cv2.BORDER_WRAP)[:ch, :cw]
+    # cut a tile larger than the canvas first, so that the padded result is the canvas itself (no copy)
+    canvas = cv2.copyMakeBorder(start[:ch, :cw], 0, max(0, ch - ph), 0, max(0, cw - pw), cv2.BORDER_WRAP)
     if angle == 0.0:
-        return np.ascontiguousarray(canvas)
+        return canvas
     # output pixel (x, y) -> canvas (u, v): rotation about the two centres
     m = np.array([[c, -s, (cw - 1) / 2.0 - c * (w - 1) / 2.0 + s * (h - 1) / 2.0],
                   [s, c, (ch - 1) / 2.0 - s * (w - 1) / 2.0 - c * (h - 1) / 2.0]], dtype=np.float64)

@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .utils.files import atomic_directory, atomic_write_bytes
+from .utils.images import swap_rb
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -161,7 +162,7 @@ def encode_scene(scene: SyntheticScene, jpeg_quality: int = JPEG_QUALITY) -> Enc
     """
     import cv2
 
-    ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(scene.rgb[:, :, ::-1]),
+    ok, jpg = cv2.imencode(".jpg", swap_rb(scene.rgb),
                            [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality), cv2.IMWRITE_JPEG_OPTIMIZE, 0])
     if not ok:  # pragma: no cover
         raise MatSegError("JPEG encoding failed")

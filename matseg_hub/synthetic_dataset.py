@@ -36,6 +36,7 @@ from .synthetic import (METADATA_FILE, NO_ASSET_LICENSE, UNKNOWN_LICENSE, encode
                         iter_scene_folders, preview_grid, remove_stale_partials, scene_features, scene_license,
                         scene_row, scene_row_from_folder, write_scene)
 from .utils.files import atomic_write_text
+from .utils.images import swap_rb
 from .utils.logging import get_logger, progress
 
 logger = get_logger(__name__)
@@ -483,5 +484,5 @@ def preview_png(scenes: Sequence[Any], tile: int = 256, columns: int = 2) -> byt
     import cv2
 
     grid = preview_grid(list(scenes), tile=tile, columns=columns)
-    ok, buf = cv2.imencode(".png", grid[:, :, ::-1])
+    ok, buf = cv2.imencode(".png", swap_rb(grid))
     return buf.tobytes()

@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
+from .utils.images import swap_rb
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -761,8 +762,8 @@ def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> byt
     import cv2
 
     arr = np.asarray(image)
-    if arr.ndim == 3:
-        arr = arr[:, :, ::-1]
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = swap_rb(arr)
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext.lower() in (".jpg", ".jpeg") else []
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
     if not ok:

@@ -71,3 +71,18 @@ def test_resize_image_averages_when_shrinking_and_keeps_flat_colours():
     assert np.abs(resize_image(stripes, (32, 32)).astype(int) - 127.5).max() <= 1
     same = resize_image(photo, (1024, 768))
     assert same is not photo and np.array_equal(same, photo)  # a copy, never the caller's array
+
+
+def test_swap_rb_reverses_channels_for_every_dtype():
+    from matseg_hub.utils.images import swap_rb
+
+    rng = np.random.default_rng(1)
+    for dtype in (np.uint8, np.uint16, np.float32, np.float64, np.int32):
+        image = (rng.random((5, 7, 3)) * 200).astype(dtype)
+        out = swap_rb(image)
+        assert out.dtype == dtype and out.flags.c_contiguous and np.array_equal(out, image[:, :, ::-1])
+    view = np.zeros((4, 6, 3), np.uint8)[:, ::2]  # non-contiguous input
+    view[..., 0] = 9
+    assert (swap_rb(view)[..., 2] == 9).all()
+    with pytest.raises(ValueError):
+        swap_rb(np.zeros((4, 4, 4), np.uint8))

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
+from ..utils.images import swap_rb
 from ..utils.logging import get_logger, progress
 from .blender_env import DONE_MARK, WORKER_SCRIPT, require_blender_python, worker_env
 
@@ -62,7 +63,7 @@ def _write_png(path: Path, array: np.ndarray) -> str:
     import cv2
 
     if array.ndim == 3:
-        array = np.ascontiguousarray(array[:, :, ::-1])
+        array = swap_rb(array)
     if not cv2.imwrite(str(path), array, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise MatSegError(f"cannot write {path}")
     return str(path)
@@ -525,7 +526,8 @@ def preview_grid(root: PathLike, path: PathLike, max_scenes: int = 12, tile: int
     """Write a grid picture (JPEG or PNG, by the suffix of ``path``) of up to ``max_scenes`` finished scenes under
     ``root``, drawn by :func:`matseg_hub.synthetic.preview_grid` (image | coloured masks | annotated region, the
     same picture as for 2D scenes). Returns ``path``."""
-    from ..synthetic import iter_scene_folders, preview_grid as scene_grid, read_scene
+    from ..synthetic import iter_scene_folders, read_scene
+    from ..synthetic import preview_grid as scene_grid
     from ..textures import encode_image
     from ..utils.files import atomic_write_bytes
 

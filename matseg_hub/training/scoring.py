@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional, Union
 import numpy as np
 
 from ..errors import MatSegInputError
+from ..utils.images import swap_rb
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -75,7 +76,7 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
         groups = scene_points(scene.masks, scene.annotated, rng, points_per_material=points_per_material, radius=r)
         if len(groups) < 2:
             continue
-        ok, jpg = cv2.imencode(".jpg", np.ascontiguousarray(scene.rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        ok, jpg = cv2.imencode(".jpg", swap_rb(scene.rgb), [cv2.IMWRITE_JPEG_QUALITY, 95])
         if not ok:
             raise MatSegInputError(f"cannot encode held-out scene {index} as JPEG")
         write_benchmark_item(root, f"scene_{written:04d}", jpg.tobytes(), groups)

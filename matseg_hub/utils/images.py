@@ -30,6 +30,22 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if image is None:
         raise MatSegFormatError("cannot decode the image (corrupt or not an image file); replace or remove it",
                                 path=source)
+    return swap_rb(image)
+
+
+def swap_rb(image: np.ndarray) -> np.ndarray:
+    """RGB <-> BGR of an ``[H, W, 3]`` array, as a new contiguous array.
+
+    ``cv2.cvtColor`` for uint8/uint16/float32 (about 40x faster than numpy's copy of ``image[:, :, ::-1]``, which
+    walks the 3-element channel axis backwards), numpy otherwise.
+    """
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an [H, W, 3] image, got shape {image.shape}")
+    if image.dtype in (np.uint8, np.uint16, np.float32) and image.size:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
