@@ -107,13 +107,30 @@ def _size(size: Union[int, Sequence[int], None], image: np.ndarray) -> Tuple[int
 
 
 def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] = None) -> np.ndarray:
-    """The source crop seen by ``params``: uint8 [height, width, C] (bilinear, mirrored borders)."""
+    """The source crop seen by ``params``: uint8 [height, width, C] (bilinear, mirrored borders).
+
+    An unrotated crop that lies inside the source is cut at whole pixels and resized
+    (:func:`~matseg_hub.utils.images.resize_image`: area-averaged when shrinking, about 2x faster than the warp);
+    its samples move by at most half a source pixel from the affine mapping. Other crops are warped
+    (``cv2.warpAffine``, ``border`` outside the source, mirrored by default).
+    """
     import cv2
 
+    from .utils.images import resize_image
+
+    h, w = params.height, params.width
+    if params.angle == 0.0:
+        x0 = int(round(params.center_x - 0.5 * w * params.scale))
+        y0 = int(round(params.center_y - 0.5 * h * params.scale))
+        x1 = x0 + max(1, int(round(w * params.scale)))
+        y1 = y0 + max(1, int(round(h * params.scale)))
+        if x0 >= 0 and y0 >= 0 and x1 <= image.shape[1] and y1 <= image.shape[0]:
+            out = resize_image(image[y0:y1, x0:x1], (w, h))
+            return cv2.flip(out, 1) if params.flip else out
     if border is None:
         border = cv2.BORDER_REFLECT_101
-    return cv2.warpAffine(image, params.affine_matrix(), (params.width, params.height),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+    return cv2.warpAffine(image, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=border)
 
 
 def _work_params(params: PatternParams) -> PatternParams:

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .patterns import PatternParams, pattern_map, property_plane, sample_geometry
+from .patterns import PatternParams, pattern_map, property_plane, sample_geometry, warp_source
 from .synthetic import SyntheticScene
 from .utils.images import resize_image
 from .utils.logging import get_logger
@@ -372,25 +372,8 @@ def _builtin_cached() -> SceneSources:
 
 
 def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int) -> np.ndarray:
-    """The source region of ``geometry`` (see :class:`PatternParams`) at the output size: uint8 [h, w, 3].
-
-    Unrotated regions inside the image are cut and resized (cheaper than a warp); others are warped.
-    """
-    import cv2
-
-    h, w = geometry["height"], geometry["width"]
-    if geometry["angle"] == 0.0:
-        scale = geometry["scale"]
-        x0 = int(round(geometry["center_x"] - 0.5 * w * scale))
-        y0 = int(round(geometry["center_y"] - 0.5 * h * scale))
-        x1 = x0 + max(1, int(round(w * scale)))
-        y1 = y0 + max(1, int(round(h * scale)))
-        if x0 >= 0 and y0 >= 0 and x1 <= image.shape[1] and y1 <= image.shape[0]:
-            out = resize_image(image[y0:y1, x0:x1], (w, h))
-            return cv2.flip(out, 1) if geometry["flip"] else out
-    params = PatternParams(**geometry, property="R")
-    return cv2.warpAffine(image, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=border)
+    """The source region of ``geometry`` (see :class:`PatternParams`) at the output size: uint8 [h, w, 3]."""
+    return warp_source(image, PatternParams(**geometry, property="R"), border)
 
 
 def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: float, offset: Tuple[float, float],
@@ -398,9 +381,9 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
     """A texture tiled over ``h x w``: uint8 [h, w, 3].
 
     The texture is resized once by ``1 / scale`` (area-averaged when shrinking, :func:`resize_image`), mirrored
-    when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by ``angle`` degrees about the
-    scene's centre. Rotation warps a pre-tiled canvas that covers the rotated footprint, so every sample is inside
-    the canvas (a warp with wrap/mirror borders is several times slower).
+    when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by
+    ``angle`` degrees about the scene's centre. Rotation warps a pre-tiled canvas that covers the rotated footprint,
+    so every sample is inside the canvas (a warp with wrap/mirror borders is several times slower).
     """
     import cv2
 
