@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .patterns import PatternParams, pattern_map, property_plane, sample_geometry, warp_source
+from .patterns import PatternParams, _work_params, pattern_map, property_plane, sample_geometry, warp_source
 from .synthetic import SyntheticScene
 from .utils.images import resize_image
 from .utils.logging import get_logger
@@ -521,19 +521,22 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
 def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, config: SceneConfig,
              info: Dict[str, Any]) -> np.ndarray:
     """A shading map from a natural image: float32 [h, w] in [1 - strength, 1]."""
+    import cv2
+
     s = int(rng.integers(len(natural)))
     img = natural.images[s]
     geometry = sample_geometry(img.shape[:2], (h, w), rng)
     prop = ("R", "G", "B", "V", "S")[int(rng.integers(5))]
     sigma = float(rng.uniform(0.003, 0.03)) * min(h, w)
     params = PatternParams(**geometry, property=prop, blur_sigma=sigma, work_scale=0.25)
-    plane = property_plane(img, params)
-    peak = float(plane.max())
-    if peak > 1e-6:
-        plane *= np.float32(1.0 / peak)
+    # normalised and scaled at the working resolution, then resized (bilinear): 1/16 of the full-size passes
+    small = property_plane(img, _work_params(params))
+    peak = float(small.max())
     strength = float(rng.uniform(*config.shading_strength))
-    plane *= np.float32(strength)
-    plane += np.float32(1.0 - strength)
+    gain = strength / peak if peak > 1e-6 else strength
+    small *= np.float32(gain)
+    small += np.float32(1.0 - strength)
+    plane = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     info["shading"] = {"source": natural.names[s], "strength": strength, "pattern": params.to_dict()}
     return plane
 
@@ -599,23 +602,23 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         else:
             remaining = float(shares[k:].sum())
             occupancy = float(np.clip(shares[k] / remaining, 0.02, 0.9))
-            wk = None
+            wk = weights[k]
+            placed = False
             for attempt in range(4):
                 s = int(rng.integers(len(natural)))
                 pat, params = pattern_map(natural.images[s], rng, (h, w), occupancy=occupancy, region=free,
                                           hard=hard or None, work_scale=config.pattern_scale, return_params=True)
-                cand = pat * free
-                if int(np.count_nonzero(cand > 0.5)) >= min_px:
-                    wk = cand
+                np.multiply(pat, free, out=wk)
+                if int(np.count_nonzero(wk > 0.5)) >= min_px:
+                    placed = True
                     info["region"] = {"kind": "pattern", "source": natural.names[s], "pattern": params.to_dict(),
                                       "occupancy": occupancy, "attempts": attempt + 1}
                     break
-            if wk is None:
+            if not placed:
                 n_free = max(1, int(np.count_nonzero(free > 0.5)))
                 blob = _noise_blob(rng, h, w, free, min(1.0, max(occupancy, 1.5 * min_px / n_free)))
-                wk = blob * free
+                np.multiply(blob, free, out=wk)
                 info["region"] = {"kind": "noise", "occupancy": occupancy}
-            weights[k] = wk
             free -= wk  # = free * (1 - pattern) >= 0, since wk <= free
         materials_info.append(info)
 

@@ -120,39 +120,38 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
-def _png(gray_u8: np.ndarray) -> bytes:
-    """8-bit grayscale PNG bytes of a mask (lossless; every reader decodes the same values).
+def _deflate_rle(data: bytes) -> bytes:
+    """zlib stream of ``data`` with run-length deflate (``Z_RLE``, level 1, memLevel 9).
 
-    With ISA-L (``isal``, a dependency) the deflate stream is made by ``isal_zlib.compress(level=1)``, rows
-    unfiltered: about 3x faster than libpng's fastest settings and 8 % smaller on MatSeg masks. Without it, OpenCV's
-    encoder with run-length deflate and no filter (the fastest zlib settings on masks).
+    ``Z_RLE`` only looks back one byte, so the stream depends on the data alone: zlib-ng (the ``zlib-ng``
+    dependency, about 2x faster) and the standard library's zlib give the same bytes on every machine. (ISA-L is
+    faster still but was measured to give different bytes for the same input from run to run.)
     """
+    try:
+        from zlib_ng import zlib_ng as zlib
+    except ImportError:  # pragma: no cover - zlib-ng is a dependency; the same bytes, slower
+        import zlib
+    compressor = zlib.compressobj(PNG_COMPRESSION, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _png(gray_u8: np.ndarray) -> bytes:
+    """8-bit grayscale PNG bytes of a mask: rows unfiltered, run-length deflate (lossless, deterministic).
+
+    The fastest lossless settings on MatSeg masks (long runs of 0 and 255 with soft edges): 2x faster than
+    OpenCV's encoder with the same settings, 2.7x faster than its default ones, files within 1 %.
+    """
+    import struct
+
     gray_u8 = np.ascontiguousarray(gray_u8, dtype=np.uint8)
     if gray_u8.ndim != 2:
         raise MatSegInputError(f"a mask must be [H, W], got {gray_u8.shape}")
-    try:
-        from isal import isal_zlib
-    except ImportError:  # pragma: no cover - isal is a dependency; kept for platforms without its wheel
-        isal_zlib = None
-    if isal_zlib is not None:
-        import struct
-
-        h, w = gray_u8.shape
-        raw = np.zeros((h, w + 1), dtype=np.uint8)  # each row: filter type 0 (none), then the pixels
-        raw[:, 1:] = gray_u8
-        header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grayscale, deflate, no interlace
-        return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-                + _png_chunk(b"IDAT", isal_zlib.compress(raw, PNG_COMPRESSION)) + _png_chunk(b"IEND", b""))
-    import cv2
-
-    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]
-    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # run-length deflate, no filter: 1.5x faster than the default on masks
-        params += [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER,
-                   cv2.IMWRITE_PNG_FILTER_NONE]
-    ok, buf = cv2.imencode(".png", gray_u8, params)
-    if not ok:  # pragma: no cover
-        raise MatSegError("PNG encoding failed")
-    return buf.tobytes()
+    h, w = gray_u8.shape
+    raw = np.zeros((h, w + 1), dtype=np.uint8)  # each row: filter type 0 (none), then the pixels
+    raw[:, 1:] = gray_u8
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grayscale, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _deflate_rle(raw.tobytes()))
+            + _png_chunk(b"IEND", b""))
 
 
 def encode_scene(scene: SyntheticScene, jpeg_quality: int = JPEG_QUALITY) -> EncodedScene:

@@ -285,3 +285,17 @@ def test_mask_png_bytes_decode_identically_in_opencv_and_pillow(shape):
     assert image.mode == "L" and np.array_equal(np.asarray(image), mask)
     with pytest.raises(MatSegInputError):
         _png(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_mask_deflate_is_the_standard_zlib_stream_whatever_the_library():
+    import zlib
+
+    from matseg_hub.synthetic import _deflate_rle
+
+    rng = np.random.default_rng(7)
+    for data in (bytes(5000), b"\xff" * 3073, rng.integers(0, 4, 20000, dtype=np.uint8).tobytes() * 3):
+        standard = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+        expected = standard.compress(data) + standard.flush()
+        # zlib-ng when installed, the standard library otherwise: the same bytes, every call
+        assert {_deflate_rle(data) for _ in range(20)} == {expected}
+        assert zlib.decompress(expected) == data
