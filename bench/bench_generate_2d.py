@@ -13,6 +13,8 @@ What is measured (one process, OpenCV limited to one thread, so figures are per 
 
 * ours: ``generate_scene`` alone, and ``generate_scene`` + ``write_scene`` (JPEG + PNG masks + Finished.txt, the
   same work as the reference's per-scene function); the one-time loading of the source pool is reported apart;
+  the process keeps freed memory for reuse as the generator's worker processes do
+  (:func:`matseg_hub.utils.memory.keep_freed_memory`, ``MATSEG_MALLOC_TUNING=0`` to compare without);
 * reference: its per-scene function ``generate_segmentation`` for one more scene (it reads the images from disk,
   generates, and writes the folder), on the same natural images and textures, with ``numpy.random.seed`` fixed;
   at 512x512 its size draw ``np.random.randint(400, 1000)`` is pinned to 512 (nothing else is changed);
@@ -58,7 +60,9 @@ class Ours:
 
     def __init__(self, natural, textures, size, seed=0):
         from matseg_hub.scenes2d import SceneConfig, SceneSources
+        from matseg_hub.utils.memory import keep_freed_memory
 
+        keep_freed_memory()  # as in the generator's worker processes (matseg generate 2d, DataLoader workers)
         t0 = time.perf_counter()
         self.sources = SceneSources.from_folders(natural, textures)
         self.load_s = time.perf_counter() - t0

@@ -440,14 +440,18 @@ def _blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _add_weighted(acc: np.ndarray, image: np.ndarray, weight: np.ndarray) -> None:
+def _add_weighted(acc: np.ndarray, image: np.ndarray, weight: np.ndarray,
+                  scratch: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
     """``acc += image * weight[:, :, None]`` (float32 [h, w, 3] += uint8 [h, w, 3] * float32 [h, w]).
 
     OpenCV's same-shape product is several times faster than numpy's broadcast of a mixed-type product.
+    ``scratch``: two float32 [h, w, 3] buffers reused across layers (fresh ones cost page faults at every layer).
     """
     import cv2
 
-    product = cv2.multiply(image, cv2.merge((weight, weight, weight)), dtype=cv2.CV_32F)
+    w3, product = scratch if scratch is not None else (None, None)
+    w3 = cv2.merge((weight, weight, weight), dst=w3)
+    product = cv2.multiply(image, w3, dst=product, dtype=cv2.CV_32F)
     cv2.add(acc, product, dst=acc)
 
 
@@ -647,6 +651,7 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
 
     # appearance
     acc = np.zeros((h, w, 3), dtype=np.float32)
+    scratch = (np.empty_like(acc), np.empty_like(acc))
     bg_info: Dict[str, Any] = {}
     if has_bg:
         b = int(rng.integers(len(natural)))
@@ -654,7 +659,7 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         geometry = sample_geometry(bimg.shape[:2], (h, w), rng, zoom_range=(0.5, 1.0), rotate_prob=0.2)
         bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101)
         bg_info = {"source": natural.names[b], "geometry": geometry}
-        _add_weighted(acc, bg, bg_weight)
+        _add_weighted(acc, bg, bg_weight, scratch)
     for k in range(k_mat):
         info = materials_info[k]
         img = _material_image(rng, h, w, sources, config, info)
@@ -662,7 +667,7 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         if rng.random() < config.shading_prob:
             shade = _shading(rng, h, w, natural, config, info)
             wk = wk * shade
-        _add_weighted(acc, img, wk)
+        _add_weighted(acc, img, wk, scratch)
     rgb = cv2.convertScaleAbs(acc)  # rounds and saturates to uint8
     metadata = {
         "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "index": int(index),

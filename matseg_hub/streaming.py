@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import sys
 from itertools import count, islice
 from typing import Any, Iterator, List, Optional, Sequence
 
@@ -37,6 +38,7 @@ from .errors import MatSegFormatError, MatSegInputError
 from .synthetic import (FINISHED_FILE, iter_scene_folders, scene_features, scene_license, scene_row,
                         scene_row_from_folder)
 from .utils.logging import get_logger
+from .utils.memory import keep_freed_memory
 
 logger = get_logger(__name__)
 
@@ -86,10 +88,17 @@ def stream_indices(shard_ids: Sequence[int], num_shards: int, num: Optional[int]
             yield i
 
 
+def _in_dataloader_worker() -> bool:
+    torch = sys.modules.get("torch")  # never imports torch
+    return torch is not None and torch.utils.data.get_worker_info() is not None
+
+
 def _generated_rows(shard_ids, num_shards: int, num: Optional[int], seed: int, sources, config, skip: int = 0,
                     arrays: bool = False):
     from .scenes2d import GENERATOR_NAME, generate_scene
 
+    if _in_dataloader_worker():
+        keep_freed_memory()  # a generator process: reuse freed scene arrays instead of faulting pages in (10 %)
     for index in islice(stream_indices(shard_ids, num_shards, num), skip, None):
         scene = generate_scene(seed, index, sources, config)
         if arrays:

@@ -38,6 +38,7 @@ from .synthetic import (METADATA_FILE, NO_ASSET_LICENSE, UNKNOWN_LICENSE, encode
 from .utils.files import atomic_write_text
 from .utils.images import swap_rb
 from .utils.logging import get_logger, progress
+from .utils.memory import keep_freed_memory
 
 logger = get_logger(__name__)
 
@@ -50,6 +51,7 @@ _WORKER: Dict[str, Any] = {}
 def _init_worker(seed: int, sources, config, output: Optional[str], source_license: Optional[str],
                  one_thread: bool) -> None:
     _WORKER.update(seed=seed, sources=sources, config=config, output=output, source_license=source_license)
+    keep_freed_memory()  # a generator process: reuse freed scene arrays instead of faulting pages in (10 %)
     if one_thread:
         import cv2
 
