@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .utils.files import atomic_directory, atomic_write_bytes
-from .utils.images import swap_rb
+from .utils.images import image_grid, swap_rb
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -662,27 +662,13 @@ def preview_grid(scenes: Sequence[SyntheticScene], tile: int = 256, columns: int
 
     Returns uint8 [rows * tile, columns * 3 * tile, 3] RGB (scenes are fitted into ``tile`` x ``tile`` cells).
     """
-    import cv2
-
     if not scenes:
         raise MatSegInputError("preview_grid needs at least one scene")
-    rows = int(np.ceil(len(scenes) / columns))
-    grid = np.full((rows * tile, columns * 3 * tile, 3), 32, dtype=np.uint8)
-
-    def fit(img: np.ndarray) -> np.ndarray:
-        h, w = img.shape[:2]
-        r = tile / max(h, w)
-        return cv2.resize(img, (max(1, int(w * r)), max(1, int(h * r))), interpolation=cv2.INTER_AREA)
-
-    for i, scene in enumerate(scenes):
-        r, c = divmod(i, columns)
+    cells = []
+    for scene in scenes:
         ann = _unit_to_uint8(scene.annotated)
-        cells = [scene.rgb, colorize_masks(scene.masks), np.repeat(ann[:, :, None], 3, axis=2)]
-        for j, cell in enumerate(cells):
-            small = fit(cell)
-            y0, x0 = r * tile, (c * 3 + j) * tile
-            grid[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    return grid
+        cells += [scene.rgb, colorize_masks(scene.masks), ann]
+    return image_grid(cells, tile, 3 * columns, pad=0, background=32, keep_aspect=True)
 
 
 def scene_row_from_folder(folder: PathLike, *, root: Optional[PathLike] = None, decode: bool = False,

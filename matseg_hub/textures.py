@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .utils.images import swap_rb
+from .utils.images import image_grid, swap_rb
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -731,30 +731,6 @@ def list_images(folder: PathLike) -> List[Path]:
         raise MatSegInputError(f"{folder} is not a folder of images")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                   and not p.name.startswith("."))
-
-
-def image_grid(images: Sequence[np.ndarray], tile: int = 128, columns: Optional[int] = None,
-               labels: Optional[Sequence[str]] = None) -> np.ndarray:
-    """A preview picture: images resized to ``tile`` x ``tile`` in a grid (uint8 [H, W, 3] RGB)."""
-    import cv2
-
-    n = max(1, len(images))
-    columns = columns or int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / columns))
-    pad = 4
-    canvas = np.full((rows * (tile + pad) + pad, columns * (tile + pad) + pad, 3), 255, np.uint8)
-    for k, im in enumerate(images):
-        r, c = divmod(k, columns)
-        im = np.asarray(im)
-        if im.ndim == 2:
-            im = np.repeat(im[:, :, None], 3, axis=2)
-        small = cv2.resize(im, (tile, tile), interpolation=cv2.INTER_AREA)
-        y0, x0 = pad + r * (tile + pad), pad + c * (tile + pad)
-        canvas[y0:y0 + tile, x0:x0 + tile] = small
-        if labels is not None and k < len(labels) and labels[k]:
-            cv2.putText(canvas, str(labels[k])[:20], (x0 + 3, y0 + tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                        (255, 255, 255), 1, cv2.LINE_AA)
-    return canvas
 
 
 def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:

@@ -161,3 +161,40 @@ def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     if src.shape[0] == h and src.shape[1] == w:
         return src if src is not image else src.copy()
     return cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def image_grid(images, tile: int = 128, columns=None, labels=None, *, pad: int = 4, background: int = 255,
+               keep_aspect: bool = False) -> np.ndarray:
+    """A picture for a person: images in a grid of ``tile`` x ``tile`` cells, uint8 [H, W, 3] RGB.
+
+    Args:
+        images: uint8 [H, W, 3] or [H, W] arrays (gray is shown as gray).
+        columns: cells per row (default: a square-ish grid).
+        labels: optional text drawn at the bottom left of each cell.
+        pad: pixels between and around cells; background: their gray level.
+        keep_aspect: fit each image inside its cell (top-left, aspect kept) instead of stretching it to the cell.
+    """
+    import cv2
+
+    n = max(1, len(images))
+    columns = int(columns or int(np.ceil(np.sqrt(n))))
+    rows = int(np.ceil(n / columns))
+    step = tile + pad
+    canvas = np.full((rows * step + pad, columns * step + pad, 3), background, np.uint8)
+    for k, im in enumerate(images):
+        r, c = divmod(k, columns)
+        im = np.asarray(im)
+        if im.ndim == 2:
+            im = np.repeat(im[:, :, None], 3, axis=2)
+        h, w = im.shape[:2]
+        size = (tile, tile)
+        if keep_aspect:
+            ratio = tile / max(h, w)
+            size = (max(1, int(w * ratio)), max(1, int(h * ratio)))
+        small = resize_image(im, size)
+        y0, x0 = pad + r * step, pad + c * step
+        canvas[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        if labels is not None and k < len(labels) and labels[k]:
+            cv2.putText(canvas, str(labels[k])[:20], (x0 + 3, y0 + tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
