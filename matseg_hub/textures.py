@@ -155,8 +155,8 @@ class CellStatistics:
 
     Every channel holds integers ("codes") mapped to the reference's float64 values by a monotone function
     (identity for R, G, B and the Sobel gradients; ``k / 3`` for the mean (``k = R + G + B``); ``sqrt(k)`` for the
-    gradient magnitude (``k = dx^2 + dy^2``)), so ``#{v < edge}`` in a cell is an exact look-up: per-cell cumulative counts for the 10
-    small-range channels, per-cell sorted codes + ``searchsorted`` for the 3 magnitude channels.
+    gradient magnitude (``k = dx^2 + dy^2``)), so ``#{v < edge}`` in a cell is an exact look-up: per-cell cumulative
+    counts for the 10 small-range channels, per-cell sorted codes + ``searchsorted`` for the 3 magnitude channels.
 
     Args:
         image: uint8 [H, W, 3] RGB.
