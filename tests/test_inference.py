@@ -204,3 +204,21 @@ def test_demo_app_upload_and_click(model):
     assert shown.shape == (42, 64, 3) and heat is None and "click" in caption
     heat, overlay, caption = handlers["on_click"](shown, 5, 0.9, gr.SelectData(target=None, data={"index": [10, 20], "value": None}))
     assert heat.shape == overlay.shape == (42, 64, 3) and caption.startswith("point (10, 20)")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_model_gives_the_float32_similarities(model, dtype):
+    """What ``half=True`` does on a GPU (the model in float16, inputs cast to it, the cache in its dtype), run on
+    CPU with a model cast by hand: similarities within 1e-2 of float32, returned as float32."""
+    import copy
+
+    image = (np.random.default_rng(5).random((70, 90, 3)) * 255).astype(np.uint8)
+    full = MatSegPredictor(model)
+    full.set_image(image)
+    low = MatSegPredictor(copy.deepcopy(model).to(dtype))
+    low.set_image(image)
+    assert low._features.dtype == dtype
+    for point in ([[30, 20]], [[80, 60], [5, 5]]):
+        reference, reduced = full.similarity_map(point), low.similarity_map(point)
+        assert reduced.dtype == np.float32 and reduced.shape == (70, 90)
+        assert np.abs(reduced - reference).max() < 1e-2
