@@ -47,7 +47,7 @@ logger = get_logger(__name__)
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GENERATOR_NAME = "matseg_hub.scenes2d"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: resize-based crops, OpenCV compositing, shading normalised before resizing (new bytes)
 _MIN_SOURCE_SIDE = 8
 
 # scikit-image ships these photos inside its wheel (no download): the built-in default sources
