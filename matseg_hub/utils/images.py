@@ -9,7 +9,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from ..errors import MatSegFormatError
+from ..errors import MatSegFormatError, MatSegInputError
 
 ImageSource = Union[str, os.PathLike, bytes]
 
@@ -43,7 +43,7 @@ def swap_rb(image: np.ndarray) -> np.ndarray:
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an [H, W, 3] image, got shape {image.shape}")
+        raise MatSegInputError(f"expected an [H, W, 3] image, got shape {image.shape}")
     if image.dtype in (np.uint8, np.uint16, np.float32) and image.size:
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     return np.ascontiguousarray(image[:, :, ::-1])
