@@ -411,15 +411,7 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
     with writer:
         todo = [p for p in files if p.name not in writer.done_keys]
         for p in progress(todo, total=len(todo), desc="building textures", unit="tex"):
-            try:
-                row = texture_row(p, metadata, licenses)
-            except MatSegFormatError as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", p.name, exc)
-                writer.skip(p.name, str(exc))
-                continue
-            writer.write(row, key=p.name)
+            writer.write_from(p.name, lambda: texture_row(p, metadata, licenses), skip_bad)
     info = writer.split_info()
     if info["num_examples"] == 0 and num_shards == 1:
         raise MatSegFormatError("no readable texture image; nothing to build", path=source)
@@ -475,16 +467,8 @@ def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Uni
     with writer:
         todo = [f for f in folders if f.name not in writer.done_keys]
         for f in progress(todo, total=len(todo), desc="building PBR", unit="mat"):
-            try:
-                row = pbr_row(f, licenses)
-            except MatSegFormatError as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", f.name, exc)
-                writer.skip(f.name, str(exc))
-                continue
-            writer.write(row, key=f.name)
-            if len(preview_rows) < 6:
+            row = writer.write_from(f.name, lambda: pbr_row(f, licenses), skip_bad)
+            if row is not None and len(preview_rows) < 6:
                 preview_rows.append(material_preview(material_from_row(row)))
     info = writer.split_info()
     if info["num_examples"] == 0 and num_shards == 1:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 
-from .errors import MatSegInputError
+from .errors import MatSegFormatError, MatSegInputError
 from .utils.files import atomic_write_text
 from .utils.logging import get_logger
 
@@ -172,6 +172,22 @@ class DatasetRepoWriter:
         """Record an item that was reported and left out (``--skip-bad``); it is listed in the card."""
         self._manifest.skipped.append({"key": key, "reason": reason})
         self._save_manifest()
+
+    def write_from(self, key: str, make_row: Callable[[], Mapping[str, Any]], skip_bad: bool,
+                   reason: Callable[[str], str] = str) -> Optional[Mapping[str, Any]]:
+        """Write ``make_row()`` under ``key`` and return it; when it raises :class:`MatSegFormatError` and
+        ``skip_bad``, log and record the item as skipped (``reason(message)`` goes into the card) and return
+        ``None``; without ``skip_bad`` the error propagates (the output folder is left as it was)."""
+        try:
+            row = make_row()
+        except MatSegFormatError as exc:
+            if not skip_bad:
+                raise
+            logger.warning("skipping %s: %s", key, exc)
+            self.skip(key, reason(str(exc)))
+            return None
+        self.write(row, key=key)
+        return row
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -408,7 +424,7 @@ def load_dataset_source(source: PathLike, required_columns: Iterable[str], *, sp
     """
     from datasets import Image, load_dataset
 
-    from .errors import MatSegError, MatSegFormatError
+    from .errors import MatSegError
 
     if not Path(source).exists() and not looks_like_repo_id(str(source)):
         raise MatSegInputError(f"{source} does not exist: give a folder, a built dataset folder or a Hub dataset id "

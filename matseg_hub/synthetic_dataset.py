@@ -443,7 +443,6 @@ def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Unio
     out and listed in the card, otherwise its :class:`~matseg_hub.errors.MatSegFormatError` (naming the file) stops
     the build. ``metadata["folder"]`` is the path relative to ``root``.
     """
-    from .errors import MatSegFormatError
     from .hub_dataset import DatasetRepoWriter, iter_job_items
 
     features = scene_features()
@@ -458,15 +457,8 @@ def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Unio
             key = Path(folder).relative_to(root).as_posix()
             if key in done:
                 continue
-            try:
-                row = scene_row_from_folder(folder, root=root, decode=True)
-            except MatSegFormatError as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", folder, exc)
-                writer.skip(key, _relative_message(str(exc), root))
-                continue
-            writer.write(row, key=key)
+            writer.write_from(key, lambda: scene_row_from_folder(folder, root=root, decode=True), skip_bad,
+                              reason=lambda message: _relative_message(message, root))
     writer.close()
     card = dataset_card(features, writer.split_info(), seed=None, num_shards=num_shards,
                         skipped=writer.all_skipped(), from_folders=Path(root).name or str(root),
