@@ -168,14 +168,20 @@ def _material_sockets(nt, mat, vector):
     return out
 
 
+def _empty_node_tree(owner):
+    """The node tree of a new material or world, emptied of Blender's default nodes."""
+    if not owner.node_tree:  # pragma: no cover - Blender < 5 creates no tree until asked
+        owner.use_nodes = True
+    nt = owner.node_tree
+    for n in list(nt.nodes):
+        nt.nodes.remove(n)
+    return nt
+
+
 def _build_material(name, obj_spec, obj_index, size, has_uv):
     """A node tree that mixes the layout's materials by their pattern maps and writes one AOV per material."""
     mat = bpy.data.materials.new(name)
-    if not mat.node_tree:  # pragma: no cover - Blender < 5 creates no tree until asked
-        mat.use_nodes = True
-    nt = mat.node_tree
-    for n in list(nt.nodes):
-        nt.nodes.remove(n)
+    nt = _empty_node_tree(mat)
     out = _node(nt, "ShaderNodeOutputMaterial")
     bsdf = _node(nt, "ShaderNodeBsdfPrincipled")
     nt.links.new(bsdf.outputs[0], out.inputs["Surface"])
@@ -326,11 +332,7 @@ def _add_ground(ground):
 def _setup_world(env):
     world = bpy.data.worlds.new("world")
     bpy.context.scene.world = world
-    if not world.node_tree:  # pragma: no cover
-        world.use_nodes = True
-    nt = world.node_tree
-    for n in list(nt.nodes):
-        nt.nodes.remove(n)
+    nt = _empty_node_tree(world)
     out = _node(nt, "ShaderNodeOutputWorld")
     bg = _node(nt, "ShaderNodeBackground")
     bg.inputs["Strength"].default_value = float(env["strength"])
