@@ -3,7 +3,8 @@
 A pattern map is made from one natural image in four steps:
 
 1. geometry: a random crop of the image, rescaled, rotated and possibly mirrored, warped to the output size
-   (one ``cv2.warpAffine``, mirrored borders, so any source size works);
+   (one ``cv2.warpAffine``, mirrored borders, so any source size works; a crop that shrinks the source 2x or more
+   is read from a half-resolution copy of it, see :func:`half_resolution`);
 2. property: one of ``R, G, B, H, S, V`` or a random signed mix of ``R, G, B`` (``mix``), scaled to [0, 1],
    possibly inverted;
 3. optional Gaussian blur of the property;
@@ -106,9 +107,33 @@ def _size(size: Union[int, Sequence[int], None], image: np.ndarray) -> Tuple[int
     return h, w
 
 
-def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] = None) -> np.ndarray:
+HALF_RES_SCALE = 2.0  # crops that shrink the source at least this much are taken from its half-resolution copy
+
+
+def half_resolution(image: np.ndarray) -> np.ndarray:
+    """``image`` averaged over 2x2 blocks (an odd last row/column is dropped): the copy :func:`warp_source` reads
+    for crops that shrink the source 2x or more. :class:`~matseg_hub.scenes2d.SourcePool` keeps one per image."""
+    import cv2
+
+    h, w = image.shape[0] // 2, image.shape[1] // 2
+    return cv2.resize(image[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _halved(params: PatternParams, half: np.ndarray) -> PatternParams:
+    """``params`` for the half-resolution copy: source pixel ``u`` is ``(u + 0.5) / 2 - 0.5`` there."""
+    return PatternParams(**{**params.__dict__, "source_height": int(half.shape[0]),
+                            "source_width": int(half.shape[1]), "scale": params.scale / 2.0,
+                            "center_x": (params.center_x + 0.5) / 2.0 - 0.5,
+                            "center_y": (params.center_y + 0.5) / 2.0 - 0.5})
+
+
+def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] = None,
+                half: Optional[np.ndarray] = None) -> np.ndarray:
     """The source crop seen by ``params``: uint8 [height, width, C] (bilinear, mirrored borders).
 
+    A crop that shrinks the source 2x or more (``params.scale >= 2``) is read from the source's half-resolution
+    copy (:func:`half_resolution`; ``half`` when given, else made here): a bilinear sample then averages the
+    source's neighbourhood instead of skipping pixels (less aliasing), and the warp stays in cache (3-4x faster).
     An unrotated crop that lies inside the source is cut at whole pixels and resized
     (:func:`~matseg_hub.utils.images.resize_image`: area-averaged when shrinking, about 2x faster than the warp);
     its samples move by at most half a source pixel from the affine mapping. Other crops are warped
@@ -118,6 +143,10 @@ def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] 
 
     from .utils.images import resize_image
 
+    if params.scale >= HALF_RES_SCALE and min(image.shape[:2]) >= 4:
+        if half is None:
+            half = half_resolution(image)
+        image, params = half, _halved(params, half)
     h, w = params.height, params.width
     if params.angle == 0.0:
         x0 = int(round(params.center_x - 0.5 * w * params.scale))
@@ -144,17 +173,18 @@ def _work_params(params: PatternParams) -> PatternParams:
                             "blur_sigma": params.blur_sigma * w / params.width})
 
 
-def property_plane(image: np.ndarray, params: PatternParams, crop: Optional[np.ndarray] = None) -> np.ndarray:
+def property_plane(image: np.ndarray, params: PatternParams, crop: Optional[np.ndarray] = None,
+                   half: Optional[np.ndarray] = None) -> np.ndarray:
     """The (warped, possibly inverted and blurred) property of ``params``: float32 [height, width] in [0, 1].
 
     ``crop``: the already warped source at the working resolution (``warp_source``), to try several properties
-    of one crop without warping again.
+    of one crop without warping again. ``half``: the source's :func:`half_resolution` copy, if kept.
     """
     import cv2
 
     work = _work_params(params)
     if crop is None:
-        crop = warp_source(image, work)
+        crop = warp_source(image, work, half=half)
     prop = params.property
     if prop in ("R", "G", "B"):
         plane = crop[:, :, "RGB".index(prop)].astype(np.float32)
@@ -253,7 +283,7 @@ def pattern_map(image: np.ndarray, rng: np.random.Generator, size: Union[int, Se
                 properties: Sequence[str] = PROPERTIES, softness_range: Tuple[float, float] = (0.0, 0.6),
                 blur_prob: float = 0.3, blur_sigma_range: Tuple[float, float] = (0.5, 4.0),
                 zoom_range: Tuple[float, float] = (0.35, 1.0), rotate_prob: float = 0.5, flip_prob: float = 0.5,
-                work_scale: float = 1.0, return_params: bool = False):
+                work_scale: float = 1.0, half: Optional[np.ndarray] = None, return_params: bool = False):
     """A random soft pattern map from a natural image.
 
     Args:
@@ -271,6 +301,8 @@ def pattern_map(image: np.ndarray, rng: np.random.Generator, size: Union[int, Se
         zoom_range, rotate_prob, flip_prob: geometry (see :func:`sample_geometry`).
         work_scale: compute the property at this fraction of the output size and resize it (bilinear) before the
             threshold: about ``1 / work_scale**2`` times faster, edges stay sharp.
+        half: the image's :func:`half_resolution` copy when one is kept (a pool of sources keeps one per image);
+            made when needed otherwise. It changes nothing in the result, only the time.
         return_params: also return the :class:`PatternParams`.
 
     Returns:
@@ -307,7 +339,7 @@ def pattern_map(image: np.ndarray, rng: np.random.Generator, size: Union[int, Se
         params = PatternParams(**geometry, property=prop, mix=mix if prop == "mix" else None, invert=invert,
                                blur_sigma=blur, work_scale=float(work_scale))
         if crop is None:
-            crop = warp_source(image, _work_params(params))
+            crop = warp_source(image, _work_params(params), half=half)
         plane = property_plane(image, params, crop=crop)
         values = np.sort(_sample_values(plane, region))
         q05, q95 = _sorted_quantile(values, 0.05), _sorted_quantile(values, 0.95)

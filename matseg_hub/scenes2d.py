@@ -37,7 +37,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .patterns import PatternParams, _work_params, pattern_map, property_plane, sample_geometry, warp_source
+from .patterns import (PatternParams, _work_params, half_resolution, pattern_map, property_plane, sample_geometry,
+                       warp_source)
 from .synthetic import SyntheticScene
 from .utils.images import resize_image
 from .utils.logging import get_logger
@@ -47,7 +48,7 @@ logger = get_logger(__name__)
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GENERATOR_NAME = "matseg_hub.scenes2d"
-GENERATOR_VERSION = 2  # 2: resize-based crops, OpenCV compositing, shading normalised before resizing (new bytes)
+GENERATOR_VERSION = 3  # 2: resize-based crops, OpenCV compositing, shading normalised first; 3: half-res sources
 _MIN_SOURCE_SIDE = 8
 
 # scikit-image ships these photos inside its wheel (no download): the built-in default sources
@@ -68,7 +69,8 @@ class SourcePool:
         names: one name per image (recorded in each scene's metadata).
         max_side: images whose longer side exceeds it are downscaled (``cv2.INTER_AREA``) when added.
 
-    Memory is about ``3 * max_side**2`` bytes per image; build a pool from a subset (``limit``) for huge sources.
+    Memory is about ``3 * max_side**2`` bytes per image, and a quarter more once :meth:`half` copies are made (the
+    natural images of :class:`SceneSources` keep them); build a pool from a subset (``limit``) for huge sources.
     """
 
     def __init__(self, images: Sequence[np.ndarray], names: Optional[Sequence[str]] = None, max_side: int = 1024):
@@ -81,6 +83,7 @@ class SourcePool:
         self.images: List[np.ndarray] = []
         self.names: List[str] = []
         self.is_gray: List[bool] = []
+        self._halves: Dict[int, np.ndarray] = {}
         for image, name in zip(images, names):
             self.add(image, name)
 
@@ -115,6 +118,20 @@ class SourcePool:
         self.images.append(image)
         self.names.append(str(name))
         self.is_gray.append(gray)
+
+    def half(self, i: int) -> np.ndarray:
+        """Image ``i`` at half resolution (:func:`~matseg_hub.patterns.half_resolution`), made once and kept:
+        crops that shrink a source 2x or more are read from it."""
+        half = self._halves.get(i)
+        if half is None:
+            half = self._halves[i] = half_resolution(self.images[i])
+        return half
+
+    def keep_halves(self) -> "SourcePool":
+        """Make every :meth:`half` copy now (before worker processes fork, so that they share them)."""
+        for i in range(len(self.images)):
+            self.half(i)
+        return self
 
     def __len__(self) -> int:
         return len(self.images)
@@ -228,6 +245,10 @@ class SceneSources:
 
     natural: SourcePool
     textures: Optional[SourcePool] = None
+
+    def __post_init__(self):
+        if isinstance(self.natural, SourcePool):
+            self.natural.keep_halves()
 
     @classmethod
     def builtin(cls, max_side: int = 1024) -> "SceneSources":
@@ -371,9 +392,9 @@ def _builtin_cached() -> SceneSources:
     return _BUILTIN
 
 
-def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int) -> np.ndarray:
+def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int, half: Optional[np.ndarray] = None) -> np.ndarray:
     """The source region of ``geometry`` (see :class:`PatternParams`) at the output size: uint8 [h, w, 3]."""
-    return warp_source(image, PatternParams(**geometry, property="R"), border)
+    return warp_source(image, PatternParams(**geometry, property="R"), border, half=half)
 
 
 def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: float, offset: Tuple[float, float],
@@ -534,7 +555,7 @@ def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, conf
     sigma = float(rng.uniform(0.003, 0.03)) * min(h, w)
     params = PatternParams(**geometry, property=prop, blur_sigma=sigma, work_scale=0.25)
     # normalised and scaled at the working resolution, then resized (bilinear): 1/16 of the full-size passes
-    small = property_plane(img, _work_params(params))
+    small = property_plane(img, _work_params(params), half=natural.half(s))
     peak = float(small.max())
     strength = float(rng.uniform(*config.shading_strength))
     gain = strength / peak if peak > 1e-6 else strength
@@ -611,7 +632,8 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
             for attempt in range(4):
                 s = int(rng.integers(len(natural)))
                 pat, params = pattern_map(natural.images[s], rng, (h, w), occupancy=occupancy, region=free,
-                                          hard=hard or None, work_scale=config.pattern_scale, return_params=True)
+                                          hard=hard or None, work_scale=config.pattern_scale, half=natural.half(s),
+                                          return_params=True)
                 np.multiply(pat, free, out=wk)
                 if int(np.count_nonzero(wk > 0.5)) >= min_px:
                     placed = True
@@ -657,7 +679,7 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         b = int(rng.integers(len(natural)))
         bimg = natural.images[b]
         geometry = sample_geometry(bimg.shape[:2], (h, w), rng, zoom_range=(0.5, 1.0), rotate_prob=0.2)
-        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101)
+        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half(b))
         bg_info = {"source": natural.names[b], "geometry": geometry}
         _add_weighted(acc, bg, bg_weight, scratch)
     for k in range(k_mat):

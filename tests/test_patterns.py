@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.patterns import (PROPERTIES, PatternParams, fuzzy_threshold, pattern_map, property_plane,
-                                 render_pattern)
+from matseg_hub.patterns import (PROPERTIES, PatternParams, fuzzy_threshold, half_resolution, pattern_map,
+                                 property_plane, render_pattern, warp_source)
 
 
 def _natural(h=120, w=160, seed=0):
@@ -95,6 +95,27 @@ def test_geometry_rotation_and_crop_are_recorded():
     assert params.affine_matrix().shape == (2, 3)
     plane = property_plane(image, params)
     assert plane.shape == (40, 40) and plane.dtype == np.float32
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0])
+def test_crops_that_shrink_the_source_2x_are_read_from_its_half_resolution_copy(angle):
+    # one-pixel stripes: sampling every 2.5th pixel aliases them into strong false stripes; averaging first does not
+    stripes = np.zeros((400, 400, 3), np.uint8)
+    stripes[:, ::2] = 255
+    params = PatternParams(height=60, width=60, source_height=400, source_width=400, center_x=200.0, center_y=200.0,
+                           scale=2.5, angle=angle, flip=False, property="R")
+    crop = warp_source(stripes, params)
+    assert crop.shape == (60, 60, 3)
+    assert np.abs(crop.astype(np.float64) - 127.5).max() <= 2.0  # mid gray: the half copy averages each pair
+    half = half_resolution(stripes)
+    assert half.shape == (200, 200, 3)
+    assert np.array_equal(warp_source(stripes, params, half=half), crop)  # a kept copy gives the same crop
+    image = _natural(400, 480)
+    out, pat = pattern_map(image, np.random.default_rng(4), (70, 90), zoom_range=(0.9, 1.0), return_params=True)
+    assert pat.scale >= 2.0
+    assert np.array_equal(pattern_map(image, np.random.default_rng(4), (70, 90), zoom_range=(0.9, 1.0),
+                                      half=half_resolution(image)), out)
+    assert np.array_equal(render_pattern(image, pat), out)
 
 
 def test_bad_inputs_are_typed_errors():
