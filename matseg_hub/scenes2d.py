@@ -397,14 +397,28 @@ def _warp(image: np.ndarray, geometry: Dict[str, Any], border: int, half: Option
     return warp_source(image, PatternParams(**geometry, property="R"), border, half=half)
 
 
+def _periodic_window(n: int, period: int, start: int, length: int) -> Tuple[int, int, int]:
+    """Borders ``(before, after)`` that extend ``n`` source pixels (one period of a periodic tiling) so that the
+    window ``[start, start + length)`` of the tiling (``0 <= start < period``) is inside, as few as possible, and
+    the window's first index in the extended array."""
+    best = None
+    for s in (start, start - period):
+        before, after = max(0, -s), max(0, s + length - n)
+        if best is None or before + after < best[0] + best[1]:
+            best = (before, after, s + before)
+    return best
+
+
 def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: float, offset: Tuple[float, float],
                    flip: bool, wrap: bool) -> np.ndarray:
-    """A texture tiled over ``h x w``: uint8 [h, w, 3].
+    """A texture tiled over ``h x w``: uint8 [h, w, 3] (rows may be a strided view).
 
     The texture is resized once by ``1 / scale`` (area-averaged when shrinking, :func:`resize_image`), mirrored
     when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by
-    ``angle`` degrees about the scene's centre. Rotation warps a pre-tiled canvas that covers the rotated footprint,
-    so every sample is inside the canvas (a warp with wrap/mirror borders is several times slower).
+    ``angle`` degrees about the scene's centre. The tiling is one ``cv2.copyMakeBorder`` of the resized texture
+    (wrapped or mirrored borders of any width), cut to the window needed. Rotation warps that pre-tiled canvas,
+    which covers the rotated footprint, so every sample is inside it (a warp with wrap/mirror borders is several
+    times slower).
     """
     import cv2
 
@@ -413,9 +427,8 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
     tile = resize_image(texture, (nw, nh))
     if flip:
         tile = cv2.flip(tile, 1)
-    if not wrap:  # one period of mirror tiling: then wrap-tiling it is mirror tiling
-        tile = cv2.copyMakeBorder(tile, 0, nh - 2, 0, nw - 2, cv2.BORDER_REFLECT_101)
-    ph, pw = tile.shape[:2]
+    # period of the tiling: the tile, or (mirror tiling) the tile and its mirror image sharing the edge pixels
+    pw, ph = (nw, nh) if wrap else (2 * nw - 2, 2 * nh - 2)
     ox, oy = int(offset[0] / scale) % pw, int(offset[1] / scale) % ph
     if angle == 0.0:
         ch, cw = h, w
@@ -424,9 +437,11 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
         c, s = math.cos(a), math.sin(a)
         cw = int(math.ceil(w * abs(c) + h * abs(s))) + 4
         ch = int(math.ceil(w * abs(s) + h * abs(c))) + 4
-    start = np.roll(tile, (-oy, -ox), axis=(0, 1)) if (ox or oy) else tile
-    # cut a tile larger than the canvas first, so that the padded result is the canvas itself (no copy)
-    canvas = cv2.copyMakeBorder(start[:ch, :cw], 0, max(0, ch - ph), 0, max(0, cw - pw), cv2.BORDER_WRAP)
+    top, bottom, y0 = _periodic_window(nh, ph, oy, ch)
+    left, right, x0 = _periodic_window(nw, pw, ox, cw)
+    if top or bottom or left or right:
+        tile = cv2.copyMakeBorder(tile, top, bottom, left, right, cv2.BORDER_WRAP if wrap else cv2.BORDER_REFLECT_101)
+    canvas = tile[y0:y0 + ch, x0:x0 + cw]
     if angle == 0.0:
         return canvas
     # output pixel (x, y) -> canvas (u, v): rotation about the two centres

@@ -263,3 +263,26 @@ def test_pattern_quantiles_equal_numpy_quantile():
         ordered = np.sort(values)
         for q in (0.0, 0.05, 0.37, 0.95, 1.0):
             assert _sorted_quantile(ordered, q) == pytest.approx(float(np.quantile(values, q)), abs=1e-7)
+
+
+@pytest.mark.parametrize("wrap", [True, False])
+def test_texture_tiling_equals_modular_indexing_of_the_resized_tile(wrap):
+    from matseg_hub.scenes2d import _texture_layer
+    from matseg_hub.utils.images import resize_image
+
+    rng = np.random.default_rng(7)
+    texture = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    for h, w, scale, offset in [(50, 70, 1.0, (3.0, 29.0)), (200, 90, 2.0, (39.0, 0.0)), (7, 300, 0.5, (0.0, 5.5)),
+                                (64, 64, 15.0, (1.0, 2.0))]:
+        tile = resize_image(texture, (max(2, round(40 / scale)), max(2, round(30 / scale))))
+        th, tw = tile.shape[:2]
+        ph, pw = (th, tw) if wrap else (2 * th - 2, 2 * tw - 2)
+        ys = (np.arange(h) + int(offset[1] / scale)) % ph
+        xs = (np.arange(w) + int(offset[0] / scale)) % pw
+        if not wrap:  # mirror tiling: the period is the tile, then the tile reversed without its edge pixels
+            ys, xs = np.minimum(ys, ph - ys), np.minimum(xs, pw - xs)
+        expected = tile[ys][:, xs]
+        out = _texture_layer(texture, h, w, scale, 0.0, offset, False, wrap)
+        assert out.shape == (h, w, 3) and np.array_equal(out, expected)
+        rotated = _texture_layer(texture, h, w, scale, 30.0, offset, False, wrap)
+        assert rotated.shape == (h, w, 3) and rotated.flags.c_contiguous
