@@ -136,12 +136,12 @@ def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] 
     source's neighbourhood instead of skipping pixels (less aliasing), and the warp stays in cache (3-4x faster).
     An unrotated crop that lies inside the source is cut at whole pixels and resized
     (:func:`~matseg_hub.utils.images.resize_image`: area-averaged when shrinking, about 2x faster than the warp);
-    its samples move by at most half a source pixel from the affine mapping. Other crops are warped
-    (``cv2.warpAffine``, ``border`` outside the source, mirrored by default).
+    its samples move by at most half a source pixel from the affine mapping. Other crops are warped (bilinear,
+    :func:`~matseg_hub.utils.images.warp_affine`, ``border`` outside the source, mirrored by default).
     """
     import cv2
 
-    from .utils.images import resize_image
+    from .utils.images import resize_image, warp_affine
 
     if params.scale >= HALF_RES_SCALE and min(image.shape[:2]) >= 4:
         if half is None:
@@ -156,10 +156,7 @@ def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] 
         if x0 >= 0 and y0 >= 0 and x1 <= image.shape[1] and y1 <= image.shape[0]:
             out = resize_image(image[y0:y1, x0:x1], (w, h))
             return cv2.flip(out, 1) if params.flip else out
-    if border is None:
-        border = cv2.BORDER_REFLECT_101
-    return cv2.warpAffine(image, params.affine_matrix(), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=border)
+    return warp_affine(image, params.affine_matrix(), (w, h), border)
 
 
 def _work_params(params: PatternParams) -> PatternParams:

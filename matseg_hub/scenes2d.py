@@ -40,7 +40,7 @@ from .errors import MatSegError, MatSegFormatError, MatSegInputError
 from .patterns import (PatternParams, _work_params, half_resolution, pattern_map, property_plane, sample_geometry,
                        warp_source)
 from .synthetic import SyntheticScene
-from .utils.images import resize_image
+from .utils.images import resize_image, warp_affine
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -447,8 +447,7 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
     # output pixel (x, y) -> canvas (u, v): rotation about the two centres
     m = np.array([[c, -s, (cw - 1) / 2.0 - c * (w - 1) / 2.0 + s * (h - 1) / 2.0],
                   [s, c, (ch - 1) / 2.0 - s * (w - 1) / 2.0 - c * (h - 1) / 2.0]], dtype=np.float64)
-    return cv2.warpAffine(canvas, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    return warp_affine(canvas, m, (w, h))
 
 
 def _noise_blob(rng: np.random.Generator, h: int, w: int, free: np.ndarray, occupancy: float) -> np.ndarray:

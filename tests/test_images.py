@@ -86,3 +86,31 @@ def test_swap_rb_reverses_channels_for_every_dtype():
     assert (swap_rb(view)[..., 2] == 9).all()
     with pytest.raises(ValueError):
         swap_rb(np.zeros((4, 4, 4), np.uint8))
+
+
+def test_warp_affine_gives_opencvs_three_channel_warp_exactly():
+    import math
+
+    import cv2
+
+    from matseg_hub.utils.images import warp_affine
+
+    rng = np.random.default_rng(11)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for _ in range(60):
+        sh, sw = (int(v) for v in rng.integers(2, 300, size=2))
+        image = rng.integers(0, 256, (sh, sw, 3), dtype=np.uint8)
+        h, w = (int(v) for v in rng.integers(1, 200, size=2))
+        angle, scale = math.radians(float(rng.uniform(-180, 180))), float(rng.uniform(0.2, 3.0))
+        c, s = math.cos(angle) * scale, math.sin(angle) * scale
+        # centres inside and outside the source: mirrored borders on any side
+        cx, cy = float(rng.uniform(-0.3, 1.3)) * sw, float(rng.uniform(-0.3, 1.3)) * sh
+        m = np.array([[c, -s, cx - c * (w - 1) / 2 + s * (h - 1) / 2], [s, c, cy - s * (w - 1) / 2 - c * (h - 1) / 2]])
+        for border in (cv2.BORDER_REFLECT_101, cv2.BORDER_CONSTANT):
+            expected = cv2.warpAffine(image, m, (w, h), flags=flags, borderMode=border)
+            out = warp_affine(image, m, (w, h), border)
+            assert out.shape == (h, w, 3) and np.array_equal(out, expected)
+    gray = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    m = np.array([[0.9, 0.1, 3.0], [-0.1, 0.9, 2.0]])
+    assert np.array_equal(warp_affine(gray, m, (30, 20)), cv2.warpAffine(gray, m, (30, 20), flags=flags,
+                                                                          borderMode=cv2.BORDER_REFLECT_101))

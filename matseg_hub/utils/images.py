@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -47,6 +47,28 @@ def swap_rb(image: np.ndarray) -> np.ndarray:
     if image.dtype in (np.uint8, np.uint16, np.float32) and image.size:
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def warp_affine(image: np.ndarray, matrix: np.ndarray, size: Tuple[int, int],
+                border: Optional[int] = None) -> np.ndarray:
+    """``cv2.warpAffine(image, matrix, size, flags=INTER_LINEAR | WARP_INVERSE_MAP, borderMode=border)`` (mirrored
+    borders by default): the same pixels, about 2x faster for uint8 RGB.
+
+    OpenCV's vectorised bilinear warp serves 1- and 4-channel images and is about 2x slower on 3 channels, so an
+    ``[H, W, 3]`` uint8 image is converted to RGBA (a fast copy), warped, and its alpha channel dropped. This pays
+    when the output is not tiny next to the source (at most 16x fewer pixels); smaller outputs use the plain warp.
+    """
+    import cv2
+
+    if border is None:
+        border = cv2.BORDER_REFLECT_101
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    w, h = int(size[0]), int(size[1])
+    if (image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            and image.shape[0] * image.shape[1] <= 16 * w * h):
+        rgba = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
+        return cv2.cvtColor(cv2.warpAffine(rgba, matrix, (w, h), flags=flags, borderMode=border), cv2.COLOR_RGBA2RGB)
+    return cv2.warpAffine(image, matrix, (w, h), flags=flags, borderMode=border)
 
 
 def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
