@@ -120,7 +120,7 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
 
 
-def _deflate_rle(data: bytes) -> bytes:
+def _deflate_rle(data) -> bytes:
     """zlib stream of ``data`` with run-length deflate (``Z_RLE``, level 1, memLevel 9).
 
     ``Z_RLE`` only looks back one byte, so the stream depends on the data alone: zlib-ng (the ``zlib-ng``
@@ -147,10 +147,11 @@ def _png(gray_u8: np.ndarray) -> bytes:
     if gray_u8.ndim != 2:
         raise MatSegInputError(f"a mask must be [H, W], got {gray_u8.shape}")
     h, w = gray_u8.shape
-    raw = np.zeros((h, w + 1), dtype=np.uint8)  # each row: filter type 0 (none), then the pixels
+    raw = np.empty((h, w + 1), dtype=np.uint8)  # each row: filter type 0 (none), then the pixels
+    raw[:, 0] = 0
     raw[:, 1:] = gray_u8
     header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grayscale, deflate, no interlace
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _deflate_rle(raw.tobytes()))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _deflate_rle(memoryview(raw)))
             + _png_chunk(b"IEND", b""))
 
 
