@@ -21,6 +21,10 @@ What is measured (one process, OpenCV limited to one thread, so figures are per 
 * the two are interleaved (one reference scene, then ``--ours-per-ref`` of ours) so that both see the same load
   on a shared machine; wall-clock and CPU seconds of this process are both reported (CPU time is what one core
   spends; wall time adds waits for the disk and for other tenants of the machine);
+* both write under ``--scratch`` (default: the system's temporary folder); the script first prints what creating
+  one file costs there, since a scene folder is 7-12 new files: on the 2-core VM of the figures below, creating a
+  file in ``/tmp`` cost 0.3-1 ms of kernel CPU against 0.02-0.08 ms in a folder elsewhere on the same disk (ext4
+  searching a crowded block group for a free inode), which alone moved our 512x512 figure by several ms;
 * a ``torch.utils.data.DataLoader`` with 2 workers over ``scene_stream`` at 512x512 (scenes/s, wall clock), for Hub
   rows (encoded, decoded by datasets) and for array rows (``encoded=False``).
 """
@@ -59,7 +63,7 @@ def _stats(times):
 class Ours:
     """Our generator, sources loaded once; ``step(i)`` makes and writes scene ``i`` and returns the two timings."""
 
-    def __init__(self, natural, textures, size, seed=0):
+    def __init__(self, natural, textures, size, seed=0, scratch=None):
         from matseg_hub.scenes2d import SceneConfig, SceneSources
         from matseg_hub.utils.memory import keep_freed_memory
 
@@ -69,7 +73,7 @@ class Ours:
         self.load_s = time.perf_counter() - t0
         self.config = SceneConfig(size=(size, size)) if size else SceneConfig(min_size=400, max_size=999)
         self.seed = seed
-        self.out = tempfile.mkdtemp(prefix="bench-ours-")
+        self.out = tempfile.mkdtemp(prefix="bench-ours-", dir=scratch)
 
     def step(self, i):
         from matseg_hub.scenes2d import generate_scene
@@ -111,7 +115,7 @@ class _PinnedSizeNumpy(types.ModuleType):
 class Reference:
     """The reference's per-scene function: ``step(i)`` runs ``generate_segmentation`` for scene ``i`` only."""
 
-    def __init__(self, path, natural, textures, size, seed=0):
+    def __init__(self, path, natural, textures, size, seed=0, scratch=None):
         import numpy as np
 
         self.np = np
@@ -132,7 +136,7 @@ class Reference:
         self.ref.np = _PinnedSizeNumpy(np, size) if size else np
         np.random.seed(seed)
         self.natural, self.textures = str(natural), str(textures)
-        self.tmp = tempfile.mkdtemp(prefix="bench-ref-")
+        self.tmp = tempfile.mkdtemp(prefix="bench-ref-", dir=scratch)
         self.out = str(Path(self.tmp) / "scenes")
 
     def step(self, i):
@@ -150,10 +154,11 @@ def reference_available(path) -> bool:
     return path is not None and (Path(path) / "Generate_2D_Scene_And_Annotation.py").is_file()
 
 
-def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size):
-    """Interleaved rounds (one reference scene, then ``ours_per_ref`` of ours) so both see the same machine load."""
-    ours = Ours(natural, textures, size)
-    ref = Reference(reference, natural, textures, size) if reference_available(reference) else None
+def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size, scratch=None):
+    """Interleaved rounds (one reference scene, then ``ours_per_ref`` of ours) so both see the same machine load;
+    both write their scene folders under ``scratch`` (default: the system's temporary folder)."""
+    ours = Ours(natural, textures, size, scratch=scratch)
+    ref = Reference(reference, natural, textures, size, scratch=scratch) if reference_available(reference) else None
     gen, total, cpu, ref_times, ref_cpu = [], [], [], [], []
     try:
         j = 0
@@ -199,6 +204,21 @@ def bench_dataloader(natural, textures, num, size, workers, seed=0, encoded=True
             "per_s_after_first": (n - 1) / (t1 - first) if n > 1 else float("nan")}
 
 
+def file_creation_ms(folder=None, n=300) -> float:
+    """CPU milliseconds to create, write (1 kB) and close one new file in ``folder``: the floor of a scene
+    folder's cost on that file system (both generators write 7-12 files a scene)."""
+    tmp = tempfile.mkdtemp(prefix="bench-files-", dir=folder)
+    try:
+        c0 = time.process_time()
+        for i in range(n):
+            fd = os.open(os.path.join(tmp, f"f{i}"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, b"x" * 1000)
+            os.close(fd)
+        return 1000 * (time.process_time() - c0) / n
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--natural-images", type=Path, default=SHARED / "natural_images")
@@ -208,6 +228,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ours-per-ref", type=int, default=4, help="our scenes per reference scene")
     parser.add_argument("--loader-num", type=int, default=120)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scratch", type=Path, default=None,
+                        help="folder for both generators' scene folders (default: the system's temporary folder)")
     args = parser.parse_args(argv)
     if not args.natural_images.is_dir() or not args.textures.is_dir():
         print(f"source folders not found: {args.natural_images}, {args.textures}")
@@ -218,9 +240,13 @@ def main(argv=None) -> int:
     disable_progress_bars()
     print(f"natural images: {args.natural_images} ({len(list(args.natural_images.iterdir()))} files); "
           f"textures: {args.textures} ({len(list(args.textures.iterdir()))} files)")
+    if args.scratch is not None:
+        args.scratch.mkdir(parents=True, exist_ok=True)
+    print(f"scene folders written under {args.scratch or tempfile.gettempdir()}: creating a file there costs "
+          f"{file_creation_ms(args.scratch):.3f} ms of CPU")
     for label, size in (("512x512", 512), ("400-999 px (reference range)", None)):
         res = bench_side_by_side(args.natural_images, args.textures, args.reference, args.ref_num,
-                                 args.ours_per_ref, size)
+                                 args.ours_per_ref, size, args.scratch)
         print(f"\n== {label}, one core (interleaved: 1 reference scene, then {args.ours_per_ref} of ours) ==")
         print(f"ours: pool loaded once in {res['load_s']:.2f} s")
         g, gw, ref = res["generate"], res["generate_and_write"], res["reference"]

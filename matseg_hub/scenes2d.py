@@ -480,9 +480,10 @@ def _blur(mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _add_weighted(acc: np.ndarray, image: np.ndarray, weight: np.ndarray,
-                  scratch: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
-    """``acc += image * weight[:, :, None]`` (float32 [h, w, 3] += uint8 [h, w, 3] * float32 [h, w]).
+def _add_weighted(acc: Optional[np.ndarray], image: np.ndarray, weight: np.ndarray,
+                  scratch: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+    """``acc += image * weight[:, :, None]`` (float32 [h, w, 3] += uint8 [h, w, 3] * float32 [h, w]), in place;
+    returns ``acc``, or the product itself (a new array) when ``acc`` is None (the first layer: no zeros to add).
 
     OpenCV's same-shape product is several times faster than numpy's broadcast of a mixed-type product.
     ``scratch``: two float32 [h, w, 3] buffers reused across layers (fresh ones cost page faults at every layer).
@@ -491,8 +492,10 @@ def _add_weighted(acc: np.ndarray, image: np.ndarray, weight: np.ndarray,
 
     w3, product = scratch if scratch is not None else (None, None)
     w3 = cv2.merge((weight, weight, weight), dst=w3)
+    if acc is None:
+        return cv2.multiply(image, w3, dtype=cv2.CV_32F)
     product = cv2.multiply(image, w3, dst=product, dtype=cv2.CV_32F)
-    cv2.add(acc, product, dst=acc)
+    return cv2.add(acc, product, dst=acc)
 
 
 def _argmax_planes(planes: Sequence[np.ndarray]) -> np.ndarray:
@@ -687,12 +690,13 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         weights /= np.maximum(total, np.float32(1e-6))[None]
         np.clip(weights, 0.0, 1.0, out=weights)
         total = weights.sum(0)
-    annotated = np.clip(total, 0.0, 1.0).astype(np.float32)
+    annotated = np.clip(total, 0.0, 1.0, out=total)  # total is a new float32 array
     bg_weight = np.float32(1.0) - annotated
 
-    # appearance
-    acc = np.zeros((h, w, 3), dtype=np.float32)
-    scratch = (np.empty_like(acc), np.empty_like(acc))
+    # appearance: layers weighted and summed (the first one's product starts the sum)
+    acc = None
+    scratch = (np.empty((h, w, 3), dtype=np.float32), np.empty((h, w, 3), dtype=np.float32))
+    shaded = np.empty((h, w), dtype=np.float32)
     bg_info: Dict[str, Any] = {}
     if has_bg:
         b = int(rng.integers(len(natural)))
@@ -700,15 +704,17 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         geometry = sample_geometry(bimg.shape[:2], (h, w), rng, zoom_range=(0.5, 1.0), rotate_prob=0.2)
         bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half(b))
         bg_info = {"source": natural.names[b], "geometry": geometry}
-        _add_weighted(acc, bg, bg_weight, scratch)
+        acc = _add_weighted(acc, bg, bg_weight, scratch)
     for k in range(k_mat):
         info = materials_info[k]
         img = _material_image(rng, h, w, sources, config, info)
         wk = weights[k]
         if rng.random() < config.shading_prob:
             shade = _shading(rng, h, w, natural, config, info)
-            wk = wk * shade
-        _add_weighted(acc, img, wk, scratch)
+            wk = np.multiply(wk, shade, out=shaded)
+        acc = _add_weighted(acc, img, wk, scratch)
+    if acc is None:  # pragma: no cover - a scene has at least one material
+        acc = np.zeros((h, w, 3), dtype=np.float32)
     rgb = cv2.convertScaleAbs(acc)  # rounds and saturates to uint8
     metadata = {
         "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "index": int(index),
