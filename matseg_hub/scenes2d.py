@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -415,11 +415,11 @@ def _periodic_window(n: int, period: int, start: int, length: int) -> Tuple[int,
 
 
 def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: float, offset: Tuple[float, float],
-                   flip: bool, wrap: bool) -> np.ndarray:
+                   flip: bool, wrap: bool, recolour: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> np.ndarray:
     """A texture tiled over ``h x w``: uint8 [h, w, 3] (rows may be a strided view).
 
-    The texture is resized once by ``1 / scale`` (area-averaged when shrinking, :func:`resize_image`), mirrored
-    when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by
+    The texture is resized once by ``1 / scale`` (area-averaged when shrinking, :func:`resize_image`), recoloured
+    (``recolour``, a per-pixel colour change, applied to this one tile), mirrored when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by
     ``angle`` degrees about the scene's centre. The tiling is one ``cv2.copyMakeBorder`` of the resized texture
     (wrapped or mirrored borders of any width), cut to the window needed. Rotation warps that pre-tiled canvas,
     which covers the rotated footprint, so every sample is inside it (a warp with wrap/mirror borders is several
@@ -430,6 +430,8 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
     th, tw = texture.shape[:2]
     nw, nh = max(2, int(round(tw / scale))), max(2, int(round(th / scale)))
     tile = resize_image(texture, (nw, nh))
+    if recolour is not None:
+        tile = recolour(tile)
     if flip:
         tile = cv2.flip(tile, 1)
     # period of the tiling: the tile, or (mirror tiling) the tile and its mirror image sharing the edge pixels
@@ -534,20 +536,27 @@ def _material_image(rng: np.random.Generator, h: int, w: int, sources: SceneSour
         flip = bool(rng.random() < 0.5)
         wrap = bool(rng.random() < 0.5)
         cx, cy = float(rng.uniform(0, tw)), float(rng.uniform(0, th))
-        img = _texture_layer(tex, h, w, scale, angle, (cx, cy), flip, wrap)
         info.update(kind="texture", source=textures.names[t], tile=round(tile, 3), scale=scale, angle=angle,
                     flip=flip, tiling="wrap" if wrap else "mirror", offset=[cx, cy])
+        tint = shift = None
         if textures.is_gray[t] and rng.random() < config.tint_gray_prob:
-            colour = rng.integers(40, 256, size=3)
-            img = cv2.multiply(img, np.array([*(colour / 255.0), 0.0]))
-            info["tint"] = [int(c) for c in colour]
+            tint = rng.integers(40, 256, size=3)
+            info["tint"] = [int(c) for c in tint]
         if rng.random() < config.hue_shift_prob:
             shift = int(rng.integers(1, 180))
-            hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
-            table = ((np.arange(256) + shift) % 180).astype(np.uint8)  # OpenCV hue is 0..179
-            img = cv2.cvtColor(cv2.merge([cv2.LUT(hue, table), sat, val]), cv2.COLOR_HSV2RGB)
             info["hue_shift"] = shift
-        return img
+
+        def recolour(tile: np.ndarray) -> np.ndarray:  # per pixel, so applied to one tile before tiling
+            if tint is not None:
+                tile = cv2.multiply(tile, np.array([*(tint / 255.0), 0.0]))
+            if shift is not None:
+                hue, sat, val = cv2.split(cv2.cvtColor(tile, cv2.COLOR_RGB2HSV))
+                table = ((np.arange(256) + shift) % 180).astype(np.uint8)  # OpenCV hue is 0..179
+                tile = cv2.cvtColor(cv2.merge([cv2.LUT(hue, table), sat, val]), cv2.COLOR_HSV2RGB)
+            return tile
+
+        recolour_tile = recolour if (tint is not None or shift is not None) else None
+        return _texture_layer(tex, h, w, scale, angle, (cx, cy), flip, wrap, recolour_tile)
     c0 = rng.integers(0, 256, size=3)
     if rng.random() < config.gradient_prob:
         c1 = rng.integers(0, 256, size=3)
