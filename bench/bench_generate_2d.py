@@ -22,9 +22,9 @@ What is measured (one process, OpenCV limited to one thread, so figures are per 
   on a shared machine; wall-clock and CPU seconds of this process are both reported (CPU time is what one core
   spends; wall time adds waits for the disk and for other tenants of the machine);
 * both write under ``--scratch`` (default: the system's temporary folder); the script first prints what creating
-  one file costs there, since a scene folder is 7-12 new files: on the 2-core VM of the figures below, creating a
-  file in ``/tmp`` cost 0.3-1 ms of kernel CPU against 0.02-0.08 ms in a folder elsewhere on the same disk (ext4
-  searching a crowded block group for a free inode), which alone moved our 512x512 figure by several ms;
+  one file costs there, since a scene folder is 8-12 new files: on the 2-core VM of the README's figures, that
+  cost on its ext4 disk grew from 0.015 ms to 0.14-0.8 ms of kernel CPU as folders were filled and emptied
+  (a RAM disk, ``--scratch /dev/shm/...``, stays at 0.01 ms), which alone moves our 512x512 figure by 1-6 ms;
 * a ``torch.utils.data.DataLoader`` with 2 workers over ``scene_stream`` at 512x512 (scenes/s, wall clock), for Hub
   rows (encoded, decoded by datasets) and for array rows (``encoded=False``).
 """
