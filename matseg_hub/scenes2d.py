@@ -419,11 +419,11 @@ def _texture_layer(texture: np.ndarray, h: int, w: int, scale: float, angle: flo
     """A texture tiled over ``h x w``: uint8 [h, w, 3] (rows may be a strided view).
 
     The texture is resized once by ``1 / scale`` (area-averaged when shrinking, :func:`resize_image`), recoloured
-    (``recolour``, a per-pixel colour change, applied to this one tile), mirrored when ``flip``, repeated (``wrap``) or mirror-repeated, started at ``offset`` (texture pixels) and rotated by
-    ``angle`` degrees about the scene's centre. The tiling is one ``cv2.copyMakeBorder`` of the resized texture
-    (wrapped or mirrored borders of any width), cut to the window needed. Rotation warps that pre-tiled canvas,
-    which covers the rotated footprint, so every sample is inside it (a warp with wrap/mirror borders is several
-    times slower).
+    (``recolour``, a per-pixel colour change, applied to this one tile), mirrored when ``flip``, repeated (``wrap``)
+    or mirror-repeated, started at ``offset`` (texture pixels) and rotated by ``angle`` degrees about the scene's
+    centre. The tiling is one ``cv2.copyMakeBorder`` of the resized texture (wrapped or mirrored borders of any
+    width), cut to the window needed. Rotation warps that pre-tiled canvas, which covers the rotated footprint, so
+    every sample is inside it (a warp with wrap/mirror borders is several times slower).
     """
     import cv2
 
