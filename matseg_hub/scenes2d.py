@@ -128,7 +128,8 @@ class SourcePool:
         return half
 
     def keep_halves(self) -> "SourcePool":
-        """Make every :meth:`half` copy now (before worker processes fork, so that they share them)."""
+        """Make every :meth:`half` copy now, once: forked workers (a ``DataLoader``'s) share them, spawned ones
+        receive them with the pickled pool instead of each making its own."""
         for i in range(len(self.images)):
             self.half(i)
         return self
