@@ -185,8 +185,6 @@ def test_model_card_metadata(model, tmp_path):
     assert "license" not in plain.split("---")[1]
 
 
-
-
 def test_trust_remote_code_loads_without_importing_matseg_hub(model, tmp_path):
     """config.json's auto_map points at a two-line shim importing the installed package: a fresh process that
     never imports matseg_hub loads the model with trust_remote_code=True, and can save and reload it."""
