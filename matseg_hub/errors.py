@@ -7,7 +7,7 @@ with a 1,220-image folder can fix the one bad item without reading a traceback.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Optional, Sequence
 
 
 class MatSegError(Exception):
@@ -58,3 +58,37 @@ def require(module: str, feature: str, extra: Optional[str] = None, package: Opt
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised where the package is absent
         raise MissingDependencyError(package or module, feature, extra) from exc
+
+
+def require_extra(extra: str, feature: str, modules: Sequence[str]) -> None:
+    """Check at the start of a long job that every module of an optional extra imports.
+
+    Raises :class:`MissingDependencyError` naming all the missing ones at once (``pip install
+    "matseg-hub[extra]"``), instead of a ``ModuleNotFoundError`` after the job has run for a while. Only
+    ``importlib.util.find_spec`` is used: nothing is imported.
+    """
+    import importlib.util
+
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise MissingDependencyError(", ".join(missing), feature, extra)
+
+
+class MatSegOutputError(MatSegInputError):
+    """An output folder cannot be used as asked: it holds files this tool did not write, it overlaps a source,
+    another process is writing it, or the disk refuses the write. Nothing was deleted or replaced.
+
+    Attributes:
+        path: the folder (or file) concerned.
+    """
+
+    def __init__(self, message: str, path: Optional[os.PathLike | str] = None):
+        self.path = None if path is None else str(path)
+        super().__init__(message)
