@@ -6,6 +6,7 @@ with a 1,220-image folder can fix the one bad item without reading a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Optional, Sequence
 
@@ -92,3 +93,42 @@ class MatSegOutputError(MatSegInputError):
     def __init__(self, message: str, path: Optional[os.PathLike | str] = None):
         self.path = None if path is None else str(path)
         super().__init__(message)
+
+
+# errno -> what to do, for the OSErrors that come from the machine or the user's paths, not from a bug
+_ENVIRONMENT_ERRNOS = {
+    errno.EACCES: "choose a folder you can write to, or change its permissions",
+    errno.EPERM: "choose a folder you can write to, or change its permissions",
+    errno.EROFS: "the file system is read-only: choose an output on a writable disk",
+    errno.ENOSPC: "free some space or choose an output on another disk; rerun the same command to resume",
+    errno.EDQUOT: "free some space or choose an output on another disk; rerun the same command to resume",
+    errno.EEXIST: "a file of that name is in the way: remove it or choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "a folder is where a file is expected: choose another path",
+    errno.ENOENT: "it does not exist (or was removed while the command ran): check the path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ELOOP: "the path has a symbolic-link loop: choose another path",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) or use fewer workers",
+    errno.ENFILE: "too many open files on the system: raise the limit or use fewer workers",
+    errno.EIO: "the disk reported an input/output error: check it, or choose another disk",
+    errno.EBUSY: "it is in use by another process",
+    errno.ETXTBSY: "it is in use by another process",
+    errno.ENOTEMPTY: "the folder is not empty (another run writing to it?)",
+}
+
+
+def describe_os_error(exc: OSError) -> Optional[str]:
+    """One line for an OSError caused by the environment (permissions, a read-only or full disk, a file in the
+    way, a path that vanished): ``<path>: <reason> (<what to do>)``. None for any other OSError (a bug,
+    to be shown with its traceback)."""
+    hint = _ENVIRONMENT_ERRNOS.get(exc.errno)
+    if hint is None:
+        return None
+    reason = exc.strerror or os.strerror(exc.errno)
+    where = ""
+    if exc.filename is not None:
+        where = os.fsdecode(exc.filename)
+        if getattr(exc, "filename2", None) is not None:
+            where += f" -> {os.fsdecode(exc.filename2)}"
+        where += ": "
+    return f"{where}{reason} ({hint})"

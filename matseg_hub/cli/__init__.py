@@ -12,10 +12,14 @@ import importlib
 import logging
 import pkgutil
 import sys
+import traceback
 from typing import List, Optional
 
-from ..errors import MatSegError
+from ..errors import MatSegError, describe_os_error
 from ..utils.logging import set_verbosity
+
+INTERRUPTED = "matseg: interrupted; finished output is kept: rerun the same command to resume"
+BUG = "matseg: unexpected error, a bug in matseg-hub: please report it with the traceback below"
 
 GROUP_HELP = {
     "build": "build a Hub dataset folder (Parquet shards + dataset card) from raw data",
@@ -64,11 +68,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     if run is None:
         (getattr(args, "_group_parser", None) or parser).print_help()
         return 2
+    # A user's or the machine's error ends in one line and a non-zero exit; a traceback means a bug in the package.
     try:
         return int(run(args) or 0)
     except MatSegError as exc:
         print(f"matseg: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+    except OSError as exc:
+        line = describe_os_error(exc)
+        if line is None:
+            print(BUG, file=sys.stderr)
+            raise
+        if args.verbose:
+            traceback.print_exc()
+        print(f"matseg: error: {line}", file=sys.stderr)
+        return 1
+    except Exception:
+        print(BUG, file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover
