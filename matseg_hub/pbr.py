@@ -589,7 +589,9 @@ def material_for_item(pool, seed: int, item: int, mix_ratio: float = 0.3) -> PBR
     """
     if len(pool) == 0:
         raise MatSegInputError("the texture source is empty")
-    rng = np.random.default_rng([int(seed), int(item)])
+    from .utils.seeds import stream_rng
+
+    rng = stream_rng("pbr.material", int(seed), int(item))
     mix = rng.random() < mix_ratio and len(pool) >= 2
     texs = _draw_textures(pool, rng, 2 if mix else 1)
     if len(texs) >= 2:

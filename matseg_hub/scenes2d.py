@@ -1,8 +1,9 @@
 """2D MatSeg scenes: materials scattered over an image by natural-image pattern maps (SPEC §4).
 
 A scene is a pure function of ``(seed, index, sources, config)``: its random generator is
-``numpy.random.default_rng(SeedSequence([seed, index]))``, so scenes can be made in any order, by any number of
-workers or machines, and scene ``i`` is always the same bytes.
+:func:`scene_rng` ``(seed, index)``, the ``"scenes2d"`` stream of :mod:`matseg_hub.utils.seeds` (``SeedSequence``
+of the stream's id word, ``seed`` and ``index``: no other generator of the package draws the same numbers), so scenes
+can be made in any order, by any number of workers or machines, and scene ``i`` is always the same bytes.
 
 How one scene is made (all work at scene resolution with OpenCV, float32):
 
@@ -42,13 +43,16 @@ from .patterns import (PatternParams, _work_params, half_resolution, pattern_map
 from .synthetic import SyntheticScene
 from .utils.images import resize_image, warp_affine
 from .utils.logging import get_logger
+from .utils.seeds import stream_rng
 
 logger = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GENERATOR_NAME = "matseg_hub.scenes2d"
-GENERATOR_VERSION = 3  # 2: resize-based crops, OpenCV compositing, shading normalised first; 3: half-res sources
+# 2: resize-based crops, OpenCV compositing, shading normalised first; 3: half-res sources; 4: seeds carry the
+# stream's id word (matseg_hub.utils.seeds), so 2D and 3D scenes of one seed no longer share random numbers
+GENERATOR_VERSION = 4
 _MIN_SOURCE_SIDE = 8
 
 # scikit-image ships these photos inside its wheel (no download): the built-in default sources
@@ -372,10 +376,11 @@ class SceneConfig:
 # Generation
 # ---------------------------------------------------------------------------------------------------------------
 def scene_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of scene ``index`` of the stream ``seed``: ``default_rng(SeedSequence([seed, index]))``."""
+    """The generator of scene ``index`` of the stream ``seed``: ``stream_rng("scenes2d", seed, index)``
+    (:mod:`matseg_hub.utils.seeds`)."""
     if int(seed) < 0 or int(index) < 0:
         raise MatSegInputError(f"seed and index must be >= 0, got seed={seed}, index={index}")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+    return stream_rng("scenes2d", int(seed), int(index))
 
 
 def _as_sources(sources) -> SceneSources:
@@ -619,7 +624,7 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
     rng = scene_rng(seed, index)
     for attempt in range(_MAX_ATTEMPTS):
         if attempt:  # deterministic redraw: a function of (seed, index, attempt) only
-            rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), attempt]))
+            rng = stream_rng("scenes2d.redraw", int(seed), int(index), attempt)
         scene, min_px = _generate_once(rng, seed, index, sources, config)
         if all(int(np.count_nonzero(m > 0.5)) >= min_px for m in scene.masks):
             if attempt:

@@ -130,10 +130,14 @@ def test_metadata_is_json_and_records_sources(sources):
     assert SceneConfig.from_dict(scene.metadata["config"]) == SMALL
 
 
-def test_scene_rng_is_seed_sequence_of_seed_and_index():
+def test_scene_rng_is_the_2d_stream_of_seed_and_index():
+    from matseg_hub.utils.seeds import STREAMS
+
     a = scene_rng(1, 2).random(3)
-    b = np.random.default_rng(np.random.SeedSequence([1, 2])).random(3)
+    b = np.random.default_rng(np.random.SeedSequence([STREAMS["scenes2d"], 1, 2])).random(3)
     assert np.array_equal(a, b)
+    # not the bare [seed, index] sequence, which equals [seed, index, 0], the 3D scene (seed, index, attempt 0)
+    assert not np.array_equal(a, np.random.default_rng(np.random.SeedSequence([1, 2])).random(3))
     with pytest.raises(MatSegInputError):
         scene_rng(-1, 0)
 

@@ -11,9 +11,9 @@ Sources (``TrainConfig.data_sources``, each a mapping with ``type`` and ``weight
 
 Every source is a :class:`datasets.IterableDataset`, split between processes with
 ``datasets.distributed.split_dataset_by_node`` and between DataLoader workers by ``datasets`` itself. A worker
-builds its ``b``-th batch from ``numpy.random.default_rng([seed, rank, worker, b])``: the batch shape
-(:func:`~matseg_hub.training.batching.sample_batch_shape`), which source fills each slot (by weight), the crops; the
-augmentations use a ``torch.Generator`` seeded the same way. Finite sources restart with the next epoch.
+builds its ``b``-th batch from ``stream_rng("training.batch", seed, rank, worker, b)``
+(:mod:`matseg_hub.utils.seeds`): the batch shape (:func:`~matseg_hub.training.batching.sample_batch_shape`), which
+source fills each slot (by weight), the crops; the augmentations use a ``torch.Generator`` seeded the same way. Finite sources restart with the next epoch.
 
 Exact resume. Each batch carries its worker's state (batch counter + each source's ``state_dict()``).
 :class:`ResumableLoader` keeps, for every worker, the state at the start of the current round of the DataLoader's
@@ -34,6 +34,7 @@ import torch
 
 from ..errors import MatSegInputError
 from ..utils.logging import get_logger
+from ..utils.seeds import stream_rng
 from .augment import AugmentConfig, augment_batch
 from .batching import collate_scenes, fit_scene, sample_batch_shape
 
@@ -168,7 +169,7 @@ class SceneBatchStream(torch.utils.data.IterableDataset):
 
         st = self.settings
         while True:
-            rng = np.random.default_rng([self.seed, self.rank, worker, batch_index])
+            rng = stream_rng("training.batch", self.seed, self.rank, worker, batch_index)
             shape = sample_batch_shape(rng, min_size=st.min_size, max_size=st.max_size, max_pixels=st.max_pixels,
                                        max_batch_size=st.max_batch_size, multiple=st.multiple,
                                        min_batch_size=st.min_batch_size)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import MatSegInputError
 from ..utils.images import swap_rb
 from ..utils.logging import get_logger
+from ..utils.seeds import stream_rng
 
 logger = get_logger(__name__)
 
@@ -71,7 +72,7 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
     written, index = 0, 0
     while written < num_scenes and index < num_scenes * 10:
         scene = generate_scene(seed, index, sources, config)
-        rng = np.random.default_rng([seed, index, 7])
+        rng = stream_rng("scoring.points", seed, index)
         index += 1
         groups = scene_points(scene.masks, scene.annotated, rng, points_per_material=points_per_material, radius=r)
         if len(groups) < 2:
