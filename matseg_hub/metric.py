@@ -55,6 +55,8 @@ __all__ = [
     "PIXEL_NORM_EPS",
     "point_descriptors",
     "label_map_descriptors",
+    "discs_outside_map",
+    "MAX_POINT_VALUE",
     "triplet_accuracy",
     "aggregate",
     "score_images",
@@ -117,8 +119,14 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
                            f"fix the model output (or replace them, e.g. numpy.nan_to_num) before scoring")
 
 
-def _check_points(points: Any, height: int, width: int) -> np.ndarray:
-    """Validate points and return them as int64 [N, 3] (x, y, radius)."""
+#: The largest absolute value of a point's x, y or radius (in map pixels): 2**20, far beyond any photo, and small
+#: enough for OpenCV's 32-bit drawing to draw the disc quickly.
+MAX_POINT_VALUE = 1 << 20
+
+
+def _check_points(points: Any) -> np.ndarray:
+    """Validate points and return them as int64 [N, 3] (x, y, radius). (Whether each disc reaches the map is
+    checked where it is drawn, :func:`_disc_in_map`.)"""
     pts = _as_numpy(points, "points")
     _check_numeric(pts, "points")
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -130,18 +138,16 @@ def _check_points(points: Any, height: int, width: int) -> np.ndarray:
             i = int(np.argwhere(~np.isfinite(pts))[0, 0])
             raise MatSegInputError(f"points[{i}] = {pts[i].tolist()} is not finite")
         pts = np.round(pts)  # half to even, as the benchmark's evaluation resizing (SPEC §2)
+    big = np.flatnonzero((np.abs(pts) > MAX_POINT_VALUE).any(1))
+    if big.size:
+        i = int(big[0])
+        raise MatSegInputError(f"points[{i}] = {pts[i].tolist()} has a value beyond +-{MAX_POINT_VALUE} pixels "
+                               f"(MAX_POINT_VALUE); points must be (x, y, radius) in the map's pixels")
     pts = pts.astype(np.int64)
     bad = np.flatnonzero(pts[:, 2] < 0)
     if bad.size:
         i = int(bad[0])
         raise MatSegInputError(f"points[{i}] = {pts[i].tolist()} has a negative radius")
-    bad = np.flatnonzero((pts[:, 0] < 0) | (pts[:, 0] >= width) | (pts[:, 1] < 0) | (pts[:, 1] >= height))
-    if bad.size:
-        i = int(bad[0])
-        raise MatSegInputError(
-            f"points[{i}] = {pts[i].tolist()} (x, y, radius) lies outside the {width}x{height} (W x H) map "
-            f"({bad.size} point(s) outside); points must be in the map's pixels: rescale them to the map, e.g. "
-            f"with matseg_hub.benchmark.resize_for_evaluation, or upsample the map to the image first")
     return pts
 
 
@@ -149,16 +155,39 @@ def _disc(pts_row: np.ndarray, height: int, width: int) -> Tuple[int, int, int, 
     """The disc ``cv2.circle(mask, (x, y), r, 1, thickness=-1)`` draws, cropped to its box inside the map.
 
     Returns ``(y0, y1, x0, x1, mask)`` with ``mask`` uint8 [y1 - y0, x1 - x0]. ``cv2.circle`` is translation
-    invariant and clips exactly, so drawing in the box equals cropping a full-size mask (checked in the tests).
+    invariant and clips exactly, so drawing in the box equals cropping a full-size mask (checked in the tests),
+    also for a disc whose centre lies outside the map. A disc that misses the map has an empty or all-zero mask.
     """
     import cv2
 
     x, y, r = (int(v) for v in pts_row)
-    x0, x1 = max(0, x - r), min(width, x + r + 1)
-    y0, y1 = max(0, y - r), min(height, y + r + 1)
+    x0, y0 = min(max(0, x - r), width), min(max(0, y - r), height)
+    x1, y1 = max(min(width, x + r + 1), x0), max(min(height, y + r + 1), y0)
     mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    cv2.circle(mask, (x - x0, y - y0), r, 1, thickness=-1)
+    if mask.size:
+        cv2.circle(mask, (x - x0, y - y0), r, 1, thickness=-1)
     return y0, y1, x0, x1, mask
+
+
+def _disc_in_map(pts: np.ndarray, i: int, height: int, width: int) -> Tuple[int, int, int, int, np.ndarray]:
+    """:func:`_disc` of ``pts[i]``; raise when the disc has no pixel inside the map."""
+    box = _disc(pts[i], height, width)
+    if not box[4].any():
+        raise MatSegInputError(
+            f"points[{i}] = {pts[i].tolist()} (x, y, radius): its disc has no pixel inside the {width}x{height} "
+            f"(W x H) map; points must be in the map's pixels: rescale them to the map, e.g. with "
+            f"matseg_hub.benchmark.resize_for_evaluation, or upsample the map to the image first")
+    return box
+
+
+def discs_outside_map(points: Any, height: int, width: int) -> np.ndarray:
+    """Indices (int64 [k]) of the points whose disc has no pixel inside an ``height x width`` map.
+
+    A disc is drawn like ``cv2.circle`` draws it (clipped at the border), so a point just outside the map, e.g. on
+    a photo's last column rounded to ``x = W`` at evaluation size, still has the pixels of its disc inside.
+    """
+    pts = _check_points(points)
+    return np.array([i for i in range(len(pts)) if not _disc(pts[i], height, width)[4].any()], dtype=np.int64)
 
 
 def _normalise_rows(desc: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -199,7 +228,8 @@ def point_descriptors(feature_map: Any, points: Any) -> np.ndarray:
             points are given in; numpy array or torch tensor. A 2-D *integer* map is a label map and is
             scored as one-hot descriptors (:func:`label_map_descriptors`).
         points: int or float [N, 3] ``(x, y, radius)`` in the map's pixels; floats are rounded half to even.
-            Centres must lie inside the map; discs may extend past its border (they are clipped).
+            Discs are clipped at the map's border like ``cv2.circle`` clips them, so a centre may lie outside
+            the map as long as its disc has a pixel inside; |x|, |y|, radius <= :data:`MAX_POINT_VALUE`.
 
     Returns:
         float64 [N, D] (or [N, K] for a label map), rows L2-normalised. A point whose disc sums to the zero vector
@@ -207,7 +237,7 @@ def point_descriptors(feature_map: Any, points: Any) -> np.ndarray:
 
     Raises:
         MatSegInputError: map of the wrong rank or dtype, NaN/inf in the map, empty or malformed points, a point
-            outside the map or with a negative radius.
+            whose disc has no pixel inside the map, a negative radius or a value beyond :data:`MAX_POINT_VALUE`.
     """
     fmap = _as_numpy(feature_map, "feature_map")
     _check_numeric(fmap, "feature_map")
@@ -222,12 +252,12 @@ def point_descriptors(feature_map: Any, points: Any) -> np.ndarray:
     height, width, depth = fmap.shape
     if height == 0 or width == 0 or depth == 0:
         raise MatSegInputError(f"feature_map is empty (shape {fmap.shape})")
-    pts = _check_points(points, height, width)
+    pts = _check_points(points)
     _check_finite(fmap, "feature_map")
 
     desc = np.empty((pts.shape[0], depth), dtype=np.float64)
     for i in range(pts.shape[0]):
-        y0, y1, x0, x1, mask = _disc(pts[i], height, width)
+        y0, y1, x0, x1, mask = _disc_in_map(pts, i, height, width)
         patch = fmap[y0:y1, x0:x1].astype(np.float64)
         norm = np.sqrt((patch * patch).sum(2))
         np.maximum(norm, PIXEL_NORM_EPS, out=norm)
@@ -251,7 +281,7 @@ def label_map_descriptors(label_map: Any, points: Any, labels: Optional[Sequence
             that occur in no disc only add zero columns, which change no similarity.
 
     Returns:
-        float64 [N, K], rows L2-normalised (never zero: every disc holds at least its centre pixel).
+        float64 [N, K], rows L2-normalised (never zero: every disc must hold a pixel of the map).
     """
     lab = _as_numpy(label_map, "label_map")
     if not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
@@ -260,7 +290,7 @@ def label_map_descriptors(label_map: Any, points: Any, labels: Optional[Sequence
     if lab.ndim != 2 or lab.size == 0:
         raise MatSegInputError(f"label_map must be a non-empty [H, W] array; got shape {lab.shape}")
     height, width = lab.shape
-    pts = _check_points(points, height, width)
+    pts = _check_points(points)
     if labels is None:
         column_labels = np.unique(lab)
     else:
@@ -271,7 +301,7 @@ def label_map_descriptors(label_map: Any, points: Any, labels: Optional[Sequence
         column_labels_sorted = column_labels[order]
     desc = np.zeros((pts.shape[0], column_labels.size), dtype=np.float64)
     for i in range(pts.shape[0]):
-        y0, y1, x0, x1, mask = _disc(pts[i], height, width)
+        y0, y1, x0, x1, mask = _disc_in_map(pts, i, height, width)
         values, counts = np.unique(lab[y0:y1, x0:x1][mask.astype(bool)], return_counts=True)
         if labels is None:
             cols = np.searchsorted(column_labels, values)

@@ -163,15 +163,50 @@ def random_points(rng, n, height, width, max_radius):
 
 
 def test_disc_equals_full_size_cv2_circle():
+    """Also for centres on, past and far past the border: the crop equals cv2.circle's clipped full-size disc."""
     rng = np.random.default_rng(8)
-    for _ in range(600):
+    for case in range(1500):
         height, width = (int(v) for v in rng.integers(1, 70, 2))
-        x, y, r = int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(0, 60))
+        r = int(rng.integers(0, 60))
+        lo, hi = (0, 0) if case < 500 else (-r - 3, r + 3)
+        x, y = int(rng.integers(lo, width + hi)), int(rng.integers(lo, height + hi))
         full = np.zeros((height, width), np.uint8)
         cv2.circle(full, (x, y), r, 1, thickness=-1)
         y0, y1, x0, x1, mask = metric._disc(np.array([x, y, r]), height, width)
-        assert full.sum() == mask.sum()
+        assert full.sum() == mask.sum(), (x, y, r, height, width)
         assert (full[y0:y1, x0:x1] == mask).all()
+        assert (metric.discs_outside_map([[x, y, r]], height, width).size == 1) == (full.sum() == 0)
+
+
+def test_discs_on_and_past_the_border_are_clipped_like_cv2_circle():
+    """A point rounded onto x = W (a photo's last column at evaluation size) keeps the pixels of its disc that lie
+    inside, exactly as the reference's full-size cv2.circle mask; only a disc with no pixel inside is refused."""
+    rng = np.random.default_rng(12)
+    height, width = 30, 40
+    fmap = rng.normal(size=(height, width, 4))
+    pts = np.array([[width, 10, 3], [0, height, 2], [width, height, 5], [-1, 0, 1], [width - 1, height - 1, 0],
+                    [width + 2, 5, 4], [20, -3, 9]])
+    fast = point_descriptors(fmap, pts)
+    slow = ref.reference_point_descriptors(fmap, pts)
+    assert np.abs(fast - slow).max() <= TOL
+    assert np.isfinite(fast).all() and (np.abs(np.linalg.norm(fast, axis=1) - 1) < 1e-12).all()
+    labels = (np.arange(width)[None, :] // 10 + np.zeros((height, 1), int))
+    one_hot = (labels[:, :, None] == np.arange(4)).astype(np.float64)
+    assert np.abs(label_map_descriptors(labels, pts) - ref.reference_point_descriptors(one_hot, pts)).max() <= TOL
+    for outside in ([width + 3, 5, 3], [width + 2, height + 2, 2], [-1, 5, 0], [5, height, 0]):
+        with pytest.raises(MatSegInputError, match=r"points\[1\] = \[.*no pixel inside the 40x30"):
+            point_descriptors(fmap, [[1, 1, 1], outside])
+        assert metric.discs_outside_map([[1, 1, 1], outside], height, width).tolist() == [1]
+
+
+def test_huge_point_values_are_refused_before_drawing():
+    """A radius of 1e12 made cv2.circle raise cv2.error; values beyond MAX_POINT_VALUE are a typed error."""
+    for pts in ([[1, 1, 1e12]], [[1e12, 1, 2]], [[1, 1, 10 ** 15]]):
+        with pytest.raises(MatSegInputError, match=r"points\[0\].*beyond \+-1048576"):
+            point_descriptors(FMAP, pts)
+    big = metric.MAX_POINT_VALUE
+    desc = point_descriptors(FMAP, [[1, 1, big], [-big + 30, 5, big]])  # drawable: covers the map / its left part
+    assert np.isfinite(desc).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.uint8])
@@ -367,8 +402,8 @@ GOOD_PTS = [[1, 1, 1], [5, 5, 2]]
     (np.full((10, 12, 3), np.nan), GOOD_PTS, "NaN/inf"),
     (np.where(np.arange(3) == 1, np.inf, 1.0) * np.ones((10, 12, 3)), GOOD_PTS, r"NaN/inf.*index \(0, 0, 1\)"),
     (np.array([["a"]]), GOOD_PTS, "real numbers"),
-    (FMAP, [[1, 1, 1], [12, 5, 2]], r"points\[1\] = \[12, 5, 2\].*outside the 12x10"),
-    (FMAP, [[1, -1, 1]], r"points\[0\].*outside"),
+    (FMAP, [[1, 1, 1], [14, 5, 2]], r"points\[1\] = \[14, 5, 2\].*no pixel inside the 12x10"),
+    (FMAP, [[1, -2, 1]], r"points\[0\].*no pixel inside"),
     (FMAP, np.zeros((0, 3)), "points is empty"),
     (FMAP, [[1, 1]], r"shape \[N, 3\]"),
     (FMAP, [[1, 1, -2]], "negative radius"),
@@ -385,8 +420,8 @@ def test_label_map_bad_input():
         label_map_descriptors(np.ones((4, 4)), [[1, 1, 1]])
     with pytest.raises(MatSegInputError, match=r"\[H, W\]"):
         label_map_descriptors(np.ones((4, 4, 1), int), [[1, 1, 1]])
-    with pytest.raises(MatSegInputError, match="outside"):
-        label_map_descriptors(np.ones((4, 4), int), [[4, 1, 1]])
+    with pytest.raises(MatSegInputError, match="no pixel inside"):
+        label_map_descriptors(np.ones((4, 4), int), [[5, 1, 1]])
 
 
 DESC = angles(0, 60, 20, 150)
