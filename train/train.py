@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from matseg_hub.errors import require_extra
 from matseg_hub.training.config import TrainConfig, load_config, save_config
 from matseg_hub.training.progress import (CHECKPOINTS, TrainerState, has_accelerator_device, latest_checkpoint,
                                           save_loss_curve)
@@ -33,6 +34,8 @@ from matseg_hub.utils.files import atomic_write_text
 from matseg_hub.utils.logging import get_logger, set_verbosity
 
 logger = get_logger("train")
+#: what the ``[train]`` extra brings: the loop, the default tracker (``report_to: tensorboard``), loss_curve.png
+TRAIN_MODULES = ("accelerate", "tensorboard", "matplotlib")
 # DDP on depthwise convolutions (ConvNeXt) warns once per process about gradient layouts; harmless.
 warnings.filterwarnings("ignore", message=".*Grad strides do not match bucket view strides.*")
 
@@ -48,6 +51,7 @@ def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
 
 def main(argv: Optional[List[str]] = None) -> int:
     cfg = parse_args(argv)
+    require_extra("train", "train/train.py", TRAIN_MODULES)  # before any work, not after the first run
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
