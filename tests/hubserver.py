@@ -7,8 +7,10 @@
 * The server is `olah <https://github.com/vtuber-plan/olah>`_ (a self-hosted Hugging Face mirror), pinned to
   :data:`OLAH_VERSION`, in offline mode, serving the git repositories under ``<root>/mirrors/{models,datasets,
   spaces}/<ns>/<name>``. Its pins clash with the project's, so it runs from its own virtual environment,
-  created on first use under ``<checkout>/.cache/olah-venv`` (git-ignored) with ``python -m venv`` +
-  ``pip install olah==OLAH_VERSION``; set ``MATSEG_OLAH_VENV`` to use another folder.
+  ``<checkout>/.cache/olah-venv`` (git-ignored; ``MATSEG_OLAH_VENV`` names another folder), made by
+  ``python tests/hubserver.py`` (``python -m venv`` + ``pip install olah==OLAH_VERSION``) in the README's test
+  command and ``.ci/run``, like Blender's venv. Tests never install it: without it the hub tests skip, and
+  fail under CI (``CI=true``).
   ``tests/olah_launcher.py`` starts it with three fixes to its local-mirror code (HTTP ranges and
   ``Content-Length``/``ETag``/``X-Repo-Commit`` on ``resolve``, Hub status codes for a missing revision or
   file, repository info without a revision); its docstring says why each is needed.
@@ -56,14 +58,16 @@ def default_venv_dir() -> Path:
     return Path(os.environ.get("MATSEG_OLAH_VENV") or REPO_ROOT / ".cache" / "olah-venv")
 
 
-def ensure_olah_venv(venv: Optional[Path] = None, timeout: float = 600) -> Path:
+def ensure_olah_venv(venv: Optional[Path] = None, timeout: float = 600, install: bool = True) -> Path:
     """Return the Python of a virtual environment holding olah==OLAH_VERSION, creating it when missing.
 
-    Safe against concurrent test processes (a lock file). Nothing is ever deleted: an environment without the
+    Safe against concurrent processes (a lock file). Nothing is ever deleted: an environment without the
     ready mark (half built, or an older pin) gets ``pip install olah==OLAH_VERSION`` again, which also repairs it.
+    With ``install=False`` (the tests) a missing or unfinished environment is an error: nothing is downloaded.
 
     Raises:
-        OlahUnavailable: ``venv``/``pip install`` failed; the message holds the command's last output lines.
+        OlahUnavailable: the environment is not ready and ``install`` is False, or ``venv``/``pip install``
+            failed (the message holds the command's last output lines).
     """
     venv = Path(venv or default_venv_dir())
     python = venv / "bin" / "python"
@@ -74,6 +78,9 @@ def ensure_olah_venv(venv: Optional[Path] = None, timeout: float = 600) -> Path:
 
     if ready():
         return python
+    if not install:
+        raise OlahUnavailable(f"no olah=={OLAH_VERSION} environment at {venv}: create it with "
+                              f"`python tests/hubserver.py` (the README's test command and .ci/run do)")
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f"{venv.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -280,3 +287,10 @@ def run_client(
             f"\n--- server log\n{hub.log_tail()}"
         )
     return result
+
+
+if __name__ == "__main__":  # `python tests/hubserver.py`: make olah's environment (the README's test command, .ci/run)
+    try:
+        print(ensure_olah_venv())
+    except OlahUnavailable as exc:
+        sys.exit(f"tests/hubserver.py: error: {exc}")

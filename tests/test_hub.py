@@ -274,3 +274,22 @@ def test_git_publish_to_an_unreachable_remote_is_a_typed_error(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(HubPublishError, match="'ns/name'.*git"):
         publish_folder(tmp_path, "ns/name", "model", git_remote="file:///nonexistent/matseg/remote.git")
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 error"), ("", "1 skipped")])
+def test_missing_olah_environment_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+    """Tests never install olah; without its environment a hub test skips, except under CI, where it fails."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_uses_hub.py").write_text("from hub_fixtures import local_hub  # noqa: F401\n\n\n"
+                                               "def test_hub(local_hub):\n    pass\n")
+    env = dict(os.environ, CI=ci, MATSEG_OLAH_VENV=str(tmp_path / "no-venv"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_uses_hub.py"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in result.stdout and ("1 passed" not in result.stdout), result.stdout[-3000:]
+    assert result.returncode == (1 if ci else 0), result.stdout[-3000:]
+    assert "python tests/hubserver.py" in result.stdout or not ci
+    assert not (tmp_path / "no-venv").exists()  # nothing was installed
