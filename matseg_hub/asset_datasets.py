@@ -34,6 +34,7 @@ from .hub_dataset import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset
 from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes
 from .textures import UNKNOWN_LICENSE, image_grid, license_for, list_images, load_license_map, \
     parse_texture_file_name
+from .utils.files import files_fingerprint
 from .utils.images import decode_image
 from .utils.logging import get_logger, progress
 
@@ -388,48 +389,55 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
 
 def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                            skip_bad: bool = False, shard_index: int = 0, num_shards: int = 1, resume: bool = True,
-                           pretty_name: str = "MatSeg textures", row_group_size: int = 256) -> Optional[Path]:
+                           overwrite: bool = False, pretty_name: str = "MatSeg textures",
+                           row_group_size: int = 256) -> Optional[Path]:
     """Build the textures Hub dataset folder from a folder of texture images (streamed, resumable).
 
     Args:
         source: texture folder (e.g. the output of ``matseg generate textures`` or the authors' textures).
-        output: dataset folder to create (built in ``<output>.partial``).
+        output: dataset folder to create (built in ``<output>.partial``); an existing one must be empty or an
+            earlier output of this builder.
         skip_bad: report and leave out unreadable files (listed in the card) instead of stopping.
         shard_index, num_shards: this job's part of a job array.
+        resume: continue an interrupted build (shards whose textures and licence files changed are redone).
+        overwrite: rebuild over a finished output of this builder (replacing only the files it wrote).
         row_group_size: rows buffered per Parquet row group (bounds memory; shards close between groups).
 
     Returns:
         the finished folder, or ``None`` while other jobs of the array still run.
     """
     source = Path(source)
-    files = list(iter_job_items(list_images(source), shard_index, num_shards))
+    all_files = list_images(source)
+    files = list(iter_job_items(all_files, shard_index, num_shards))
     metadata, licenses = _texture_metadata(source), load_license_map(source)
     features = texture_features()
-    writer = DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size,
-                               row_group_size=row_group_size,
-                               shard_index=shard_index, num_shards=num_shards, resume=resume)
-    with writer:
+    shared = [source / "metadata.csv", source / "licenses.json"]  # a licence change redoes every row
+    inputs = [(p.name, files_fingerprint([p, *shared])) for p in files]
+    with DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size,
+                           row_group_size=row_group_size, shard_index=shard_index, num_shards=num_shards,
+                           resume=resume, kind="build textures", sources=[source], overwrite=overwrite,
+                           inputs=inputs) as writer:
         todo = [p for p in files if p.name not in writer.done_keys]
         for p in progress(todo, total=len(todo), desc="building textures", unit="tex"):
             writer.write_from(p.name, lambda: texture_row(p, metadata, licenses), skip_bad)
-    info = writer.split_info()
-    if info["num_examples"] == 0 and num_shards == 1:
-        raise MatSegFormatError("no readable texture image; nothing to build", path=source)
-    all_files = list_images(source)
-    counts: Dict[str, int] = {}
-    for p in all_files:
-        lic = (metadata.get(p.name, {}).get("license")
-               or license_for(p.name, licenses, parse_texture_file_name(p.name)["source_id"]))
-        counts[lic] = counts.get(lic, 0) + 1
-    previews = []
-    for p in all_files[:24]:
-        try:
-            previews.append(decode_image(p.read_bytes(), str(p)))
-        except MatSegError:
-            continue
-    extra = {"preview.jpg": _encode_jpeg(image_grid(previews, tile=160, columns=8))} if previews else {}
-    card = texture_card(features, info, writer.all_skipped(), counts, pretty_name, has_preview=bool(extra))
-    return writer.finalize(card, extra_files=extra)
+        writer.close()
+        info = writer.split_info()
+        if info["num_examples"] == 0 and num_shards == 1:
+            raise MatSegFormatError("no readable texture image; nothing to build", path=source)
+        counts: Dict[str, int] = {}
+        for p in all_files:
+            lic = (metadata.get(p.name, {}).get("license")
+                   or license_for(p.name, licenses, parse_texture_file_name(p.name)["source_id"]))
+            counts[lic] = counts.get(lic, 0) + 1
+        previews = []
+        for p in all_files[:24]:
+            try:
+                previews.append(decode_image(p.read_bytes(), str(p)))
+            except MatSegError:
+                continue
+        extra = {"preview.jpg": _encode_jpeg(image_grid(previews, tile=160, columns=8))} if previews else {}
+        card = texture_card(features, info, writer.all_skipped(), counts, pretty_name, has_preview=bool(extra))
+        return writer.finalize(card, extra_files=extra)
 
 
 def material_preview(material: PBRMaterial, tile: int = 128) -> np.ndarray:
@@ -446,8 +454,8 @@ def material_preview(material: PBRMaterial, tile: int = 128) -> np.ndarray:
 
 def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                       skip_bad: bool = False, require_finished: bool = False, shard_index: int = 0,
-                      num_shards: int = 1, resume: bool = True, pretty_name: str = "MatSeg PBR materials"
-                      ) -> Optional[Path]:
+                      num_shards: int = 1, resume: bool = True, overwrite: bool = False,
+                      pretty_name: str = "MatSeg PBR materials") -> Optional[Path]:
     """Build the PBR Hub dataset folder from a folder of material folders (streamed, resumable).
 
     Args:
@@ -456,37 +464,50 @@ def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Uni
         other arguments: see :func:`build_textures_dataset`.
     """
     source = Path(source)
-    folders = list(iter_job_items(list_pbr_folders(source, require_finished=require_finished), shard_index,
-                                  num_shards))
+    all_folders = list_pbr_folders(source, require_finished=require_finished)
+    folders = list(iter_job_items(all_folders, shard_index, num_shards))
     licenses = load_license_map(source)
     features = pbr_features()
-    writer = DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=32,
-                               shard_index=shard_index, num_shards=num_shards, resume=resume)
-    counts: Dict[str, int] = {}
-    preview_rows: List[np.ndarray] = []
-    with writer:
+    inputs = [(f.name, files_fingerprint([f, source / "licenses.json"])) for f in folders]
+    with DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=32,
+                           shard_index=shard_index, num_shards=num_shards, resume=resume, kind="build pbr",
+                           sources=[source], overwrite=overwrite, inputs=inputs) as writer:
         todo = [f for f in folders if f.name not in writer.done_keys]
         for f in progress(todo, total=len(todo), desc="building PBR", unit="mat"):
-            row = writer.write_from(f.name, lambda: pbr_row(f, licenses), skip_bad)
-            if row is not None and len(preview_rows) < 6:
-                preview_rows.append(material_preview(material_from_row(row)))
-    info = writer.split_info()
-    if info["num_examples"] == 0 and num_shards == 1:
-        raise MatSegFormatError("no readable material folder; nothing to build", path=source)
-    for f in list_pbr_folders(source, require_finished=require_finished):
-        lic = UNKNOWN_LICENSE
-        meta_path = f / METADATA_FILE
-        if meta_path.is_file():
-            try:
-                lic = json.loads(meta_path.read_text()).get("license") or UNKNOWN_LICENSE
-            except ValueError:
-                pass
-        if lic == UNKNOWN_LICENSE:
-            lic = license_for(f.name, licenses)
-        counts[lic] = counts.get(lic, 0) + 1
-    extra = {"preview.jpg": _encode_jpeg(np.concatenate(preview_rows, axis=0))} if preview_rows else {}
-    card = pbr_card(features, info, writer.all_skipped(), counts, pretty_name, has_preview=bool(extra))
-    return writer.finalize(card, extra_files=extra)
+            writer.write_from(f.name, lambda: pbr_row(f, licenses), skip_bad)
+        writer.close()
+        info = writer.split_info()
+        if info["num_examples"] == 0 and num_shards == 1:
+            raise MatSegFormatError("no readable material folder; nothing to build", path=source)
+        counts: Dict[str, int] = {}
+        for f in all_folders:
+            lic = UNKNOWN_LICENSE
+            meta_path = f / METADATA_FILE
+            if meta_path.is_file():
+                try:
+                    lic = json.loads(meta_path.read_text()).get("license") or UNKNOWN_LICENSE
+                except ValueError:
+                    pass
+            if lic == UNKNOWN_LICENSE:
+                lic = license_for(f.name, licenses)
+            counts[lic] = counts.get(lic, 0) + 1
+        extra = _pbr_preview(all_folders, licenses)
+        card = pbr_card(features, info, writer.all_skipped(), counts, pretty_name, has_preview=bool(extra))
+        return writer.finalize(card, extra_files=extra)
+
+
+def _pbr_preview(folders: List[Path], licenses: Dict[str, str], count: int = 6) -> Dict[str, bytes]:
+    """``{"preview.jpg": ...}`` of the first ``count`` readable materials of the whole source (whichever job or
+    run wrote their rows), or ``{}``."""
+    rows: List[np.ndarray] = []
+    for f in folders:
+        if len(rows) >= count:
+            break
+        try:
+            rows.append(material_preview(material_from_row(pbr_row(f, licenses))))
+        except MatSegFormatError:
+            continue
+    return {"preview.jpg": _encode_jpeg(np.concatenate(rows, axis=0))} if rows else {}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -153,50 +153,69 @@ CC0 1.0 (public domain), every row.
 """
 
 
+def benchmark_item_fingerprints(source: PathLike, image_ids: List[str]) -> List[tuple]:
+    """``(image_id, fingerprint)`` of each item: names, sizes and times of its photo and annotation files."""
+    from .utils.files import files_fingerprint
+
+    source = Path(source)
+    photos: Dict[str, List[Path]] = {}
+    if (source / "images").is_dir():
+        for path in (source / "images").iterdir():
+            photos.setdefault(path.stem, []).append(path)
+    return [(i, files_fingerprint([source / "data" / i, *photos.get(i, [])])) for i in image_ids]
+
+
 def build_benchmark_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                             skip_bad: bool = False, allow_pickle: bool = False, shard_index: int = 0,
-                            num_shards: int = 1, resume: bool = True, pretty_name: str = "MatSeg",
+                            num_shards: int = 1, resume: bool = True, overwrite: bool = False,
+                            pretty_name: str = "MatSeg",
                             on_progress: Optional[Callable[[int, int], None]] = None) -> Optional[Path]:
     """Build a Hub dataset folder from a raw benchmark folder, streaming one photo at a time.
 
     Args:
         source: raw benchmark folder (``images/``, ``data/``).
-        output: the dataset folder to create (built in ``<output>.partial``, moved in place at the end).
+        output: the dataset folder to create (built in ``<output>.partial``, moved in place at the end). An
+            existing folder must be empty or an earlier output of this builder (see ``overwrite``).
         max_shard_size: Parquet shard size bound (bytes or ``"500MB"``).
         skip_bad: report and leave out bad items (listed in the card) instead of stopping at the first one.
         allow_pickle: read ``data.pkl`` where ``data.json`` is absent (pickles can run code: trusted data only).
         shard_index, num_shards: this job's part of a job array (``--shard i --num-shards n``).
-        resume: continue an interrupted build from its closed shards.
+        resume: continue an interrupted build from its closed shards (those whose photos and annotations are
+            unchanged since; the others are redone).
+        overwrite: rebuild over a finished output of this builder (replacing only the files it wrote).
 
     Returns:
         the finished folder, or ``None`` if other jobs of the array are still running.
 
     Raises:
         MatSegFormatError: a bad item when ``skip_bad`` is False (the output folder is left untouched).
+        MatSegOutputError: ``output`` is not empty and not this builder's output, overlaps ``source``, is being
+            built by another process, or cannot be written.
     """
     source = Path(source)
     ids = list_benchmark_items(source)
     job_ids = list(iter_job_items(ids, shard_index, num_shards))
     features = benchmark_features()
-    writer = DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=16,
-                               shard_index=shard_index, num_shards=num_shards, resume=resume)
-    preview_item: Optional[BenchmarkItem] = None
-    with writer:
+    with DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=16,
+                           shard_index=shard_index, num_shards=num_shards, resume=resume, kind="build benchmark",
+                           sources=[source], overwrite=overwrite,
+                           inputs=benchmark_item_fingerprints(source, job_ids)) as writer:
         todo = [i for i in job_ids if i not in writer.done_keys]
         items = iter_benchmark_items(source, todo, allow_pickle=allow_pickle, skip_bad=skip_bad, on_skip=writer.skip)
         for n, item in enumerate(progress(items, total=len(todo), desc="building benchmark", unit="img")):
             writer.write(item.to_row(), key=item.image_id)
-            if preview_item is None:
-                preview_item = item
             if on_progress is not None:
                 on_progress(n + 1, len(todo))
-    if preview_item is None:  # resumed run that had nothing left: preview from the first good item
-        preview_item = next(iter_benchmark_items(source, job_ids, allow_pickle=allow_pickle, skip_bad=True), None)
-    if writer.num_shards == 1 and writer.split_info()["num_examples"] == 0:
-        raise MatSegFormatError("no usable annotated photo; nothing to build", path=source)
-    extra = {"preview.jpg": preview_picture(preview_item)} if preview_item is not None else {}
-    return writer.finalize(lambda info, skipped: dataset_card(features, info, skipped, pretty_name=pretty_name,
-                                                              has_preview=bool(extra)), extra_files=extra)
+        writer.close()
+        if writer.num_shards == 1 and writer.split_info()["num_examples"] == 0:
+            raise MatSegFormatError("no usable annotated photo; nothing to build", path=source)
+
+        def preview() -> Dict[str, bytes]:  # from the whole source, so any split or resume draws the same one
+            first = next(iter_benchmark_items(source, ids, allow_pickle=allow_pickle, skip_bad=True), None)
+            return {"preview.jpg": preview_picture(first)} if first is not None else {}
+
+        return writer.finalize(lambda info, skipped: dataset_card(features, info, skipped, pretty_name=pretty_name,
+                                                                  has_preview=True), extra_files=preview)
 
 
 # ----------------------------------------------------------------------------------------------------------------

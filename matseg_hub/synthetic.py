@@ -235,12 +235,7 @@ def write_scene(folder: PathLike, scene: Union[SyntheticScene, EncodedScene], *,
                     (tmp / name).write_bytes(data)
                 (tmp / FINISHED_FILE).write_bytes(b"")
         else:
-            with contextlib.suppress(FileNotFoundError):
-                (folder / FINISHED_FILE).unlink()
-            for path in folder.iterdir():
-                if path.is_file() and (MASK_RE.match(path.name) or path.name in (RGB_FILE, ANNOTATED_FILE,
-                                                                                   METADATA_FILE)):
-                    path.unlink()
+            remove_scene_files(folder)
             for name, data in files.items():
                 atomic_write_bytes(folder / name, data)
             atomic_write_bytes(folder / FINISHED_FILE, b"")
@@ -248,6 +243,17 @@ def write_scene(folder: PathLike, scene: Union[SyntheticScene, EncodedScene], *,
         raise MatSegError(f"cannot write the scene folder {folder}: {exc.strerror or exc}; "
                           "the scene is not marked finished and will be redone on the next run") from exc
     return folder
+
+
+def remove_scene_files(folder: PathLike) -> None:
+    """Delete the files a scene writer writes into ``folder`` (``Finished.txt`` first, then the image, masks,
+    annotated region and metadata); every other file and subfolder is kept, and so is the folder."""
+    folder = Path(folder)
+    with contextlib.suppress(FileNotFoundError):
+        (folder / FINISHED_FILE).unlink()
+    for path in folder.iterdir():
+        if path.is_file() and (MASK_RE.match(path.name) or path.name in (RGB_FILE, ANNOTATED_FILE, METADATA_FILE)):
+            path.unlink()
 
 
 def remove_stale_partials(root: PathLike, names: Optional[Iterable[str]] = None) -> int:

@@ -20,22 +20,22 @@ instead of mixing two kinds of scenes under one card. Use a new output folder, o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import shutil
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import MatSegInputError
+from .hub_dataset import SETTINGS_FILE, _differences, check_run_fingerprint
 from .synthetic import (METADATA_FILE, NO_ASSET_LICENSE, UNKNOWN_LICENSE, encode_scene, is_complete_scene,
-                        iter_scene_folders, preview_grid, remove_stale_partials, scene_features, scene_license,
-                        scene_row, scene_row_from_folder, write_scene)
-from .utils.files import atomic_write_text
+                        iter_scene_folders, preview_grid, remove_scene_files, remove_stale_partials, scene_features,
+                        scene_license, scene_row, scene_row_from_folder, write_scene)
+from .utils.files import claim_output_folder, files_fingerprint
 from .utils.images import swap_rb
 from .utils.logging import get_logger, progress
 from .utils.memory import keep_freed_memory
@@ -106,7 +106,7 @@ def _run(func: Callable, indices: Sequence[int], workers: int, initargs: tuple, 
             yield out
 
 
-RUN_FILE = ".matseg_run.json"
+RUN_FILE = SETTINGS_FILE
 _SCENE_DIR_RE = re.compile(r"^\d+$")
 
 
@@ -131,60 +131,6 @@ def run_fingerprint(*, seed: int, config, sources, fmt: str, **extra: Any) -> Di
             **extra}
 
 
-def _differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {json.dumps(a)} (earlier run) vs {json.dumps(b)} (this run)")
-    return out
-
-
-def check_run_fingerprint(path: PathLike, fingerprint: Dict[str, Any], *, output: PathLike,
-                          discard: bool = False) -> bool:
-    """Record ``fingerprint`` at ``path`` on a first run; on a later run compare it with the recorded one.
-
-    Returns ``True`` when the earlier run had other settings and ``discard`` was given (the caller discards its
-    output; the new fingerprint is recorded), ``False`` otherwise.
-
-    Raises:
-        MatSegInputError: the settings differ and ``discard`` is false; says what differs and how to proceed.
-    """
-    path = Path(path)
-    text = json.dumps(fingerprint, indent=1, sort_keys=True)
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            old = {"unreadable": str(path)}
-        diffs = _differences(old, fingerprint)
-        if not diffs:
-            return False
-        if not discard:
-            raise MatSegInputError(
-                f"{output} holds an earlier run with other settings, so resuming it would mix two kinds of scenes:\n  "
-                + "\n  ".join(diffs) + "\nUse a new --output folder, rerun with the earlier settings to finish it, "
-                "or pass --no-resume (resume=False) to discard the earlier run's scenes.")
-        logger.warning("discarding the earlier run in %s (other settings: %s)", output, "; ".join(diffs))
-        atomic_write_text(path, text)
-        return True
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        os.link(tmp, path)  # exclusive: two jobs starting together cannot both record theirs
-    except FileExistsError:
-        tmp.unlink()
-        return check_run_fingerprint(path, fingerprint, output=output, discard=discard)
-    except OSError:  # no hard links on this file system
-        os.replace(tmp, path)
-    else:
-        tmp.unlink()
-    return False
-
-
 def _legacy_scene_check(output: Path, fingerprint: Dict[str, Any], discard: bool) -> bool:
     """An output written before fingerprints existed: compare one finished scene's recorded seed and config."""
     for entry in sorted(output.iterdir(), key=lambda p: p.name):
@@ -204,23 +150,30 @@ def _legacy_scene_check(output: Path, fingerprint: Dict[str, Any], discard: bool
 
 
 def _discard_scene_folders(output: Path) -> int:
-    """Delete the scene folders (``<output>/<index>/``) and temporary folders an earlier run wrote."""
+    """Delete the scenes (``<output>/<index>/``: the files the scene writer writes, and the folder when that
+    leaves it empty) and temporary folders an earlier run wrote; other files in them are kept."""
     removed = 0
     for entry in output.iterdir():
         if entry.is_dir() and _SCENE_DIR_RE.match(entry.name):
-            shutil.rmtree(entry)
+            remove_scene_files(entry)
+            with contextlib.suppress(OSError):
+                entry.rmdir()
             removed += 1
     removed += remove_stale_partials(output)
     return removed
 
 
 def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None, config=None, workers: int = 1,
-                     shard_index: int = 0, num_shards: int = 1, resume: bool = True) -> Dict[str, int]:
+                     shard_index: int = 0, num_shards: int = 1, resume: bool = True,
+                     source_folders: Sequence[Optional[PathLike]] = ()) -> Dict[str, int]:
     """Write scenes ``0 .. num-1`` of this job as ``<output>/<index>/`` in the official layout (resumable).
 
     The run's settings are recorded in ``<output>/.matseg_run.json``; a rerun with other settings raises
     :class:`~matseg_hub.errors.MatSegInputError` (see the module docstring). ``resume=False`` regenerates this job's
-    scenes, and first deletes every scene folder of an earlier run with other settings.
+    scenes, and first deletes every scene folder of an earlier run with other settings. An existing ``output``
+    must be empty or an earlier output of this generator (its ``.matseg_output.json`` says so), and outside the
+    ``source_folders`` (the local folders the sources were read from); otherwise
+    :class:`~matseg_hub.errors.MatSegOutputError` and nothing is written.
 
     Returns ``{"written": n, "skipped": n_already_finished}``.
     """
@@ -228,8 +181,7 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
 
     sources = _as_sources(sources)
     config = config or SceneConfig()
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = claim_output_folder(output, "generate 2d --format folders", sources=source_folders)
     fingerprint = run_fingerprint(seed=seed, config=config, sources=sources, fmt="folders")
     run_file = output / RUN_FILE
     changed = (_legacy_scene_check(output, fingerprint, discard=not resume) if not run_file.is_file() else False)
@@ -344,39 +296,11 @@ def dataset_card(features, split_info: Dict[str, int], *, seed: Optional[int], c
     return "\n".join(lines)
 
 
-class _LazyPreview(Mapping):
-    """``{"preview.png": bytes}`` rendered on first access: only the job that finalizes the dataset renders it."""
-
-    def __init__(self, render: Callable[[], Optional[bytes]]):
-        self._render = render
-        self._files: Optional[Dict[str, bytes]] = None
-
-    def _get(self) -> Dict[str, bytes]:
-        if self._files is None:
-            data = self._render()
-            self._files = {"preview.png": data} if data else {}
-        return self._files
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return 1 if self._files is None else len(self._files)
-
-
-def _work_dir(output: PathLike) -> Path:
-    """The work folder of :class:`~matseg_hub.hub_dataset.DatasetRepoWriter` for ``output`` (its ``work_dir``)."""
-    output = Path(output)
-    return output.with_name(output.name + ".partial")
-
-
 def generate_parquet(output: PathLike, num: int, *, seed: int = 0, sources=None, config=None, workers: int = 1,
                      shard_index: int = 0, num_shards: int = 1, max_shard_size: Union[int, str] = "500MB",
                      preview: Optional[bytes] = None, preview_count: int = 8, resume: bool = True,
-                     source_license: Optional[str] = None) -> Optional[Path]:
+                     overwrite: bool = False, source_license: Optional[str] = None,
+                     source_folders: Sequence[Optional[PathLike]] = ()) -> Optional[Path]:
     """Write scenes ``0 .. num-1`` of this job as a Hub dataset folder (Parquet shards + card), resumable.
 
     Args:
@@ -384,64 +308,58 @@ def generate_parquet(output: PathLike, num: int, *, seed: int = 0, sources=None,
             dataset renders the first ``preview_count`` scenes (0: no preview). Other jobs of an array render nothing.
         resume: ``False`` discards this job's earlier shards, and every job's when the earlier run had other
             settings (see the module docstring; otherwise that raises :class:`~matseg_hub.errors.MatSegInputError`).
+        overwrite: regenerate over a finished output of this generator (replacing only the files it wrote);
+            without it such an output is refused (:class:`~matseg_hub.errors.MatSegOutputError`).
         source_license: the licence of the non-built-in sources, recorded per row (default ``"unknown"``).
+        source_folders: the local folders the sources were read from (an output overlapping one is refused).
 
     Returns the final folder, or ``None`` while other jobs of the array are still running.
     """
-    from .hub_dataset import _PROGRESS_DIR, DatasetRepoWriter
+    from .hub_dataset import DatasetRepoWriter
     from .scenes2d import SceneConfig, _as_sources, generate_scene
 
     sources = _as_sources(sources)
     config = config or SceneConfig()
     features = scene_features()
-    job_indices(num, shard_index, num_shards)  # argument checks before anything is written
+    mine = job_indices(num, shard_index, num_shards)  # argument checks before anything is written
     fingerprint = run_fingerprint(seed=seed, config=config, sources=sources, fmt="parquet", num=int(num),
                                   num_shards=int(num_shards), source_license=source_license or UNKNOWN_LICENSE)
-    work = _work_dir(output)
-    run_file = work / _PROGRESS_DIR / RUN_FILE  # removed by finalize with the rest of the bookkeeping
-    if not run_file.is_file() and (work / _PROGRESS_DIR).is_dir() and any((work / _PROGRESS_DIR).glob("*.json")):
-        # an interrupted run from before fingerprints: its settings cannot be checked
-        if resume:
-            raise MatSegInputError(f"{work} holds an interrupted run whose settings were not recorded; pass "
-                                   "--no-resume (resume=False) to discard it, or use a new --output folder")
-        shutil.rmtree(work)
-    elif check_run_fingerprint(run_file, fingerprint, output=output, discard=not resume):
-        shutil.rmtree(work / "data", ignore_errors=True)
-        for path in (work / _PROGRESS_DIR).glob("*.json"):
-            if path.name != RUN_FILE:
-                path.unlink()
     with DatasetRepoWriter(output, features, split="train", max_shard_size=max_shard_size, row_group_size=32,
-                           shard_index=shard_index, num_shards=num_shards, resume=resume) as writer:
+                           shard_index=shard_index, num_shards=num_shards, resume=resume,
+                           kind="generate 2d --format parquet", sources=source_folders, overwrite=overwrite,
+                           inputs=[(str(i), "") for i in mine], settings=fingerprint) as writer:
         done = writer.done_keys
-        todo = [i for i in job_indices(num, shard_index, num_shards) if str(i) not in done]
+        todo = [i for i in mine if str(i) not in done]
         if done:
             logger.info("resuming: %d scenes already written; generating the other %d", len(done), len(todo))
         for index, row in _run(_make_row, todo, workers, (seed, sources, config, None, source_license, True),
                                "scenes"):
             writer.write(row, key=str(index))
-    writer.close()
-    card = dataset_card(features, writer.split_info(), seed=seed, config=config, sources=sources,
-                        num_shards=num_shards, skipped=writer.all_skipped(), licenses=_row_licenses(writer.work_dir),
-                        source_license=source_license)
-    if preview is not None:
-        extra: Optional[Mapping] = {"preview.png": preview}
-    elif preview_count > 0:
-        first = list(range(min(int(num), int(preview_count))))
-        extra = _LazyPreview(lambda: preview_png([generate_scene(seed, i, sources, config) for i in first])
-                             if first else None)
-    else:
-        extra = None
-    return writer.finalize(card, extra)
+        writer.close()
+        card = dataset_card(features, writer.split_info(), seed=seed, config=config, sources=sources,
+                            num_shards=num_shards, skipped=writer.all_skipped(),
+                            licenses=_row_licenses(writer.work_dir), source_license=source_license)
+        first = list(range(min(int(num), int(preview_count)))) if preview is None else []
+
+        def extra_files() -> Dict[str, bytes]:  # rendered by the job that finalizes only
+            if preview is not None:
+                return {"preview.png": preview}
+            return {"preview.png": preview_png([generate_scene(seed, i, sources, config) for i in first])} \
+                if first else {}
+
+        return writer.finalize(card, extra_files)
 
 
 def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
-                       shard_index: int = 0, num_shards: int = 1, skip_bad: bool = False) -> Optional[Path]:
+                       shard_index: int = 0, num_shards: int = 1, skip_bad: bool = False,
+                       overwrite: bool = False) -> Optional[Path]:
     """Package the complete scene folders under ``root`` (sub-scenes included) as a Hub dataset folder.
 
     Every folder is read in full (:func:`~matseg_hub.synthetic.scene_row_from_folder` with ``decode=True``: image
     and masks decodable, masks of the image's size) before it becomes a row; with ``skip_bad`` a bad folder is left
     out and listed in the card, otherwise its :class:`~matseg_hub.errors.MatSegFormatError` (naming the file) stops
-    the build. ``metadata["folder"]`` is the path relative to ``root``.
+    the build. ``metadata["folder"]`` is the path relative to ``root``. A rerun resumes an interrupted build (folders
+    changed since are redone); ``overwrite`` rebuilds a finished output of this builder.
     """
     from .hub_dataset import DatasetRepoWriter, iter_job_items
 
@@ -449,21 +367,24 @@ def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Unio
     folders = list(iter_scene_folders(root))
     if not folders:
         raise MatSegInputError(f"no complete scene folder (with Finished.txt) under {root}")
+    mine = list(iter_job_items(folders, shard_index, num_shards))
+    inputs = [(Path(f).relative_to(root).as_posix(), files_fingerprint(p for p in Path(f).iterdir() if p.is_file()))
+              for f in mine]
     with DatasetRepoWriter(output, features, split="train", max_shard_size=max_shard_size, row_group_size=16,
-                           shard_index=shard_index, num_shards=num_shards) as writer:
+                           shard_index=shard_index, num_shards=num_shards, kind="build synthetic", sources=[root],
+                           overwrite=overwrite, inputs=inputs) as writer:
         done = writer.done_keys
-        mine = [f for f in iter_job_items(folders, shard_index, num_shards)]
         for folder in progress(mine, total=len(mine), desc="scenes", unit="scene"):
             key = Path(folder).relative_to(root).as_posix()
             if key in done:
                 continue
             writer.write_from(key, lambda: scene_row_from_folder(folder, root=root, decode=True), skip_bad,
                               reason=lambda message: _relative_message(message, root))
-    writer.close()
-    card = dataset_card(features, writer.split_info(), seed=None, num_shards=num_shards,
-                        skipped=writer.all_skipped(), from_folders=Path(root).name or str(root),
-                        licenses=_row_licenses(writer.work_dir))
-    return writer.finalize(card)
+        writer.close()
+        card = dataset_card(features, writer.split_info(), seed=None, num_shards=num_shards,
+                            skipped=writer.all_skipped(), from_folders=Path(root).name or str(root),
+                            licenses=_row_licenses(writer.work_dir))
+        return writer.finalize(card)
 
 
 def _relative_message(message: str, root: PathLike) -> str:

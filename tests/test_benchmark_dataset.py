@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,9 +49,12 @@ def _rows_equal_items(rows, items):
 
 
 def test_layout_card_and_preview(built):
-    assert sorted(p.name for p in built.iterdir()) == ["README.md", "data", "preview.jpg"]
+    assert sorted(p.name for p in built.iterdir()) == [".matseg_output.json", "README.md", "data", "preview.jpg"]
     shards = sorted((built / "data").glob("*.parquet"))
     assert shards and all(p.name.startswith("test-") for p in shards)
+    manifest = json.loads((built / ".matseg_output.json").read_text())  # what this tool wrote, and nothing else
+    assert manifest == {"tool": "matseg-hub", "kind": "build benchmark",
+                        "files": sorted(["README.md", "preview.jpg"] + [f"data/{p.name}" for p in shards])}
     card = (built / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["license"] == "cc0-1.0"
@@ -120,12 +124,11 @@ def test_small_shards(raw, tmp_path):
 def test_bad_item_stops_without_touching_output(raw, tmp_path):
     bad = make_benchmark_folder(tmp_path / "bad", num_images=3, size=(60, 80), seed=2)
     (bad / "data" / "img_001" / "data.json").write_text("{not json")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous build")
+    out = build_benchmark_dataset(raw, tmp_path / "out")  # a previous build, rebuilt from a broken source
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(MatSegFormatError, match=r"img_001/data\.json: malformed JSON"):
-        build_benchmark_dataset(bad, out)
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+        build_benchmark_dataset(bad, out, overwrite=True)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_skip_bad_reports_in_card(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,10 @@ def test_folders_are_identical_across_worker_counts_and_resume(tmp_path, source_
     assert two.returncode == 0, two.stderr
     files = _files(tmp_path / "one")
     assert files == _files(tmp_path / "two")
-    # the run fingerprint (.matseg_run.json) sits beside the scene folders
-    assert sorted({k.split("/")[0] for k in files if k != ".matseg_run.json"}) == ["0", "1", "2", "3", "4"]
+    # the run fingerprint (.matseg_run.json) and the output manifest sit beside the scene folders
+    assert sorted({k.split("/")[0] for k in files if k not in (".matseg_run.json", ".matseg_output.json")}) == \
+        ["0", "1", "2", "3", "4"]
+    assert json.loads(files[".matseg_output.json"]) == {"tool": "matseg-hub", "kind": "generate 2d --format folders"}
     assert ".matseg_run.json" in files
     assert all(f"{i}/Finished.txt" in files for i in range(5))
     import cv2

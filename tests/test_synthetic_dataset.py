@@ -12,6 +12,7 @@ from matseg_hub.scenes2d import SceneConfig, SceneSources, SourcePool, generate_
 from matseg_hub.synthetic import write_scene
 from matseg_hub import synthetic_dataset
 from matseg_hub.synthetic_dataset import RUN_FILE, folders_to_parquet, generate_folders, generate_parquet
+from matseg_hub.utils.files import OUTPUT_MANIFEST
 
 CONFIG = SceneConfig(size=(48, 64))
 
@@ -49,7 +50,7 @@ def test_folder_resume_refuses_other_settings(tmp_path, sources):
     # discarding: the seed-1 scenes replace the seed-0 ones
     assert generate_folders(out, 2, seed=1, sources=sources, config=CONFIG, resume=False) == {"written": 2,
                                                                                                "skipped": 0}
-    assert sorted(p.name for p in out.iterdir()) == [RUN_FILE, "0", "1"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MANIFEST, RUN_FILE, "0", "1"]
     assert json.loads((out / "0" / "scene_metadata.json").read_text())["seed"] == 1
 
 

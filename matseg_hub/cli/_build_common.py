@@ -8,8 +8,12 @@ from typing import Optional
 
 
 def add_build_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
-    """``--output``, ``--max-shard-size``, ``--skip-bad``, ``--shard/--num-shards``, ``--no-resume``, ``--push-to-hub``."""
-    parser.add_argument("--output", required=True, help="dataset folder to write (a Hub dataset repository)")
+    """``--output``, ``--overwrite``, ``--max-shard-size``, ``--skip-bad``, ``--shard/--num-shards``, ``--no-resume``,
+    ``--push-to-hub``."""
+    parser.add_argument("--output", required=True, help="dataset folder to write (a Hub dataset repository); an "
+                        "existing folder must be empty or this command's earlier output")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild over this command's finished output "
+                        "(only the files it wrote there are replaced; other files are kept)")
     parser.add_argument("--max-shard-size", default="500MB", help="Parquet shard size bound (default: 500MB)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="report and leave out bad items (listed in the card) instead of stopping")

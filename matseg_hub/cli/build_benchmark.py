@@ -23,5 +23,5 @@ def run(args: argparse.Namespace) -> int:
 
     out = build_benchmark_dataset(args.source, args.output, max_shard_size=args.max_shard_size,
                                   skip_bad=args.skip_bad, allow_pickle=args.allow_pickle, shard_index=args.shard,
-                                  num_shards=args.num_shards, resume=not args.no_resume)
+                                  num_shards=args.num_shards, overwrite=args.overwrite, resume=not args.no_resume)
     return finish_build(out, args, "the MatSeg benchmark")

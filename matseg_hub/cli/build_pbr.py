@@ -22,5 +22,5 @@ def run(args: argparse.Namespace) -> int:
 
     out = build_pbr_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,
                             require_finished=args.require_finished, shard_index=args.shard,
-                            num_shards=args.num_shards, resume=not args.no_resume)
+                            num_shards=args.num_shards, overwrite=args.overwrite, resume=not args.no_resume)
     return finish_build(out, args, "MatSeg PBR materials")

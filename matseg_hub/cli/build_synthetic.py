@@ -24,5 +24,6 @@ def run(args: argparse.Namespace) -> int:
     from ..synthetic_dataset import folders_to_parquet
 
     out = folders_to_parquet(args.from_folders, args.output, max_shard_size=args.max_shard_size,
-                             shard_index=args.shard, num_shards=args.num_shards, skip_bad=args.skip_bad)
+                             shard_index=args.shard, num_shards=args.num_shards, overwrite=args.overwrite,
+                             skip_bad=args.skip_bad)
     return finish_build(out, args, "MatSeg synthetic scenes")

@@ -38,7 +38,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--num", type=int, required=True, help="number of scenes (indices 0 .. NUM-1)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed; scene i is a function of (seed, i)")
-    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--output", required=True, help="output folder (an existing one must be empty or this "
+                        "command's earlier output of the same --format)")
+    parser.add_argument("--overwrite", action="store_true", help="replace this command's earlier output in "
+                        "--output (only the files it wrote; other files are kept); --format folders: as --no-resume")
     parser.add_argument("--format", choices=("folders", "parquet"), default="folders",
                         help="official-layout scene folders (default) or a Hub dataset folder of Parquet shards")
     parser.add_argument("--size", type=_size, default=None, help="fixed scene size N or HxW (default: random sides "
@@ -69,10 +72,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MatSegError, MatSegInputError
+    from pathlib import Path
+
+    from ..errors import MatSegInputError
     from ..scenes2d import SceneConfig, SceneSources, generate_scene
     from ..synthetic_dataset import generate_folders, generate_parquet, job_indices, preview_png
-    from ..utils.files import atomic_write_bytes
+    from ..utils.files import atomic_write_bytes, cannot_write, check_output_folder, check_sources_apart
     from ..utils.logging import disable_progress_bars, get_logger
 
     logger = get_logger("matseg_hub.cli.generate_2d")
@@ -82,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise MatSegInputError("--num must be >= 0 and --workers >= 1")
     config = SceneConfig(size=args.size, min_size=args.min_size, max_size=args.max_size,
                          min_materials=args.min_materials, max_materials=args.max_materials)
+    source_folders = [spec for spec in (args.natural_images, args.textures) if Path(spec).is_dir()]
+    check_output_folder(args.output, f"generate 2d --format {args.format}", sources=source_folders)  # before loading
     max_side = args.max_source_side or max(256, 2 * config.largest_side)
     sources = SceneSources.from_spec(args.natural_images, args.textures, max_side=max_side, limit=args.source_limit,
                                      on_error="raise" if args.strict else "warn")
@@ -89,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 len(sources.textures) if sources.textures is not None else 0)
     preview = None
     if args.preview:  # only when asked (a job of a Parquet array renders nothing it was not asked for)
+        check_sources_apart(args.preview, source_folders, option="--preview")
         first = job_indices(args.num, args.shard, args.num_shards)[: max(0, args.preview_count)]
         if first:
             preview = preview_png([generate_scene(args.seed, i, sources, config) for i in first])
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "folders":
             stats = generate_folders(args.output, args.num, seed=args.seed, sources=sources, config=config,
                                      workers=args.workers, shard_index=args.shard, num_shards=args.num_shards,
-                                     resume=not args.no_resume)
+                                     resume=not (args.no_resume or args.overwrite), source_folders=source_folders)
             logger.info("%d scenes written, %d already finished, in %s", stats["written"], stats["skipped"],
                         args.output)
         else:
@@ -104,13 +112,17 @@ def run(args: argparse.Namespace) -> int:
                                    workers=args.workers, shard_index=args.shard, num_shards=args.num_shards,
                                    max_shard_size=args.max_shard_size, preview=None,
                                    preview_count=max(0, args.preview_count), resume=not args.no_resume,
-                                   source_license=args.source_license)
+                                   overwrite=args.overwrite, source_license=args.source_license,
+                                   source_folders=source_folders)
             logger.info("wrote %s" if out else "job done; the last job of the array finalizes %s",
                         out or args.output)
     except OSError as exc:
-        raise MatSegError(f"cannot write to {args.output}: {exc}") from exc
+        raise cannot_write(args.output, exc) from exc
     if args.preview and preview is not None:
-        atomic_write_bytes(args.preview, preview)
+        try:
+            atomic_write_bytes(args.preview, preview)
+        except OSError as exc:
+            raise cannot_write(args.preview, exc) from exc
         logger.info("preview grid: %s", args.preview)
     return 0
 

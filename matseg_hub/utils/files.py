@@ -3,18 +3,38 @@
 * :func:`atomic_write_bytes` / :func:`atomic_write_text` write to a temporary sibling and ``os.replace`` it.
 * :func:`atomic_directory` yields a temporary sibling folder and moves it into place only when the block
   finishes without an exception (the previous content, if any, is replaced at that moment).
+
+Output ownership: a command writes only inside what it owns. Every output folder gets an output manifest,
+``.matseg_output.json`` (``{"tool", "kind", "files"}``: the command that wrote it and, for dataset folders, the
+files it wrote). :func:`check_output_folder` refuses an existing folder that is not the same command's output
+(a folder with no manifest and anything in it, or another command's output) and an output that overlaps a
+source; :func:`claim_output_folder` does that and marks a folder as the command's own. The manifest is a hidden
+file: ``datasets.load_dataset`` (which reads the card's ``data/*.parquet`` patterns) never reads it.
+
+Locks: :func:`take_lock` creates a lock file exclusively (``O_EXCL``) holding ``<host> <pid>``; a lock left by
+a dead process of this host is taken over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Set, Union
+
+from ..errors import MatSegOutputError
+from .logging import get_logger
+
+logger = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
+OUTPUT_MANIFEST = ".matseg_output.json"
+_TOOL = "matseg-hub"
+_HELD_LOCKS: Set[str] = set()  # lock files this process holds (a lock naming this PID but not held here is stale)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -69,3 +89,212 @@ def atomic_directory(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# output ownership
+# ----------------------------------------------------------------------------------------------------------------
+def cannot_write(path: PathLike, exc: OSError) -> MatSegOutputError:
+    """The typed error for a write the disk refused (read-only folder, full disk, ...), naming ``path``."""
+    return MatSegOutputError(f"cannot write to {path}: {exc.strerror or exc}; check that the folder is writable "
+                             "and the disk has space, then rerun (finished work is kept and resumed)", path=path)
+
+
+def read_output_manifest(folder: PathLike) -> Optional[Dict[str, Any]]:
+    """The output manifest of ``folder`` (``{"tool", "kind", "files"?}``), or ``None`` when it has none.
+
+    Raises:
+        MatSegOutputError: a manifest that cannot be read (the folder's ownership is then unknown).
+    """
+    path = Path(folder) / OUTPUT_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("tool") != _TOOL or not isinstance(data.get("kind"), str):
+            raise ValueError("not a matseg-hub output manifest")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MatSegOutputError(f"{path} cannot be read ({exc}), so it is unknown which files of {folder} this tool "
+                                "wrote; nothing was changed. Choose another output folder", path=path) from None
+    return data
+
+
+def write_output_manifest(folder: PathLike, kind: str, files: Optional[Iterable[str]] = None) -> Path:
+    """Write ``folder/.matseg_output.json`` (deterministic bytes): ``kind`` and, when given, the files written
+    (paths relative to ``folder``, ``/``-separated)."""
+    data: Dict[str, Any] = {"tool": _TOOL, "kind": kind}
+    if files is not None:
+        data["files"] = sorted(set(files))
+    return atomic_write_text(Path(folder) / OUTPUT_MANIFEST, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def check_sources_apart(output: PathLike, sources: Iterable[Optional[PathLike]], *, option: str = "--output") -> None:
+    """Refuse an output folder equal to, inside or holding a local source folder (Hub ids and ``None`` pass).
+
+    Raises:
+        MatSegOutputError: naming both folders.
+    """
+    out = Path(output).resolve()
+    for source in sources:
+        if source is None or not Path(source).exists():
+            continue
+        src = Path(source).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            relation = "is" if out == src else ("is inside" if src in out.parents else "holds")
+            raise MatSegOutputError(f"{option} {output} {relation} the source {source}: writing there could replace "
+                                    f"or delete the source's files; nothing was changed. Choose an output folder "
+                                    f"outside the source", path=output)
+
+
+def check_output_folder(output: PathLike, kind: str, *, sources: Iterable[Optional[PathLike]] = (),
+                        option: str = "--output") -> Optional[Dict[str, Any]]:
+    """Check that ``output`` may be written by the command ``kind`` (e.g. ``"build benchmark"``).
+
+    Returns:
+        the manifest of an earlier output of the same command, or ``None`` for a folder that does not exist or
+        is empty.
+
+    Raises:
+        MatSegOutputError: ``output`` overlaps a source, is a file, holds files but no manifest (not this tool's
+            output, or one written before manifests existed), or is another command's output.
+    """
+    check_sources_apart(output, sources, option=option)
+    path = Path(output)
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise MatSegOutputError(f"{option} {path} is a file, not a folder; nothing was changed. Choose a folder",
+                                path=path)
+    manifest = read_output_manifest(path)
+    if manifest is None:
+        if not any(path.iterdir()):
+            return None
+        raise MatSegOutputError(
+            f"{option} {path} is not empty and is not an output of `matseg {kind}` (it has no {OUTPUT_MANIFEST}); "
+            f"nothing in it was changed. Choose a new or empty output folder (an output of a matseg-hub version "
+            f"that wrote no {OUTPUT_MANIFEST}: move it away or delete it yourself, then rerun)", path=path)
+    if manifest["kind"] != kind:
+        raise MatSegOutputError(f"{option} {path} holds the output of `matseg {manifest['kind']}`, not of "
+                                f"`matseg {kind}`; nothing in it was changed. Choose another output folder", path=path)
+    return manifest
+
+
+def claim_output_folder(output: PathLike, kind: str, *, sources: Iterable[Optional[PathLike]] = (),
+                        option: str = "--output") -> Path:
+    """:func:`check_output_folder`, then create ``output`` if needed and mark it as ``kind``'s output (for
+    commands that write their items straight into the folder and resume item by item)."""
+    manifest = check_output_folder(output, kind, sources=sources, option=option)
+    path = Path(output)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if manifest is None:
+            write_output_manifest(path, kind)
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
+    return path
+
+
+def remove_own_files(folder: PathLike, names: Iterable[str]) -> int:
+    """Delete the files ``names`` (relative to ``folder``: what an output manifest lists) and the folders they
+    leave empty; nothing else. Returns how many files were deleted."""
+    folder = Path(folder)
+    removed = 0
+    parents: Set[Path] = set()
+    for name in names:
+        path = folder / name
+        if folder.resolve() not in path.resolve().parents:
+            continue  # a manifest never names a file outside its folder; do not follow one that does
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+        parents.update(p for p in path.parents if folder in p.parents)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            parent.rmdir()  # only when empty
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# locks
+# ----------------------------------------------------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(path: PathLike) -> str:
+    """``"<host> <pid>"`` written in a lock file (empty when unreadable)."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def take_lock(path: PathLike) -> bool:
+    """Create the lock file ``path`` exclusively (holding ``<host> <pid>``); ``False`` when a live process holds it.
+
+    A lock of a dead process of this host (or one naming this process that it does not hold: left by a writer
+    that was never closed) is taken over. Release it with :func:`release_lock`.
+    """
+    path = Path(path)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = lock_holder(path).split()
+                pid_number = int(pid)
+            except ValueError:
+                host, pid_number = "", 0
+            mine_stale = pid_number == os.getpid() and str(path.resolve()) not in _HELD_LOCKS
+            if host == socket.gethostname() and (mine_stale or not pid_alive(pid_number)):
+                logger.warning("taking over the lock %s of process %s, which is no longer running", path, pid_number)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        _HELD_LOCKS.add(str(path.resolve()))
+        return True
+    return False
+
+
+def holds_lock(path: PathLike) -> bool:
+    """Whether this process holds the lock file ``path`` (taken with :func:`take_lock`, not released)."""
+    return str(Path(path).resolve()) in _HELD_LOCKS and Path(path).exists()
+
+
+def release_lock(path: PathLike) -> None:
+    """Remove a lock file this process took with :func:`take_lock` (a lock it does not hold is left alone)."""
+    key = str(Path(path).resolve())
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS.discard(key)
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+
+
+def files_fingerprint(paths: Iterable[PathLike], extra: str = "") -> str:
+    """A short digest of the names, sizes and modification times of ``paths`` (folders: every file under them,
+    sorted; missing paths count as missing) and ``extra``: what an input was when a resumable job read it."""
+    import hashlib
+
+    digest = hashlib.sha256(extra.encode("utf-8"))
+    for path in sorted(Path(p) for p in paths):
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            try:
+                st = f.stat()
+                digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+            except OSError:
+                digest.update(f"{f}\0missing\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
