@@ -15,7 +15,9 @@ surface point, the weight of material ``k`` is::
 so the weights sum to 1 everywhere, and the soft mask of material ``k`` is ``w_k`` at the visible surface
 point of each pixel (the renderer writes it as an AOV pass in the same render as the RGB).
 
-:func:`sample_scene` draws a scene deterministically from ``numpy.random.SeedSequence([seed, index, attempt])``;
+:func:`sample_scene` draws a scene deterministically from :func:`scene_rng` ``(seed, index, attempt)`` (the
+``"scene3d"`` stream of :mod:`matseg_hub.utils.seeds`: never the numbers of a 2D scene of the same seed and index);
+a scene has 1–6 annotated objects and 1–8 unannotated ones (the ranges of the authors' ``main.py``);
 :class:`SceneAssets` lists what it draws from (natural images for patterns, textures, PBR folders, HDRIs,
 glTF objects), with :func:`default_assets` built from scikit-image's bundled photos so that it runs with no data.
 
@@ -44,8 +46,11 @@ from .errors import MatSegFormatError, MatSegInputError
 
 PathLike = Union[str, os.PathLike]
 
-SCENE_VERSION = 1
+SCENE_VERSION = 1  # the JSON format (a scene file of this version renders the same whatever sampled it)
 GENERATOR = "matseg_hub.scene3d"
+# what sample_scene draws for a (seed, index, attempt): 2: seeds carry the stream's id word, 1-6 objects and 1-8
+# occluders, pattern maps that reach their occupancy
+GENERATOR_VERSION = 2
 #: meshes the renderer builds itself (Blender primitives; any of them can be subdivided and displaced)
 PRIMITIVES: Tuple[str, ...] = ("sphere", "icosphere", "cube", "cylinder", "cone", "torus", "monkey")
 #: texture coordinates a pattern map or a material texture can be projected with
@@ -213,6 +218,7 @@ class Scene3D:
     attempt: int = 0
     version: int = SCENE_VERSION
     generator: str = GENERATOR
+    generator_version: Optional[int] = None  # GENERATOR_VERSION of sample_scene (None: not made by it)
 
     # -- serialisation ---------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -539,7 +545,12 @@ def pattern_image(layer: PatternLayer) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class SceneConfig:
-    """Ranges :func:`sample_scene` draws from (JSON-friendly; recorded nowhere else than in the scene itself)."""
+    """Ranges :func:`sample_scene` draws from (JSON-friendly; recorded nowhere else than in the scene itself).
+
+    ``objects``: annotated objects per scene and ``occluders``: unannotated ones (the authors' ``main.py`` loads
+    1–6 main objects and 1–8 scattered ones); ``materials``: materials per annotated object, with at most
+    ``max_scene_materials`` in a scene (later objects get fewer, at least one each).
+    """
 
     width: int = 512
     height: int = 512
@@ -547,9 +558,11 @@ class SceneConfig:
     denoise: bool = True
     max_bounces: int = 4
     pattern_resolution: int = 512
+    objects: Tuple[int, int] = (1, 6)
     materials: Tuple[int, int] = (2, 5)
-    occluders: Tuple[int, int] = (0, 3)
-    occluder_in_view_prob: float = 0.5
+    max_scene_materials: int = 10
+    occluders: Tuple[int, int] = (1, 8)
+    occluder_in_view_prob: float = 0.3  # the others stand around the objects (background, shadows)
     gltf_prob: float = 0.5
     displacement_prob: float = 0.5
     ground_prob: float = 0.85
@@ -564,6 +577,11 @@ class SceneConfig:
         lo, hi = self.materials
         if not 1 <= lo <= hi <= 8:
             raise MatSegInputError(f"materials range must satisfy 1 <= lo <= hi <= 8, got {self.materials}")
+        if not 1 <= self.objects[0] <= self.objects[1]:
+            raise MatSegInputError(f"objects range must satisfy 1 <= lo <= hi, got {self.objects}")
+        if self.max_scene_materials < max(2, lo, self.objects[1]):
+            raise MatSegInputError(f"max_scene_materials must be >= 2, the least materials of an object ({lo}) and "
+                                   f"the most objects ({self.objects[1]}); got {self.max_scene_materials}")
         if not 0 <= self.occluders[0] <= self.occluders[1]:
             raise MatSegInputError(f"occluders range must satisfy 0 <= lo <= hi, got {self.occluders}")
         bad = [p for p in self.primitives if p not in PRIMITIVES]
@@ -574,10 +592,13 @@ class SceneConfig:
 
 
 def scene_rng(seed: int, index: int, attempt: int = 0) -> np.random.Generator:
-    """The generator of scene ``index`` of a run with ``seed`` (independent of worker count and order)."""
+    """The generator of scene ``index`` of a run with ``seed`` (independent of worker count and order):
+    ``stream_rng("scene3d", seed, index, attempt)`` (:mod:`matseg_hub.utils.seeds`)."""
+    from .utils.seeds import stream_rng
+
     if seed < 0 or index < 0 or attempt < 0:
         raise MatSegInputError(f"seed, index and attempt must be >= 0, got {seed}, {index}, {attempt}")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index), int(attempt)]))
+    return stream_rng("scene3d", int(seed), int(index), int(attempt))
 
 
 def _pick(rng: np.random.Generator, items: Sequence[str]) -> str:
@@ -609,11 +630,29 @@ def sample_material(rng: np.random.Generator, assets: SceneAssets, config: Scene
                        metallic=float(rng.random() < 0.25) * float(rng.uniform(0.5, 1.0)), **common)
 
 
+def layout_shares(coverages: Sequence[float]) -> List[float]:
+    """Expected share of each material of a layout whose pattern ``j`` covers ``coverages[j]`` of its map
+    (independent maps, the weights of the module docstring): ``len(coverages) + 1`` values summing to 1."""
+    shares = []
+    for k in range(len(coverages) + 1):
+        share = 1.0 if k == 0 else float(coverages[k - 1])
+        for c in coverages[k:]:
+            share *= 1.0 - float(c)
+        shares.append(share)
+    return shares
+
+
+_PATTERN_TRIES = 8
+
+
 def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: SceneConfig, num_materials: int,
                   prefix: str = "material") -> MaterialLayout:
     """``num_materials`` materials and the ``num_materials - 1`` pattern maps that lay them out.
 
-    Pattern ``j`` gets occupancy about ``1 / (j + 2)`` so that every material ends with a similar share.
+    Pattern ``j`` gets occupancy about ``1 / (j + 2)`` so that every material ends with a similar share
+    (:func:`layout_shares`); a map is redrawn while its coverage is off its occupancy by more than half of it (a
+    threshold at the maximum gives an empty map, whose material would land nowhere), so every material of the
+    layout keeps an expected share of at least about 5 % (5 materials).
     """
     from .patterns import pattern_map
 
@@ -624,9 +663,9 @@ def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: SceneCo
         source = _pick(rng, assets.pattern_sources)
         image = load_source_image(source)
         occupancy = float(np.clip(rng.normal(1.0 / (j + 2), 0.08), 0.12, 0.8))
-        for _ in range(8):  # redraw maps that came out (nearly) empty or full, e.g. a threshold at the maximum
+        for _ in range(_PATTERN_TRIES):
             soft, params = pattern_map(image, rng, size=(res, res), occupancy=occupancy, return_params=True)
-            if 0.03 <= float(soft[::4, ::4].mean()) <= 0.97:
+            if abs(float(soft[::4, ::4].mean()) - occupancy) <= 0.5 * occupancy:
                 break
         pats.append(PatternLayer(
             source=source, params=params.to_dict(), coordinates=_pick(rng, ("object", "object", "generated", "uv")),
@@ -646,21 +685,41 @@ def _look_direction(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
 
 
-def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[SceneConfig] = None,
-                 attempt: int = 0) -> Scene3D:
-    """Draw scene ``index`` of a run with ``seed``: deterministic (same arguments -> equal scenes, same JSON).
+def _material_counts(rng: np.random.Generator, config: SceneConfig, num_objects: int) -> List[int]:
+    """Materials of each annotated object: drawn from ``config.materials``, at most ``max_scene_materials`` in all
+    (every later object keeps at least one)."""
+    counts, budget = [], int(config.max_scene_materials)
+    for o in range(num_objects):
+        hi = min(config.materials[1], budget - (num_objects - o - 1))
+        lo = min(config.materials[0], hi)
+        n = int(rng.integers(lo, hi + 1))
+        counts.append(n)
+        budget -= n
+    return counts
 
-    One annotated object (a displaced/subdivided primitive or a glTF mesh) carrying 2–5 materials laid out by
-    pattern maps, a ground plane (usually), 0–3 occluders (some placed between the camera and the object),
-    an environment (HDRI when given, else a natural photo or Blender's sky) and a camera aimed at the object.
-    ``attempt`` re-draws a scene whose materials ended up hidden (the renderer asks for it).
-    """
-    assets = assets or default_assets()
-    config = config or SceneConfig()
-    rng = scene_rng(seed, index, attempt)
 
-    # main object
-    size = 1.0
+def _place_objects(rng: np.random.Generator, sizes: Sequence[float]) -> List[Tuple[float, float]]:
+    """Ground positions (x, y) for objects of the given sizes: the first at the origin, the others around it,
+    their bounding circles apart where 20 tries allow (the authors scatter their main objects the same way)."""
+    spots = [(0.0, 0.0)]
+    for size in sizes[1:]:
+        best, best_gap = None, -math.inf
+        for _ in range(20):
+            ang = float(rng.uniform(0, 2 * math.pi))
+            rad = float(rng.uniform(0.5, 1.6)) * math.sqrt(len(spots)) * max(sizes)
+            p = (rad * math.cos(ang), rad * math.sin(ang))
+            gap = min(math.hypot(p[0] - q[0], p[1] - q[1]) - 0.5 * (size + s) for q, s in zip(spots, sizes))
+            if gap > best_gap:
+                best, best_gap = p, gap
+            if gap >= 0:
+                break
+        spots.append(best)
+    return spots
+
+
+def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: SceneConfig, name: str,
+                   num_materials: int, size: float, xy: Tuple[float, float]) -> SceneObject:
+    """One annotated object (a displaced/subdivided primitive or a glTF mesh) standing on the ground at ``xy``."""
     if assets.objects and rng.random() < config.gltf_prob:
         path = _pick(rng, assets.objects)
         shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.licence_of(path)
@@ -669,20 +728,47 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
         displaced = rng.random() < config.displacement_prob
         subdivision = int(rng.integers(2, 5)) if displaced else int(rng.integers(0, 2))
         displacement = float(rng.uniform(0.03, 0.2)) if displaced else 0.0
-    n_mat = int(rng.integers(config.materials[0], config.materials[1] + 1))
-    layout = sample_layout(rng, assets, config, n_mat)
-    obj = SceneObject(name="object0", shape=shape, path=path, layout=layout, location=(0.0, 0.0, 0.0),
-                      rotation=(0.0, 0.0, float(rng.uniform(0, 360))) if rng.random() < 0.6 else
-                      tuple(float(v) for v in rng.uniform(0, 360, size=3)),
-                      size=size, subdivision=subdivision, displacement=displacement,
-                      displacement_scale=float(rng.uniform(0.15, 0.8)), noise_seed=int(rng.integers(2 ** 16)),
-                      smooth=bool(rng.random() < 0.8), annotated=True, licence=licence)
+    layout = sample_layout(rng, assets, config, num_materials)
+    return SceneObject(name=name, shape=shape, path=path, layout=layout, location=(float(xy[0]), float(xy[1]), 0.0),
+                       rotation=(0.0, 0.0, float(rng.uniform(0, 360))) if rng.random() < 0.6 else
+                       tuple(float(v) for v in rng.uniform(0, 360, size=3)),
+                       size=size, subdivision=subdivision, displacement=displacement,
+                       displacement_scale=float(rng.uniform(0.15, 0.8)), noise_seed=int(rng.integers(2 ** 16)),
+                       smooth=bool(rng.random() < 0.8), annotated=True, licence=licence)
+
+
+def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[SceneConfig] = None,
+                 attempt: int = 0) -> Scene3D:
+    """Draw scene ``index`` of a run with ``seed``: deterministic (same arguments -> equal scenes, same JSON).
+
+    ``config.objects`` (1–6) annotated objects (displaced/subdivided primitives or glTF meshes) standing on the
+    ground around the origin, each carrying ``config.materials`` (2–5) materials laid out by pattern maps
+    (:func:`sample_layout`), a ground plane (usually), ``config.occluders`` (1–8) unannotated objects (some
+    placed between the camera and the objects), an environment (HDRI when given, else a natural photo or
+    Blender's sky) and a camera aimed at the group. ``attempt`` re-draws a scene whose materials ended up hidden
+    (the renderer asks for it).
+    """
+    assets = assets or default_assets()
+    config = config or SceneConfig()
+    rng = scene_rng(seed, index, attempt)
+
+    # annotated objects: the first of size 1 at the origin, the others smaller, around it
+    n_obj = int(rng.integers(config.objects[0], config.objects[1] + 1))
+    sizes = [1.0] + [float(rng.uniform(0.4, 1.0)) for _ in range(n_obj - 1)]
+    spots = _place_objects(rng, sizes)
+    counts = _material_counts(rng, config, n_obj)
+    objects = [_sample_object(rng, assets, config, f"object{o}", counts[o], sizes[o], spots[o]) for o in range(n_obj)]
+    # the group's centre and radius on the ground (the camera frames it)
+    centre = np.mean(np.array(spots), axis=0)
+    radius = max(math.hypot(x - centre[0], y - centre[1]) + 0.5 * s for (x, y), s in zip(spots, sizes))
+    size = 2.0 * radius  # 1 for a single object
 
     # camera
     lens = float(rng.uniform(30.0, 70.0))
     azimuth = float(rng.uniform(0, 360))
     elevation = float(rng.uniform(8.0, 65.0))
-    target = np.array([rng.normal(0, 0.08), rng.normal(0, 0.08), size * float(rng.uniform(0.3, 0.6))])
+    target = np.array([centre[0] + rng.normal(0, 0.08), centre[1] + rng.normal(0, 0.08),
+                       float(rng.uniform(0.3, 0.6))])
     half_fov = math.atan(36.0 / 2 / lens)
     distance = size * float(rng.uniform(0.6, 1.2)) / math.tan(half_fov)
     direction = _look_direction(azimuth, elevation)
@@ -693,19 +779,19 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     occluders = []
     n_occ = int(rng.integers(config.occluders[0], config.occluders[1] + 1))
     for i in range(n_occ):
-        occ_size = float(rng.uniform(0.15, 0.6)) * size
+        occ_size = float(rng.uniform(0.15, 0.6))
         if rng.random() < config.occluder_in_view_prob:
-            # on the ground between the camera and the object, shifted sideways so it hides part of it
+            # on the ground between the camera and the objects, shifted sideways so it hides part of them
             t = float(rng.uniform(0.25, 0.6))
             p = target + t * (cam_loc - target)
             side = np.cross(direction, [0.0, 0.0, 1.0])
             side /= max(np.linalg.norm(side), 1e-9)
             p = p + side * float(rng.uniform(-0.5, 0.5)) * size
             loc = (float(p[0]), float(p[1]), 0.0)
-        else:
+        else:  # scattered around the group (background and shadows)
             ang = float(rng.uniform(0, 2 * math.pi))
-            rad = float(rng.uniform(0.9, 3.0)) * size
-            loc = (rad * math.cos(ang), rad * math.sin(ang), 0.0)
+            rad = radius + float(rng.uniform(0.4, 2.5))
+            loc = (float(centre[0]) + rad * math.cos(ang), float(centre[1]) + rad * math.sin(ang), 0.0)
         occluders.append(SceneObject(
             name=f"occluder{i}", shape=_pick(rng, config.primitives),
             layout=_single_material(rng, assets, config, f"occluder{i}_material"), location=loc,
@@ -714,9 +800,8 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
 
     # ground
     ground = Ground(enabled=bool(rng.random() < config.ground_prob),
-                    material=sample_material(rng, assets, config, "ground"), size=40.0 * size)
+                    material=sample_material(rng, assets, config, "ground"), size=40.0 * max(1.0, size))
     ground.material.scale *= 0.5
-
     # environment
     u = float(rng.random())
     env_rotation = float(rng.uniform(0, 360))
@@ -741,6 +826,7 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     render = RenderSettings(width=int(config.width), height=int(config.height), samples=int(config.samples),
                             denoise=bool(config.denoise), max_bounces=int(config.max_bounces),
                             seed=int(rng.integers(2 ** 31)), pattern_resolution=int(config.pattern_resolution))
-    scene = Scene3D(objects=[obj], camera=camera, environment=environment, ground=ground, occluders=occluders,
-                    render=render, seed=int(seed), index=int(index), attempt=int(attempt))
+    scene = Scene3D(objects=objects, camera=camera, environment=environment, ground=ground, occluders=occluders,
+                    render=render, seed=int(seed), index=int(index), attempt=int(attempt),
+                    generator_version=GENERATOR_VERSION)
     return scene.validate()

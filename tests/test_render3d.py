@@ -340,7 +340,7 @@ def test_prepare_job_is_deterministic(tmp_path):
 
 
 def test_scene_masks_drop_hidden_materials():
-    scene = sample_scene(0, 1, config=SceneConfig(materials=(3, 3), pattern_resolution=32))
+    scene = sample_scene(0, 1, config=SceneConfig(objects=(1, 1), materials=(3, 3), pattern_resolution=32))
     h = w = 100
     m0 = np.zeros((h, w), np.float32)
     m0[:50] = 1
@@ -360,6 +360,37 @@ def test_scene_masks_drop_hidden_materials():
     none = {k: np.zeros((h, w), np.float32) for k in passes}
     assert scene_masks(scene, none)[0].shape[0] == 0
     assert issubclass(HiddenMaterialsError, Exception)
+
+
+def _fake_render(folder: Path, passes: dict) -> Path:
+    """The files a Blender worker leaves (rgb.png, passes.npz, camera.json, result.json), written directly."""
+    folder.mkdir(parents=True)
+    h, w = passes["annotated"].shape
+    _write_rgb(folder / "rgb.png", np.full((h, w, 3), 128, np.uint8))
+    np.savez(folder / "passes.npz", **passes)
+    (folder / "camera.json").write_text("{}")
+    (folder / "result.json").write_text(json.dumps({"ok": True, "blender": "test"}))
+    return folder
+
+
+def test_scene_with_one_visible_material_is_refused_and_redrawn(tmp_path):
+    """A pattern that lands on nothing visible left a one-material scene (teaches nothing): finish_scene refuses
+    it (generate_3d redraws it with the next attempt) and writes nothing; two visible materials are kept."""
+    from matseg_hub.render import finish_scene
+
+    scene = sample_scene(0, 1, config=SceneConfig(objects=(1, 1), materials=(2, 2), pattern_resolution=32))
+    full, empty = np.ones((40, 40), np.float32), np.zeros((40, 40), np.float32)
+    one = _fake_render(tmp_path / "one", {"annotated": full, "m0_0": full, "m0_1": empty})
+    with pytest.raises(HiddenMaterialsError, match="1 material"):
+        finish_scene(scene, one, tmp_path / "out" / "000001")
+    assert not (tmp_path / "out" / "000001").exists()
+    half = np.zeros((40, 40), np.float32)
+    half[:, :20] = 1
+    two = _fake_render(tmp_path / "two", {"annotated": full, "m0_0": 1 - half, "m0_1": half})
+    redraws = [{"attempt": 0, "reason": "1 material(s) visible"}]
+    finish_scene(scene, two, tmp_path / "out" / "000001", extra_metadata={"redraws": redraws})
+    s = read_scene(tmp_path / "out" / "000001")
+    assert s.num_materials == 2 and s.metadata["redraws"] == redraws
 
 
 def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):

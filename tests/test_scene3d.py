@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.scene3d import (SCENE_VERSION, PatternLayer, Scene3D, SceneAssets, SceneConfig, assets_from_folders,
-                                default_assets, load_source_image, pattern_image, sample_scene, scene_rng)
+from matseg_hub.scene3d import (GENERATOR_VERSION, SCENE_VERSION, PatternLayer, Scene3D, SceneAssets, SceneConfig,
+                                assets_from_folders, default_assets, layout_shares, load_source_image, pattern_image,
+                                sample_scene, scene_rng)
 
 SMALL = SceneConfig(width=64, height=64, samples=4, pattern_resolution=64)
 
@@ -20,7 +21,29 @@ def test_same_seed_same_scene_and_json():
     assert a == b
     assert a.to_json() == b.to_json()
     assert (a.seed, a.index, a.attempt, a.version) == (5, 7, 0, SCENE_VERSION)
+    assert a.generator_version == GENERATOR_VERSION
+    # a scene file written before the sampler recorded its version still loads (and renders the same)
+    old = a.to_dict()
+    del old["generator_version"]
+    assert Scene3D.from_dict(old).generator_version is None
 
+
+def test_3d_and_2d_scenes_of_one_seed_draw_different_numbers():
+    """SeedSequence([seed, index]) == SeedSequence([seed, index, 0]) (zero padding): the 2D scene (s, i) and the
+    3D scene (s, i, attempt 0) used to draw the same random numbers. Each stream now has its own id word."""
+    from matseg_hub import scenes2d
+    from matseg_hub.utils.seeds import STREAMS, stream_rng
+
+    for seed, index in ((0, 0), (3, 5), (7, 1)):
+        a = scene_rng(seed, index).random(8)
+        b = scenes2d.scene_rng(seed, index).random(8)
+        assert not np.allclose(a, b)
+        assert not np.allclose(a, scene_rng(seed, index, 1).random(8))
+        assert not np.allclose(a, np.random.default_rng(np.random.SeedSequence([seed, index])).random(8))
+        # every named stream differs from every other one for the same words
+        draws = {name: stream_rng(name, seed, index).random(4).tobytes() for name in STREAMS}
+        assert len(set(draws.values())) == len(STREAMS)
+    assert scene_rng(3, 5).random(4).tolist() == stream_rng("scene3d", 3, 5, 0).random(4).tolist()
 
 def test_scene_depends_on_seed_index_attempt_not_on_order():
     first = sample_scene(1, 3, config=SMALL).to_json()
@@ -33,8 +56,8 @@ def test_scene_depends_on_seed_index_attempt_not_on_order():
 
 def test_scene_content_follows_config():
     for index in range(8):
-        s = sample_scene(0, index, config=SceneConfig(width=80, height=48, samples=3, materials=(2, 5),
-                                                      occluders=(0, 3), pattern_resolution=64))
+        s = sample_scene(0, index, config=SceneConfig(width=80, height=48, samples=3, objects=(1, 1),
+                                                      materials=(2, 5), occluders=(0, 3), pattern_resolution=64))
         assert 2 <= s.num_materials <= 5
         assert 0 <= len(s.occluders) <= 3
         assert (s.render.width, s.render.height, s.render.samples) == (80, 48, 3)
@@ -43,6 +66,41 @@ def test_scene_content_follows_config():
         assert len(s.material_names()) == s.num_materials
         assert s.environment.kind == "sky"  # default assets have no HDRI and no environment photos
         assert all(not o.annotated for o in s.occluders)
+
+
+def test_object_counts_span_the_authors_ranges_and_every_scene_has_two_materials():
+    """The authors' main.py: 1-6 main objects and 1-8 scattered ones (the sampler used to place exactly one
+    object); every material of every object keeps a share of its surface (no pattern lands on nothing)."""
+    config = SceneConfig(pattern_resolution=64)
+    objects, occluders = set(), set()
+    for index in range(100):
+        s = sample_scene(3, index, config=config)
+        objects.add(len(s.objects))
+        occluders.add(len(s.occluders))
+        assert all(o.annotated for o in s.objects) and s.num_materials <= config.max_scene_materials
+        assert s.num_materials >= 2 and len(s.objects[0].layout.materials) >= 2
+        names = [o.name for o in s.objects + s.occluders]
+        assert len(set(names)) == len(names)
+        for obj in s.objects:
+            coverages = [float(pattern_image(p).mean()) for p in obj.layout.patterns]
+            shares = layout_shares(coverages)
+            assert len(shares) == len(obj.layout.materials) and sum(shares) == pytest.approx(1.0)
+            assert min(shares) >= 0.03, (index, obj.name, shares)
+        # the objects stand apart on the ground (bounding circles), and the camera frames their centre
+        spots = [(o.location[0], o.location[1], o.size) for o in s.objects]
+        assert all(o.location[2] == 0.0 for o in s.objects)
+        for i, (x, y, a) in enumerate(spots):
+            for u, v, b in spots[:i]:
+                assert np.hypot(x - u, y - v) > 0.25 * (a + b)
+    assert objects == set(range(1, 7))
+    assert min(occluders) == 1 and max(occluders) >= 7 and occluders <= set(range(1, 9))
+
+
+def test_layout_shares():
+    assert layout_shares([]) == [1.0]
+    assert layout_shares([0.5]) == [0.5, 0.5]
+    assert layout_shares([0.5, 1 / 3, 0.25]) == pytest.approx([0.25] * 4)
+    assert layout_shares([0.0, 0.5])[1] == 0.0  # an empty map: its material lands nowhere
 
 
 def test_pattern_maps_reproduce_and_are_not_empty():
@@ -84,7 +142,7 @@ def _scene_dict():
     (lambda d: d["render"].update(width=True), "render.width", "integer"),
     (lambda d: d["environment"].update(kind="hdri", path=None), "environment.path", "needs a path"),
     (lambda d: d.update(version=99), "version", "not supported"),
-    (lambda d: d["objects"][0].update(annotated=False), "objects", "annotated"),
+    (lambda d: [o.update(annotated=False) for o in d["objects"]], "objects", "annotated"),
 ])
 def test_bad_scene_names_the_field(edit, field, words):
     d = _scene_dict()

@@ -20,10 +20,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "cores; 32+ for final-quality renders on GPUs)")
     parser.add_argument("--no-denoise", action="store_true", help="do not denoise the RGB (masks never are)")
     parser.add_argument("--max-bounces", type=int, default=4, help="light bounces (default 4)")
+    parser.add_argument("--num-objects", type=int, nargs=2, default=(1, 6), metavar=("MIN", "MAX"),
+                        help="annotated objects per scene (default 1 6, the authors' range)")
     parser.add_argument("--materials", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
                         help="materials per object (default 2 5)")
-    parser.add_argument("--occluders", type=int, nargs=2, default=(0, 3), metavar=("MIN", "MAX"),
-                        help="occluders per scene (default 0 3)")
+    parser.add_argument("--occluders", type=int, nargs=2, default=(1, 8), metavar=("MIN", "MAX"),
+                        help="unannotated objects per scene, some in front of the annotated ones (default 1 8)")
     parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
     parser.add_argument("--threads", type=int, help="CPU threads per worker (default: CPU count / workers)")
     parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     config = SceneConfig(width=args.resolution, height=args.resolution, samples=args.samples,
                          denoise=not args.no_denoise, max_bounces=args.max_bounces,
-                         materials=tuple(args.materials), occluders=tuple(args.occluders))
+                         objects=tuple(args.num_objects), materials=tuple(args.materials),
+                         occluders=tuple(args.occluders))
     assets = assets_from_folders(natural_images=args.natural_images, textures=args.textures, pbr=args.pbr,
                                  hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
     report = generate_3d(args.output, args.num, seed=args.seed, start=args.start, assets=assets, config=config,

@@ -42,10 +42,12 @@ WORK_DIR = ".matseg-work"
 SCENE_FILE = "scene3d.json"
 GENERATOR_NAME = "matseg_hub.render3d"  # the ``generator``/``source`` of rendered scenes
 MIN_VISIBLE_FRACTION = 0.001  # a material needs this share of the image (at mask >= 0.5) to be kept
+MIN_VISIBLE_MATERIALS = 2  # a scene with fewer visible materials teaches nothing: it is redrawn
 
 
 class HiddenMaterialsError(MatSegError):
-    """No material of the annotated object is visible (occluded or out of view); the scene is redrawn."""
+    """Fewer than ``MIN_VISIBLE_MATERIALS`` materials are visible (occluded, out of view, or a pattern that lands on
+    nothing visible); the scene is redrawn."""
 
 
 class WorkerError(MatSegError):
@@ -274,7 +276,8 @@ def scene_masks(scene, passes: Dict[str, np.ndarray], min_visible_fraction: floa
 
 
 def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
-                 min_visible_fraction: float = MIN_VISIBLE_FRACTION, extra_metadata: Optional[Dict] = None) -> Path:
+                 min_visible_fraction: float = MIN_VISIBLE_FRACTION, min_materials: int = MIN_VISIBLE_MATERIALS,
+                 extra_metadata: Optional[Dict] = None) -> Path:
     """Write the official scene folder from the worker's output (see :func:`scene_masks`).
 
     Files: ``RGB__RGB.jpg``, ``maskNNN.png`` (visible materials, in scene order), ``ObjectMaskOcluded.png``,
@@ -283,14 +286,15 @@ def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
     (no wall-clock timings: :func:`render_scene` returns them), so the same seed gives the same bytes.
 
     Raises:
-        HiddenMaterialsError: when no material is visible (nothing is written).
+        HiddenMaterialsError: when fewer than ``min_materials`` materials are visible (nothing is written).
     """
     from ..synthetic import CAMERA_FILE, SyntheticScene, write_scene
 
     out = read_render_output(render_dir)
     masks, annotated, materials = scene_masks(scene, out["passes"], min_visible_fraction)
-    if masks.shape[0] == 0:
-        raise HiddenMaterialsError(f"scene {scene.index} (attempt {scene.attempt}): no material is visible")
+    if masks.shape[0] < max(1, int(min_materials)):
+        raise HiddenMaterialsError(f"scene {scene.index} (attempt {scene.attempt}): {masks.shape[0]} material(s) "
+                                   f"visible of {len(materials)}, fewer than {max(1, int(min_materials))}")
     if out["rgb"].shape[:2] != annotated.shape:
         raise MatSegFormatError(f"RGB is {out['rgb'].shape[:2]} but the passes are {annotated.shape}", path=render_dir)
     meta = {"generator": GENERATOR_NAME, "renderer": f"Blender {out['result'].get('blender')} Cycles (CPU)",
@@ -321,14 +325,16 @@ class SceneResult:
 
 def render_scene(scene, folder: PathLike, *, worker: Optional[BlenderWorker] = None, work_dir: Optional[PathLike] = None,
                  threads: Optional[int] = None, keep_work: bool = False,
-                 min_visible_fraction: float = MIN_VISIBLE_FRACTION) -> Dict[str, float]:
+                 min_visible_fraction: float = MIN_VISIBLE_FRACTION, min_materials: int = MIN_VISIBLE_MATERIALS,
+                 extra_metadata: Optional[Dict] = None) -> Dict[str, float]:
     """Render one scene into ``folder`` (official layout); returns timings in seconds
     (``sample_s`` is added by callers, ``prepare_s``, ``build_s``, ``render_s``, ``write_s``, ``finish_s``).
     Timings are not written into ``folder`` (its files are deterministic); :func:`generate_3d` reports them in
     :attr:`GenerationReport.rendered` and logs them at debug level.
 
     ``work_dir``: a private temporary folder (default: a new one beside ``folder``), removed afterwards unless
-    ``keep_work``. A ``worker`` is started (and closed) when none is given.
+    ``keep_work``. A ``worker`` is started (and closed) when none is given. ``min_materials`` and
+    ``extra_metadata`` go to :func:`finish_scene` (which raises :class:`HiddenMaterialsError`).
     """
     folder = Path(folder)
     own_worker = worker is None
@@ -341,7 +347,8 @@ def render_scene(scene, folder: PathLike, *, worker: Optional[BlenderWorker] = N
         result = worker.render(job, tmp / "render")
         t2 = time.perf_counter()
         timings = {"prepare_s": t1 - t0, **result.get("timings", {}), "worker_s": t2 - t1}
-        finish_scene(scene, tmp / "render", folder, min_visible_fraction=min_visible_fraction)
+        finish_scene(scene, tmp / "render", folder, min_visible_fraction=min_visible_fraction,
+                     min_materials=min_materials, extra_metadata=extra_metadata)
         timings["finish_s"] = time.perf_counter() - t2
         return timings
     finally:
@@ -399,16 +406,17 @@ def pending_indices(output: PathLike, indices: Sequence[int]) -> List[int]:
 
 def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, assets=None, config=None,
                 workers: int = 1, threads: Optional[int] = None, blender_python: Optional[str] = None,
-                shard: int = 0, num_shards: int = 1, max_attempts: int = 3, preview: bool = True,
+                shard: int = 0, num_shards: int = 1, max_attempts: int = 5, preview: bool = True,
                 min_visible_fraction: float = MIN_VISIBLE_FRACTION, show_progress: Optional[bool] = None
                 ) -> GenerationReport:
     """Render scenes ``start .. start + num - 1`` (those of shard ``shard`` of ``num_shards``) into
     ``output/<index:06d>/``; resumable.
 
-    Each scene is :func:`~matseg_hub.scene3d.sample_scene` ``(seed, index, assets, config, attempt)``; when none of
-    its materials is visible it is redrawn with the next ``attempt`` (up to ``max_attempts``). Finished scenes are
-    skipped, unfinished ones redone. ``workers`` Blender processes run at once with ``threads`` CPU threads each
-    (default: CPU count / workers). Progress (with ETA) goes to stderr; a preview grid is written to
+    Each scene is :func:`~matseg_hub.scene3d.sample_scene` ``(seed, index, assets, config, attempt)``; when fewer
+    than two of its materials are visible it is redrawn with the next ``attempt`` (up to ``max_attempts``; the
+    scene's metadata lists the redrawn attempts under ``redraws``, and a scene still hidden after them fails).
+    Finished scenes are skipped, unfinished ones redone. ``workers`` Blender processes run at once with ``threads``
+    CPU threads each (default: CPU count / workers). Progress (with ETA) goes to stderr; a preview grid is written to
     ``output/preview.jpg`` when ``preview``.
 
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
@@ -449,6 +457,7 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     def task(index: int) -> SceneResult:
         worker = get_worker()
         error = None
+        redraws: List[Dict[str, Any]] = []  # recorded in the scene's metadata (deterministic: no timings)
         for attempt in range(max_attempts):
             try:
                 t0 = time.perf_counter()
@@ -456,11 +465,13 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
                 t_sample = time.perf_counter() - t0
                 timings = render_scene(scene, output / scene_folder_name(index), worker=worker,
                                        work_dir=run_dir / f"{index}.{attempt}", threads=threads,
-                                       min_visible_fraction=min_visible_fraction)
+                                       min_visible_fraction=min_visible_fraction,
+                                       extra_metadata={"redraws": list(redraws)})
                 timings["sample_s"] = t_sample
                 return SceneResult(index, str(output / scene_folder_name(index)), attempt, timings)
             except HiddenMaterialsError as exc:
                 error = str(exc)
+                redraws.append({"attempt": attempt, "reason": str(exc)})
                 logger.info("%s; redrawing", exc)
             except WorkerError as exc:  # one retry after a crash, then give up on this scene
                 error = str(exc)
