@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -31,7 +33,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from .errors import MatSegFormatError, MatSegInputError
-from .utils.images import decode_image
+from .utils.images import decode_image, read_image_header
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -148,21 +150,28 @@ def resize_for_evaluation(image: np.ndarray, points: np.ndarray, max_size: Optio
 def point_disc_masks(points: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
     """One filled disc per point, drawn exactly like ``cv2.circle(mask, (x, y), r, 1, thickness=-1)``.
 
+    Discs are clipped at the border as ``cv2.circle`` clips them: a disc partly outside keeps its pixels inside, one
+    entirely outside is all False.
+
     Args:
-        points: int [N, 3] (x, y, radius) in pixels of the mask.
+        points: int [N, 3] (x, y, radius) in pixels of the mask (floats are rounded half to even); |x|, |y|,
+            radius <= :data:`matseg_hub.metric.MAX_POINT_VALUE`.
         shape: (H, W) of the masks.
 
     Returns:
         bool [N, H, W]. (For many points on large images prefer :func:`matseg_hub.metric.point_descriptors`,
         which never materialises full-size masks.)
     """
-    import cv2
+    from .metric import _check_points, _disc
 
+    height, width = int(shape[0]), int(shape[1])
     points = np.asarray(points).reshape(-1, 3)
-    masks = np.zeros((len(points), int(shape[0]), int(shape[1])), dtype=np.uint8)
-    for mask, (x, y, r) in zip(masks, points.astype(np.int64)):
-        cv2.circle(mask, (int(x), int(y)), int(r), 1, thickness=-1)
-    return masks.astype(bool)
+    pts = _check_points(points) if len(points) else np.zeros((0, 3), np.int64)
+    masks = np.zeros((len(pts), height, width), dtype=bool)
+    for mask, point in zip(masks, pts):
+        y0, y1, x0, x1, disc = _disc(point, height, width)
+        mask[y0:y1, x0:x1] = disc.astype(bool)
+    return masks
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -241,9 +250,24 @@ class BenchmarkItem:
     def for_evaluation(self, max_size: Optional[int] = DEFAULT_MAX_SIZE, image: Optional[np.ndarray] = None
                        ) -> EvaluationItem:
         """The image resized like the reference evaluation, with rounded points (:func:`resize_for_evaluation`)."""
+        from .metric import discs_outside_map
+
+        source = self.image_file or self.image_id
+        for gid, pts in self.groups.items():  # items from a Hub dataset were not read by this package's reader
+            _check_points_in_photo(np.asarray(pts, dtype=np.float64).reshape(-1, 3), self.width, self.height,
+                                   self.orientation, source, f"{gid}.pt_im")
         full = self.image() if image is None else image
         points, point_groups = self.points()
         resized, rounded, rat = resize_for_evaluation(full, points, max_size)
+        outside = discs_outside_map(rounded, *resized.shape[:2]) if len(rounded) else []
+        if len(outside):
+            i = int(outside[0])
+            gid = self.group_ids[int(point_groups[i])]
+            j = i - int(np.flatnonzero(point_groups == point_groups[i])[0])
+            raise MatSegFormatError(f"point {j} (x={points[i, 0]:g}, y={points[i, 1]:g}, radius={points[i, 2]:g}) of "
+                                    f"image {self.image_id!r} becomes {rounded[i].tolist()} at evaluation size "
+                                    f"{resized.shape[1]}x{resized.shape[0]}, a disc with no pixel inside the image; "
+                                    f"give it a larger radius or move it inside", path=source, field=f"{gid}.pt_im[{j}]")
         return EvaluationItem(self.image_id, resized, rounded, point_groups, self.group_ids,
                               np.asarray(self.group_similarity, dtype=np.float64), rat, bool(self.relations.strip()))
 
@@ -304,35 +328,60 @@ def _find_image(root: Path, stem: str) -> Path:
 
 
 def _check_image(data: bytes, path: Path) -> Tuple[int, int, int]:
-    """Validate the encoded photo (header and full stream, decoded at 1/8 scale); return (width, height, orientation)
-    in the displayed frame."""
+    """Validate the encoded photo (header: pixel limit and EXIF orientation, see
+    :func:`~matseg_hub.utils.images.read_image_header`; then the full stream, decoded at 1/8 scale); return
+    (width, height, orientation) in the displayed frame."""
     from PIL import Image, UnidentifiedImageError
 
+    width, height, orientation = read_image_header(data, str(path))
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
-            im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            im.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the header check set the limit
+            with Image.open(io.BytesIO(data)) as im:
+                im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+                im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise MatSegFormatError(f"corrupt or unreadable image ({exc}); replace the file or rebuild with --skip-bad",
                                 path=path) from None
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
     return width, height, orientation
 
 
+_POINT_FIELDS = ("x", "y", "radius")
+
+
 def _parse_points(value, path: Path, field: str) -> np.ndarray:
+    """``[[x, y, radius], ...]`` -> float64 [N, 3]. Every value must be a finite JSON number (int or float; not a
+    boolean, a string or null) that a float64 holds; numpy arrays of numbers (from a pickle) are accepted too."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        raise MatSegFormatError(f"expected a list of [x, y, radius] numbers, got {type(value).__name__}", path=path,
+                                field=field)
+    out = np.zeros((len(value), 3), dtype=np.float64)
+    for i, point in enumerate(value):
+        if isinstance(point, np.ndarray) and point.dtype.kind in "iuf":
+            point = point.tolist()
+        if not isinstance(point, (list, tuple)) or len(point) != 3:
+            got = f"{len(point)} values" if isinstance(point, (list, tuple)) else type(point).__name__
+            raise MatSegFormatError(f"expected a list of [x, y, radius] numbers; point {i} has {got}", path=path,
+                                    field=field)
+        for j, v in enumerate(point):
+            out[i, j] = _point_number(v, path, f"{field}[{i}]", _POINT_FIELDS[j])
+    return out
+
+
+def _point_number(v, path: Path, field: str, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        shown = "a boolean" if isinstance(v, (bool, np.bool_)) else f"{type(v).__name__} {str(v)[:40]!r}"
+        raise MatSegFormatError(f"{name} is {shown}, not a number", path=path, field=field)
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise MatSegFormatError("expected a list of [x, y, radius] numbers", path=path, field=field) from None
-    if arr.size == 0:
-        return np.zeros((0, 3))
-    if arr.ndim != 2 or arr.shape[1] != 3 or not np.all(np.isfinite(arr)):
-        raise MatSegFormatError(f"expected a list of [x, y, radius] numbers, got an array of shape {arr.shape}",
-                                path=path, field=field)
-    return arr
+        number = float(v)
+    except OverflowError:
+        raise MatSegFormatError(f"{name} is an integer of about {int(v.bit_length() * 0.30103) + 1} digits, too large "
+                                f"for a pixel coordinate", path=path, field=field) from None
+    if not math.isfinite(number):
+        raise MatSegFormatError(f"{name} is {number}, not a finite number", path=path, field=field)
+    return number
 
 
 def _read_text(path: Path) -> str:
@@ -343,14 +392,36 @@ def _read_text(path: Path) -> str:
         raise MatSegFormatError(f"not UTF-8 text (byte {exc.start}); re-save the file as UTF-8", path=path) from None
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """``json`` ``object_pairs_hook``: a key given twice in one object is an error (``json`` keeps the last)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _load_annotation(folder: Path, allow_pickle: bool) -> Tuple[dict, Path]:
     json_path = folder / "data.json"
     if json_path.is_file():
         try:
-            return json.loads(_read_text(json_path)), json_path
+            return json.loads(_read_text(json_path), object_pairs_hook=_unique_keys), json_path
         except json.JSONDecodeError as exc:
             raise MatSegFormatError(f"malformed JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); fix the file",
                                     path=json_path) from None
+        except _DuplicateKey as exc:
+            raise MatSegFormatError(f"the key {str(exc.args[0])[:80]!r} is given twice in one JSON object (a JSON "
+                                    f"reader would silently keep only the last); merge or rename them",
+                                    path=json_path, field=str(exc.args[0])[:80]) from None
+        except RecursionError:
+            raise MatSegFormatError("JSON nested too deeply to be an annotation; fix the file", path=json_path) from None
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits (Python's int-from-text limit)
+            raise MatSegFormatError(f"unreadable JSON ({str(exc)[:120]}); fix the file", path=json_path) from None
     pkl_path = folder / "data.pkl"
     if pkl_path.is_file():
         if not allow_pickle:
@@ -358,9 +429,27 @@ def _load_annotation(folder: Path, allow_pickle: bool) -> Tuple[dict, Path]:
                                     "so they are read only with allow_pickle=True (CLI: --allow-pickle)", path=pkl_path)
         import pickle
 
-        with open(pkl_path, "rb") as fh:
-            return pickle.load(fh), pkl_path  # noqa: S301 - explicit opt-in
+        try:
+            with open(pkl_path, "rb") as fh:
+                return pickle.load(fh), pkl_path  # noqa: S301 - explicit opt-in
+        except RecursionError:
+            raise MatSegFormatError("pickle nested too deeply to be an annotation; fix the file",
+                                    path=pkl_path) from None
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise MatSegFormatError(f"unreadable pickle ({exc}); fix the file or provide data.json",
+                                    path=pkl_path) from None
     raise MatSegFormatError("annotation missing: expected data.json (or data.pkl with allow_pickle=True)", path=json_path)
+
+
+def _check_group_ids(annotation: Mapping, path: Path) -> None:
+    """Group ids that name the same group ("1", "01", " 1"; 1 and "1" in a pickle) are an error naming both."""
+    seen: Dict[object, object] = {}
+    for gid in annotation:
+        key = _group_sort_key(gid)
+        if key in seen:
+            raise MatSegFormatError(f"groups {str(seen[key])[:40]!r} and {str(gid)[:40]!r} are the same group id "
+                                    f"written two ways; merge them under one id", path=path, field=str(gid)[:80])
+        seen[key] = gid
 
 
 def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = False) -> BenchmarkItem:
@@ -383,6 +472,7 @@ def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = Fals
     width, height, orientation = _check_image(data, image_path)
     groups: Dict[str, np.ndarray] = {}
     screen: Dict[str, np.ndarray] = {}
+    _check_group_ids(annotation, ann_path)
     for gid in sorted(annotation, key=_group_sort_key):
         entry = annotation[gid]
         field_name = f"{gid}.pt_im"
@@ -392,16 +482,7 @@ def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = Fals
         if len(pts) == 0:
             raise MatSegFormatError("group has no points; remove the group or annotate it", path=ann_path,
                                     field=field_name)
-        bad_r = np.flatnonzero(pts[:, 2] <= 0)
-        if bad_r.size:
-            raise MatSegFormatError(f"point {int(bad_r[0])} has radius {pts[bad_r[0], 2]:g} <= 0", path=ann_path,
-                                    field=f"{field_name}[{int(bad_r[0])}]")
-        outside = np.flatnonzero((pts[:, 0] < 0) | (pts[:, 0] >= width) | (pts[:, 1] < 0) | (pts[:, 1] >= height))
-        if outside.size:
-            i = int(outside[0])
-            raise MatSegFormatError(f"point {i} at (x={pts[i, 0]:g}, y={pts[i, 1]:g}) is outside the image as displayed "
-                                    f"({width}x{height} after EXIF orientation {orientation}); points must be in the "
-                                    f"displayed frame", path=ann_path, field=f"{field_name}[{i}]")
+        _check_points_in_photo(pts, width, height, orientation, ann_path, field_name)
         groups[str(gid)] = pts
         if "pt_pg" in entry:
             screen[str(gid)] = _parse_points(entry["pt_pg"], ann_path, f"{gid}.pt_pg")
@@ -413,9 +494,31 @@ def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = Fals
                          orientation=orientation, image_file=image_path.name)
 
 
+def _check_points_in_photo(pts: np.ndarray, width: int, height: int, orientation: int, path, field: str) -> None:
+    """The rules for one group's points (float64 [n, 3] x, y, radius) in a ``width x height`` displayed photo:
+    finite; ``0 <= x < width`` and ``0 <= y < height``; ``0 < radius <=`` the photo's diagonal (a disc that large
+    already covers the whole photo from any point; larger values are mistakes, and 1e12 would overflow drawing)."""
+    diagonal = math.hypot(width, height)
+    checks = (
+        (~np.isfinite(pts).all(1), lambda i: f"point {i} = {pts[i].tolist()} is not finite"),
+        (pts[:, 2] <= 0, lambda i: f"point {i} has radius {pts[i, 2]:g} <= 0"),
+        (pts[:, 2] > diagonal, lambda i: f"point {i} has radius {pts[i, 2]:g}, more than the diagonal of the "
+                                         f"{width}x{height} photo ({diagonal:.1f} px); a radius is at most the diagonal"),
+        ((pts[:, 0] < 0) | (pts[:, 0] >= width) | (pts[:, 1] < 0) | (pts[:, 1] >= height),
+         lambda i: f"point {i} at (x={pts[i, 0]:g}, y={pts[i, 1]:g}) is outside the image as displayed ({width}x"
+                   f"{height} after EXIF orientation {orientation}); points must be in the displayed frame"),
+    )
+    for bad, message in checks:
+        hits = np.flatnonzero(bad)
+        if hits.size:
+            i = int(hits[0])
+            raise MatSegFormatError(message(i), path=path, field=f"{field}[{i}]")
+
+
 def _group_sort_key(gid) -> Tuple[int, object]:
-    s = str(gid)
-    return (0, int(s)) if s.isdigit() else (1, s)
+    """Numeric ids in numeric order, then the others; ids that differ only by leading zeros or spaces are equal."""
+    s = str(gid).strip()
+    return (0, int(s)) if s.isascii() and s.isdigit() else (1, s)
 
 
 def list_benchmark_items(root: PathLike) -> List[str]:

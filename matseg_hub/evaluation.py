@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 
 from .benchmark import DEFAULT_MAX_SIZE
-from .errors import MatSegInputError
+from .errors import MatSegFormatError, MatSegInputError
 from .metric import METRIC_KEYS, MODES, aggregate, point_descriptors, triplet_accuracy
 from .utils.logging import get_logger, progress
 
@@ -87,8 +87,9 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
         mode: ``"soft"`` (the paper's numbers), ``"hard"`` or ``"soft_only"``.
         max_size: evaluation resolution (longer side); ``None`` = full resolution.
         limit: score only the first ``limit`` images.
-        skip_bad: leave out photos of a raw folder that fail validation (listed under ``"bad"``) instead of
-            stopping at the first.
+        skip_bad: leave out photos that fail validation (listed under ``"bad"``) instead of stopping at the first:
+            in a raw folder, those the reader rejects; from any source, those whose points cannot be scored at
+            evaluation size (a disc with no pixel inside the resized image, a point outside the photo).
 
     Returns:
         ``{"mean": {4 numbers + counts}, "images": {image_id: {4 numbers}}, "skipped": [image ids with no
@@ -108,12 +109,22 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
     images: Dict[str, Dict[str, Any]] = {}
     skipped: List[str] = []
     bad: List[Dict[str, str]] = []
-    items = load_benchmark(data, split=split, allow_pickle=allow_pickle, skip_bad=skip_bad,
-                           on_skip=lambda image_id, reason: bad.append({"image_id": image_id, "reason": reason}))
+
+    def leave_out(image_id: str, reason: str) -> None:
+        bad.append({"image_id": image_id, "reason": reason})
+
+    items = load_benchmark(data, split=split, allow_pickle=allow_pickle, skip_bad=skip_bad, on_skip=leave_out)
     disable = None if show_progress is None else not show_progress
     for item in progress(itertools.islice(items, limit), total=limit, desc=f"scoring {resolved.name}", unit="img",
                          disable=disable):
-        ev = item.for_evaluation(max_size=max_size)
+        try:
+            ev = item.for_evaluation(max_size=max_size)
+        except MatSegFormatError as exc:  # e.g. a point whose disc has no pixel left at evaluation size
+            if not skip_bad:
+                raise
+            logger.warning("skipping %s: %s", item.image_id, exc)
+            leave_out(item.image_id, str(exc))
+            continue
         features = resolved.fn(ev.image)
         if features.ndim != 3 or features.shape[:2] != ev.image.shape[:2]:
             raise MatSegInputError(f"model {resolved.name!r} returned a map of shape {features.shape} for an image of "

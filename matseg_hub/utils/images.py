@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import warnings
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -13,18 +15,99 @@ from ..errors import MatSegFormatError, MatSegInputError
 
 ImageSource = Union[str, os.PathLike, bytes]
 
+#: The most pixels (width x height) an image may have before it is decoded: 150 million, above every phone and
+#: DSLR photo of the benchmark's kind (108 MP sensors, 12,240 x 12,240) and below Pillow's own decompression-bomb
+#: stop (about 179 MP), so that a hostile or broken file (a 400-MP JPEG of a few kilobytes decodes to 1.2 GB) is
+#: refused with a typed error before any pixel is decoded. Raise it here to read larger photos.
+MAX_IMAGE_PIXELS = 150_000_000
+
+#: The EXIF orientation tag (0x0112) and its valid values (1 = as stored; 2-8 = mirrored and/or rotated).
+EXIF_ORIENTATION_TAG = 0x0112
+EXIF_ORIENTATIONS = range(1, 9)
+
+_HEADER_ERRORS = (OSError, SyntaxError, ValueError, TypeError, struct.error)
+
+
+def read_image_header(data: bytes, source: str = "<bytes>") -> Tuple[int, int, int]:
+    """``(width, height, orientation)`` of an encoded image, validated, without decoding its pixels.
+
+    ``width`` and ``height`` are those of the image *as displayed* (EXIF orientation applied: swapped for
+    orientations 5-8); ``orientation`` is the EXIF tag (1 when absent).
+
+    Raises:
+        MatSegFormatError: the header is unreadable, the image has more than :data:`MAX_IMAGE_PIXELS` pixels, or
+            its EXIF orientation is not one of 1-8 (the error names ``source`` and the value).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        header = _stored_header(data, source)
+    except MatSegFormatError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(str(exc), source) from None
+    except (UnidentifiedImageError, *_HEADER_ERRORS) as exc:
+        raise MatSegFormatError(f"corrupt or unreadable image (cannot read the image header: {exc}); replace or "
+                                f"remove it", path=source) from None
+    return _displayed_header(*header, source)
+
+
+def _stored_header(data: bytes, source: str) -> Tuple[int, int, object]:
+    """Pillow's (stored width, stored height, raw EXIF orientation value or 1), the pixel limit checked before
+    anything is decoded; Pillow's own exceptions pass."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS decides
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise _too_many_pixels(f"{width}x{height} = {width * height:,} pixels", source)
+            if im.format == "PNG" and "exif" not in im.info:
+                return width, height, 1  # no eXIf chunk before the pixels (Pillow would decode all to look further)
+            return width, height, im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+
+
+def _displayed_header(width: int, height: int, orientation: object, source: str) -> Tuple[int, int, int]:
+    if isinstance(orientation, bool) or not isinstance(orientation, int) or orientation not in EXIF_ORIENTATIONS:
+        raise MatSegFormatError(f"EXIF orientation {str(orientation)[:40]!r} is not one of 1-8, so the displayed frame "
+                                f"of the photo (and of its annotation) is unknown; re-save the photo with a valid "
+                                f"orientation tag (1-8) or without one", path=source, field="EXIF Orientation")
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return width, height, orientation
+
+
+def _too_many_pixels(size: str, source: str) -> MatSegFormatError:
+    return MatSegFormatError(f"image too large ({size}): the limit is {MAX_IMAGE_PIXELS:,} pixels "
+                             f"(matseg_hub.utils.images.MAX_IMAGE_PIXELS), which protects against decompression "
+                             f"bombs; downscale the photo or raise the limit", path=source)
+
 
 def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to ``uint8 [H, W, 3]`` RGB, as displayed (EXIF orientation applied).
 
     Grayscale is repeated to 3 channels, alpha is dropped, 16-bit images are scaled to 8 bits.
-    Decoding uses OpenCV (like the reference code), so pixels equal ``cv2.imread``'s after BGR->RGB.
+    Decoding uses OpenCV (like the reference code), so pixels equal ``cv2.imread``'s after BGR->RGB. The header is
+    checked first where Pillow reads it (the pixel limit and the EXIF orientation of :func:`read_image_header`).
 
     Raises:
-        MatSegFormatError: when the bytes are not a readable image (names ``source``).
+        MatSegFormatError: when the bytes are not a readable image, the image has more than
+            :data:`MAX_IMAGE_PIXELS` pixels, or its EXIF orientation is not 1-8 (names ``source``).
     """
     import cv2
+    from PIL import Image, UnidentifiedImageError
 
+    try:
+        header = _stored_header(data, source)
+    except MatSegFormatError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(str(exc), source) from None
+    except (UnidentifiedImageError, *_HEADER_ERRORS):
+        header = None  # a format Pillow does not read (e.g. OpenEXR) or a broken header: OpenCV decides below
+    if header is not None:
+        _displayed_header(*header, source)
     buf = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if image is None:
@@ -84,17 +167,9 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
 
 
 def displayed_size(data: bytes, source: str = "<bytes>") -> Tuple[int, int]:
-    """``(width, height)`` of an encoded image after its EXIF orientation, without decoding pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MatSegFormatError(f"cannot read the image header ({exc}); replace or remove it", path=source) from None
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
+    """``(width, height)`` of an encoded image after its EXIF orientation, without decoding pixels
+    (validated like :func:`read_image_header`)."""
+    width, height, _ = read_image_header(data, source)
     return width, height
 
 
