@@ -230,7 +230,7 @@ def test_pbr_with_no_readable_texture_says_so(tmp_path, capsys):
     assert main(["generate", "pbr", "--textures", str(tex), "--num", "2", "--output", str(out)]) == 1
     err = capsys.readouterr().err
     assert "no texture of" in err and "can be read" in err and "t0_0_Score" in err
-    assert not list_pbr_folders(out) and not (out / ".matseg-run.json").exists()
+    assert not out.exists()  # refused before any work: no folder, no recorded parameters, no manifest
 
 
 def test_pbr_resume_with_other_parameters_is_refused(photos, tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 GROUP = "generate"
 NAME = "pbr"
@@ -14,8 +15,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="texture folder, built textures dataset folder or Hub dataset id")
     parser.add_argument("--num", type=int, required=True, help="number of materials")
     parser.add_argument("--seed", type=int, default=0, help="material i depends only on (seed, i) (default 0)")
-    parser.add_argument("--output", required=True, help="folder of material folders (reruns skip finished ones; seed, mix ratio and "
-                        "textures must stay the same)")
+    parser.add_argument("--output", required=True, help="folder of material folders (reruns skip finished ones; "
+                        "seed, mix ratio and textures must stay the same); an existing folder must be empty or this "
+                        "command's earlier output")
+    parser.add_argument("--overwrite", action="store_true", help="start over: delete the materials this command "
+                        "wrote to --output earlier (other files are kept), then make them")
     parser.add_argument("--mix-ratio", type=float, default=0.3,
                         help="fraction of materials that mix two materials (default 0.3)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (results do not depend on it)")
@@ -24,14 +28,40 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
 
 
+def discard_earlier_materials(output: Path) -> int:
+    """Delete what ``matseg generate pbr`` wrote to ``output``: in each material folder (``<item:07d>_<name>/``
+    holding ``Finished.txt``) the JPEG maps, ``material.json`` and ``Finished.txt`` (a folder left empty goes),
+    and the recorded parameters; every other file is kept. Returns how many files were deleted."""
+    from ..asset_datasets import PBR_MAP_COLUMNS
+    from ..pbr import FINISHED, METADATA_FILE
+    from ..textures import RUN_PARAMS_FILE
+    from ..utils.files import remove_own_files
+
+    names = [RUN_PARAMS_FILE]
+    for folder in sorted(output.iterdir()):
+        head = folder.name.split("_", 1)[0]
+        if folder.is_dir() and len(head) == 7 and head.isdigit() and (folder / FINISHED).is_file():
+            names += [f"{folder.name}/{f}" for f in (FINISHED, METADATA_FILE)]
+            names += [f"{folder.name}/{stem}.jpg" for stem in PBR_MAP_COLUMNS.values()]  # what write_pbr_folder writes
+    return remove_own_files(output, names)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..pbr import generate_pbr_folder
+    from ..utils.files import check_sources_apart, claimed_output_folder
+    from .extract_textures import check_overwrite_alone
 
-    report = generate_pbr_folder(args.textures, args.output, args.num, seed=args.seed, mix_ratio=args.mix_ratio,
-                                 workers=args.workers, preview=args.preview, shard_index=args.shard,
-                                 num_shards=args.num_shards)
+    if args.preview:
+        check_sources_apart(args.preview, [args.textures], option="--preview")
+    check_overwrite_alone(args)
+    with claimed_output_folder(args.output, "generate pbr", sources=[args.textures]) as output:
+        if args.overwrite:
+            discard_earlier_materials(output)
+        report = generate_pbr_folder(args.textures, output, args.num, seed=args.seed, mix_ratio=args.mix_ratio,
+                                     workers=args.workers, preview=args.preview, shard_index=args.shard,
+                                     num_shards=args.num_shards)
     print(f"{report.num_items} materials in {args.output} ({report.num_written} written now, "
           f"{report.num_resumed} already done; {len(report.bad_textures)} unreadable textures skipped)")
     for name, error in report.bad_textures.items():

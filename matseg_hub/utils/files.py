@@ -194,6 +194,27 @@ def claim_output_folder(output: PathLike, kind: str, *, sources: Iterable[Option
     return path
 
 
+@contextlib.contextmanager
+def claimed_output_folder(output: PathLike, kind: str, *, sources: Iterable[Optional[PathLike]] = (),
+                          option: str = "--output") -> Iterator[Path]:
+    """:func:`claim_output_folder` for the block; when the block fails and the folder holds nothing but the manifest
+    this call wrote, the manifest (and the folder, if this call created it) is removed again, so a command refused
+    before any work leaves no trace."""
+    path = Path(output)
+    existed = path.exists()
+    marked = read_output_manifest(path) is None if existed and path.is_dir() else True
+    claim_output_folder(path, kind, sources=sources, option=option)
+    try:
+        yield path
+    except BaseException:
+        if marked and [p.name for p in path.iterdir()] == [OUTPUT_MANIFEST]:
+            with contextlib.suppress(OSError):
+                (path / OUTPUT_MANIFEST).unlink()
+                if not existed:
+                    path.rmdir()
+        raise
+
+
 def remove_own_files(folder: PathLike, names: Iterable[str]) -> int:
     """Delete the files ``names`` (relative to ``folder``: what an output manifest lists) and the folders they
     leave empty; nothing else. Returns how many files were deleted."""
