@@ -1,24 +1,45 @@
-"""The `evaluate` module metrics/triplet_accuracy: same numbers as matseg_hub.metric, streaming, clear errors, and
-loading by bare name from a (local) Hub Space."""
+"""The `evaluate` module metrics/triplet_accuracy: same numbers as matseg_hub.metric, streaming, clear errors,
+self-contained (its `triplet_core.py` is a verbatim copy of the library's computation; it loads where matseg-hub
+is not installed), and loading by bare name from a (local) Hub Space."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+import matseg_hub.metric as library
 from hub_fixtures import local_hub  # noqa: F401  (a real local Hub server; one per session)
 from hubserver import run_client
+from matseg_hub.citation import CITATION
 from matseg_hub.errors import MatSegInputError
 from matseg_hub.metric import METRIC_KEYS, aggregate, point_descriptors, score_images, triplet_accuracy
 
 evaluate = pytest.importorskip("evaluate")
 
+#: what a client runs first to be a fresh environment without matseg-hub (``import matseg_hub`` fails)
+WITHOUT_MATSEG_HUB = "import sys; sys.modules['matseg_hub'] = None\n"
+
 
 @pytest.fixture(scope="module")
 def module_dir(repo_root):
     return repo_root / "metrics" / "triplet_accuracy"
+
+
+@pytest.fixture(scope="module")
+def core(module_dir):
+    """The module's ``triplet_core.py``, imported on its own (it needs only numpy)."""
+    spec = importlib.util.spec_from_file_location("triplet_core_under_test", module_dir / "triplet_core.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture()
@@ -110,17 +131,19 @@ def test_skipped_images_are_counted_not_nan(metric):
 
 def test_bad_inputs_say_which_image_and_what_to_do(metric):
     good = np.array([[1.0, 0.0], [0.0, 1.0]])
-    with pytest.raises(MatSegInputError, match=r"image 1: descriptors\[0\] has L2 norm 2.*normalize=True"):
+    # the module's own MatSegInputError (a ValueError): the module does not import matseg_hub
+    with pytest.raises(ValueError, match=r"image 1: descriptors\[0\] has L2 norm 2.*normalize=True") as info:
         metric.compute(predictions=[good, good * 2], references=[["a", "b"], ["a", "b"]])
-    with pytest.raises(MatSegInputError, match="image 0: point_groups has 3 entries but descriptors has 2 rows"):
+    assert info.type.__name__ == "MatSegInputError" and info.type.__module__.endswith(".triplet_core")
+    with pytest.raises(ValueError, match="image 0: point_groups has 3 entries but descriptors has 2 rows"):
         metric.compute(predictions=[good], references=[["a", "b", "c"]])
-    with pytest.raises(MatSegInputError, match="group_similarity must be a list with one entry per image"):
+    with pytest.raises(ValueError, match="group_similarity must be a list with one entry per image"):
         metric.compute(predictions=[good], references=[["a", "b"]], group_similarity={"a": {"b": 0.3}})
-    with pytest.raises(MatSegInputError, match="image 0: group_similarity names group 'c'"):
+    with pytest.raises(ValueError, match="image 0: group_similarity names group 'c'"):
         metric.compute(predictions=[good], references=[["a", "b"]], group_similarity=[{"a": {"c": 0.3}}])
-    with pytest.raises(MatSegInputError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="mode must be one of"):
         metric.compute(predictions=[good], references=[["a", "b"]], mode="average")
-    with pytest.raises(MatSegInputError, match="inhomogeneous|regular shape"):
+    with pytest.raises(ValueError, match="inhomogeneous|regular shape"):
         metric.compute(predictions=[[[1.0, 0.0], [1.0]]], references=[["a", "b"]])
     with pytest.raises(ValueError):  # evaluate's own check: as many predictions as references
         metric.compute(predictions=[good, good], references=[["a", "b"]])
@@ -141,14 +164,78 @@ def test_gradio_widget_inputs(metric):
     assert got["point_triplet"] == 1.0 and got["num_images"] == 1
 
 
-def test_module_imports_the_library_not_relative_files(module_dir):
-    source = (module_dir / "triplet_accuracy.py").read_text()
-    assert "import matseg_hub.metric  # From: matseg-hub" in source
-    assert "from ." not in source and "import ." not in source
-    assert (module_dir / "requirements.txt").read_text().split() == ["matseg-hub"]
+def test_module_is_self_contained(module_dir):
+    """It installs from what registries serve: its files import only numpy, datasets, evaluate and each other."""
+    requirements = (module_dir / "requirements.txt").read_text().split()
+    assert sorted(r.split(">")[0].split("=")[0] for r in requirements) == ["datasets", "evaluate", "numpy"]
+    for path in sorted(module_dir.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 0}
+        assert imported - set(sys.stdlib_module_names) <= {"numpy", "datasets", "evaluate"}, (path.name, imported)
+    # evaluate.load copies the files a script imports relatively (one level, `from .name import ...`)
+    assert "\nfrom .triplet_core import score_images\n" in (module_dir / "triplet_accuracy.py").read_text()
     card = (module_dir / "README.md").read_text()
     assert card.startswith("---\n") and "sdk: gradio" in card and "app_file: app.py" in card
     assert "launch_gradio_widget" in (module_dir / "app.py").read_text()
+
+
+def test_module_citation_is_the_projects(metric):
+    assert metric.citation.strip() == CITATION.strip()
+
+
+def test_core_is_a_verbatim_copy_of_the_library(core):
+    """Every function and constant of triplet_core.py has the source of the one of the same name in
+    matseg_hub/metric.py (edit the library, then copy the changed functions)."""
+    names = [name for name, value in vars(core).items()
+             if getattr(value, "__module__", None) == core.__name__ and inspect.isfunction(value)]
+    assert {"triplet_accuracy", "aggregate", "score_images", "_score_block_soft", "_similarity_matrix"} <= set(names)
+    for name in names:
+        assert inspect.getsource(getattr(core, name)) == inspect.getsource(getattr(library, name)), (
+            f"triplet_core.{name} differs from matseg_hub.metric.{name}: copy it from matseg_hub/metric.py")
+    for name in ("MODES", "METRIC_KEYS", "_SIM_BLOCK_ELEMENTS", "_RANK_BLOCK_CELLS"):
+        assert getattr(core, name) == getattr(library, name), name
+    assert issubclass(core.MatSegInputError, ValueError) and issubclass(MatSegInputError, ValueError)
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard", "soft_only"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_core_gives_the_library_results_ties_included(core, mode, seed):
+    """Same results, to the bit, on images with exact ties (coarse descriptors), relations and skipped anchors."""
+    images = random_images(10 + seed, n_images=6)
+    rng = np.random.default_rng(seed)
+    one_hot = np.eye(3)[rng.integers(0, 3, 25)]  # a label map's descriptors: many exact ties
+    images.append((one_hot, [str(g) for g in rng.integers(0, 4, 25)], None))
+    images.append((one_hot[:3], ["a", "a", "a"], None))  # nothing to rank against: skipped
+    args = ([d for d, _, _ in images], [g for _, g, _ in images], [s for _, _, s in images])
+    assert core.score_images(*args, mode=mode) == library.score_images(*args, mode=mode)
+    for desc, groups, sims in images:
+        assert core.triplet_accuracy(desc, groups, sims, mode=mode) == library.triplet_accuracy(desc, groups, sims,
+                                                                                                mode=mode)
+    with pytest.raises(MatSegInputError) as original:
+        library.score_images([one_hot * 2], [["a"] * 25], mode=mode)
+    with pytest.raises(core.MatSegInputError) as copied:
+        core.score_images([one_hot * 2], [["a"] * 25], mode=mode)
+    assert str(copied.value) == str(original.value)
+
+
+def test_loads_and_scores_where_matseg_hub_is_not_installed(module_dir, tmp_path):
+    """``evaluate.load(<folder>)`` in a process where ``import matseg_hub`` fails: the module's own files suffice."""
+    images = random_images(6, n_images=3)
+    payload = {"predictions": [d.tolist() for d, _, _ in images], "references": [g for _, g, _ in images],
+               "group_similarity": [s for _, _, s in images]}
+    code = WITHOUT_MATSEG_HUB + (
+        f"import json, evaluate\nargs = json.loads({json.dumps(json.dumps(payload))})\n"
+        f"print(json.dumps(evaluate.load({str(module_dir)!r}).compute(**args)))\n")
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    assert got == score_images(*([d for d, _, _ in images], [g for _, g, _ in images],
+                                 [s for _, _, s in images]))[0]
 
 
 @pytest.mark.hub
@@ -158,7 +245,7 @@ def test_load_by_bare_name_from_the_space(local_hub, module_dir):  # noqa: F811
     payload = {"predictions": [d.tolist() for d, _, _ in images], "references": [g for _, g, _ in images],
                "group_similarity": [s for _, _, s in images]}
     result = run_client(
-        f"""
+        WITHOUT_MATSEG_HUB + f"""
 import json, evaluate
 args = json.loads({json.dumps(json.dumps(payload))})
 metric = evaluate.load("triplet_accuracy")  # bare name: the Space evaluate-metric/triplet_accuracy

@@ -1,17 +1,23 @@
 # Copyright 2024-2026 the MatSeg Hub authors. Licensed under the Apache License, Version 2.0.
 """Triplet accuracy: the score of the MatSeg zero-shot material-state segmentation benchmark.
 
-A thin `evaluate` wrapper: the computation is `matseg_hub.metric` (installed from PyPI as `matseg-hub`), so that
-the numbers are the same whether the metric is used through `evaluate` or directly.
+A thin `evaluate` wrapper over `triplet_core.py` beside it, a verbatim copy of the computation in
+`matseg_hub.metric` (kept identical by the project's tests): the numbers are the same whether the metric is used
+through `evaluate` or through `matseg_hub`, and the module needs only numpy, datasets and evaluate.
 """
 
 import datasets
 import evaluate
 
-import matseg_hub.metric  # From: matseg-hub
-from matseg_hub.citation import CITATION  # From: matseg-hub
+from .triplet_core import score_images
 
-_CITATION = CITATION + "\n"
+_CITATION = """@inproceedings{eppel2024matseg,
+  title     = {Learning Zero-Shot Material States Segmentation, by Implanting Natural Image Patterns in Synthetic Data},
+  author    = {Eppel, Sagi and Li, Jolina Yining and Drehwald, Manuel S. and Aspuru-Guzik, Alan},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS) Datasets and Benchmarks Track},
+  year      = {2024}
+}
+"""
 
 _DESCRIPTION = """\
 Triplet accuracy scores material-state descriptors against point annotations grouped by material state (the MatSeg
@@ -26,8 +32,9 @@ averaged over points ("point") and over groups ("material") per image, then over
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: per image, the point descriptors: float [N_i, D] (one row per annotated point, L2-normalised,
-        e.g. `matseg_hub.metric.point_descriptors(feature_map, points)`). Compute them from your descriptor map
-        before calling the metric: full feature maps are not accepted (they would be cached through Arrow).
+        e.g. `matseg_hub.metric.point_descriptors(feature_map, points)`, `pip install matseg-hub`). Compute them
+        from your descriptor map before calling the metric: full feature maps are not accepted (they would be
+        cached through Arrow).
     references: per image, the group id (str or int) of each of the N_i points.
     group_similarity: optional, per image: None (no partial similarity), a dict {group: {other_group: weight}},
         a dense [G, G] matrix (rows `group_ids`, or indexed by integer group ids), or
@@ -74,7 +81,7 @@ class TripletAccuracy(evaluate.Metric):
 
     def _compute(self, predictions, references, group_similarity=None, group_ids=None, mode="soft",
                  normalize=False, return_per_image=False):
-        score, per_image = matseg_hub.metric.score_images(
+        score, per_image = score_images(
             predictions, references, group_similarity, group_ids=group_ids, mode=mode, normalize=normalize)
         if return_per_image:
             score["per_image"] = per_image
