@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import MatSegInputError
+from .metric import MAX_POINT_VALUE, _disc
 from .utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -175,6 +176,9 @@ def _parse_points(points: PointsLike, radius: Optional[int], height: int, width:
         raise MatSegInputError(f"{what} contain non-finite values")
     if array.shape[1] == 2:
         array = np.concatenate([array, np.full((array.shape[0], 1), r_default, dtype=np.float64)], axis=1)
+    if (np.abs(array) > MAX_POINT_VALUE).any():
+        raise MatSegInputError(f"{what}: values beyond +-{MAX_POINT_VALUE} pixels (x, y and radius are pixels of "
+                               f"the image)")
     out = np.round(array).astype(np.int64)
     bad = (out[:, 0] < 0) | (out[:, 0] >= width) | (out[:, 1] < 0) | (out[:, 1] >= height)
     if bad.any():
@@ -186,17 +190,11 @@ def _parse_points(points: PointsLike, radius: Optional[int], height: int, width:
 
 
 def _disc_pixels(x: int, y: int, r: int, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Row / column indices of ``cv2.circle(mask, (x, y), r, 1, thickness=-1)`` inside the image."""
-    import cv2
-
-    size = 2 * r + 1
-    canvas = np.zeros((size, size), dtype=np.uint8)
-    cv2.circle(canvas, (r, r), int(r), 1, thickness=-1)
-    rows, cols = np.nonzero(canvas)
-    rows = rows + (y - r)
-    cols = cols + (x - r)
-    keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    return rows[keep], cols[keep]
+    """Row / column indices of ``cv2.circle(mask, (x, y), r, 1, thickness=-1)`` inside the image (the metric's
+    disc, drawn in its box clipped to the image)."""
+    y0, _, x0, _, mask = _disc(np.array([x, y, r]), height, width)
+    rows, cols = np.nonzero(mask)
+    return rows + y0, cols + x0
 
 
 class MatSegPredictor:

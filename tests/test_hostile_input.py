@@ -344,3 +344,34 @@ def test_12_mp_photos_with_every_orientation_and_edge_points_build_and_score_eve
         for image_id, scores in result["images"].items():
             assert scores == {"point_triplet": 1.0, "material_triplet": 1.0, "point_top1": 1.0,
                               "material_top1": 1.0}, (max_size, image_id)
+
+
+def test_items_of_a_built_dataset_are_checked_before_scoring(raw):
+    """Rows of a Hub dataset were not read by this package's reader: a radius of 1e12 there is a typed error naming
+    the image and the point (evaluate's --skip-bad then leaves the image out), never a cv2.error."""
+    from matseg_hub.benchmark import BenchmarkItem
+
+    row = read_benchmark_item(raw, "img_000").to_row()
+    row["groups"][1]["points"][2]["radius"] = 1e12
+    with pytest.raises(MatSegFormatError) as info:
+        BenchmarkItem.from_row(row).for_evaluation()
+    assert info.value.path == "img_000.jpg" and info.value.field == "2.pt_im[2]" and "diagonal" in str(info.value)
+
+
+def test_predictor_points_use_the_metric_disc_and_refuse_huge_values():
+    """The predictor's clicked points are drawn by the metric's clipped disc (no (2r+1)^2 canvas: a radius of 1e12
+    allocated terabytes) and values beyond MAX_POINT_VALUE are a typed error."""
+    import cv2
+
+    from matseg_hub.errors import MatSegInputError
+    from matseg_hub.inference import _disc_pixels, _parse_points
+
+    for x, y, r in [(0, 0, 5), (59, 39, 7), (30, 39, 100), (59, 0, 0), (10, 20, 3)]:
+        full = np.zeros((40, 60), np.uint8)
+        cv2.circle(full, (x, y), r, 1, thickness=-1)
+        rows, cols = _disc_pixels(x, y, r, 40, 60)
+        drawn = np.zeros_like(full)
+        drawn[rows, cols] = 1
+        assert (drawn == full).all() and len(rows) == full.sum()
+    with pytest.raises(MatSegInputError, match="beyond"):
+        _parse_points([[5, 5, 1e12]], None, 40, 60)
