@@ -10,6 +10,20 @@ Layout of a benchmark folder as published by the authors::
 ``pt_im`` is in pixels of the photo *as displayed* (EXIF orientation applied). Everything here works on the
 displayed frame.
 
+What the reader accepts (anything else is a :class:`~matseg_hub.errors.MatSegFormatError` naming the file and the
+field, and ``skip_bad`` leaves the photo out and reports it):
+
+* ``x``, ``y``, ``radius`` are finite JSON numbers (not booleans, strings or ``NaN``/``Infinity``), with
+  ``0 <= x < width``, ``0 <= y < height`` and ``0 < radius <=`` the photo's diagonal, in the displayed frame;
+* each JSON object gives each key once (``json`` would silently keep the last), and two group ids may not name the
+  same group (``"1"`` and ``"01"``);
+* the photo has at most :data:`~matseg_hub.utils.images.MAX_IMAGE_PIXELS` pixels (150 million) and an EXIF
+  orientation of 1-8 (or none).
+
+At evaluation size a point's disc is drawn like ``cv2.circle`` draws it, clipped at the border: a point on the
+photo's last column that rounds to ``x = W`` keeps the pixels of its disc inside; only a disc with no pixel left
+is an error (naming the image and the point).
+
 Example::
 
     from matseg_hub.benchmark import read_benchmark, builtin_benchmark_dir
@@ -249,7 +263,13 @@ class BenchmarkItem:
 
     def for_evaluation(self, max_size: Optional[int] = DEFAULT_MAX_SIZE, image: Optional[np.ndarray] = None
                        ) -> EvaluationItem:
-        """The image resized like the reference evaluation, with rounded points (:func:`resize_for_evaluation`)."""
+        """The image resized like the reference evaluation, with rounded points (:func:`resize_for_evaluation`).
+
+        Raises:
+            MatSegFormatError: a point outside the photo or with a radius out of ``(0, diagonal]`` (items from a
+                Hub dataset were not read by :func:`read_benchmark_item`), or a point whose disc has no pixel
+                inside the resized image; names the image and the point (``<group>.pt_im[<i>]``).
+        """
         from .metric import discs_outside_map
 
         source = self.image_file or self.image_id
@@ -456,8 +476,11 @@ def read_benchmark_item(root: PathLike, image_id: str, allow_pickle: bool = Fals
     """Read and validate one annotated photo ``images/<image_id>.*`` + ``data/<image_id>/``.
 
     Raises:
-        MatSegFormatError: missing image or annotation, malformed JSON, a group with no points, points outside
-            the displayed image, radius <= 0, bad relations, corrupt image. The error names the file and field.
+        MatSegFormatError: missing image or annotation, malformed or too deeply nested JSON, a key given twice,
+            two ids for one group, a group with no points, a value that is not a finite number, points outside the
+            displayed image, a radius <= 0 or beyond the photo's diagonal, bad relations, a corrupt image, one of
+            more than ``MAX_IMAGE_PIXELS`` pixels or with an EXIF orientation outside 1-8. The error names the
+            file and field.
     """
     root = Path(root)
     folder = root / "data" / image_id

@@ -131,6 +131,43 @@ def test_point_disc_masks_equal_cv2_circle():
     assert masks[0].sum() > masks[2].sum() > 0
 
 
+def test_point_disc_masks_at_and_over_the_borders_equal_cv2_circle():
+    """Centres on the last row/column, one pixel past it (a point at x = W - 1 rounded onto x = W at evaluation size)
+    and far past it: exactly the pixels cv2.circle keeps on the full-size mask (none for a disc entirely outside)."""
+    height, width = 20, 32
+    pts = [[width, 7, 3], [width - 1, height - 1, 4], [0, height, 2], [width, height, 6], [-1, 0, 1], [-4, -4, 4],
+           [width + 3, 5, 3], [width + 2, 5, 3], [16, 10, 100], [5, height, 0], [width - 1, 3, 0]]
+    masks = point_disc_masks(np.array(pts), (height, width))
+    assert masks.shape == (len(pts), height, width) and masks.dtype == bool
+    for mask, (x, y, r) in zip(masks, pts):
+        ref = np.zeros((height, width), np.uint8)
+        cv2.circle(ref, (x, y), r, 1, thickness=-1)
+        np.testing.assert_array_equal(mask, ref.astype(bool), err_msg=str((x, y, r)))
+    assert masks[0].any() and masks[3].any() and not masks[6].any() and masks[8].all() and not masks[9].any()
+    with pytest.raises(MatSegInputError, match="beyond"):
+        point_disc_masks(np.array([[1, 1, 1e12]]), (height, width))  # was cv2.error
+
+
+def test_edge_points_round_onto_the_map_border_and_keep_their_pixels(tmp_path):
+    """A 1400 x 600 photo at 700 px: x = 1399 -> 700 and y = 599 -> 300, one past the last column/row; the discs
+    are clipped, not refused, and every point keeps pixels inside the evaluation image."""
+    from matseg_hub.benchmark import write_benchmark_item
+
+    ok, buf = cv2.imencode(".png", np.zeros((600, 1400, 3), np.uint8))
+    write_benchmark_item(tmp_path, "wide", buf.tobytes(), {"1": [[1399, 599, 4], [0, 0, 4]], "2": [[1399, 0, 3]]},
+                         image_ext=".png")
+    ev = read_benchmark_item(tmp_path, "wide").for_evaluation(max_size=700)
+    assert ev.image.shape[:2] == (300, 700)
+    assert ev.points.tolist() == [[700, 300, 2], [0, 0, 2], [700, 0, 2]]
+    assert point_disc_masks(ev.points, ev.image.shape[:2]).any(axis=(1, 2)).all()
+
+
+def test_group_ids_with_non_ascii_digits_are_names(raw):
+    """'²'.isdigit() is True but int('²') fails: such ids sort as names instead of crashing the reader."""
+    _edit_json(raw, lambda d: d.__setitem__("²", {"pt_im": [[3, 3, 2], [4, 4, 2]]}))
+    assert read_benchmark_item(raw, "img_000").group_ids == ["1", "2", "²"]
+
+
 def test_folder_iteration_and_points(tmp_path):
     root = make_benchmark_folder(tmp_path, num_images=3, num_groups=[2, 3], relations={1: "(1,2)\n[2,3]\n"})
     items = list(read_benchmark(root))
