@@ -38,34 +38,35 @@ def read_image_header(data: bytes, source: str = "<bytes>") -> Tuple[int, int, i
         MatSegFormatError: the header is unreadable, the image has more than :data:`MAX_IMAGE_PIXELS` pixels, or
             its EXIF orientation is not one of 1-8 (the error names ``source`` and the value).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        header = _stored_header(data, source)
-    except MatSegFormatError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _too_many_pixels(str(exc), source) from None
-    except (UnidentifiedImageError, *_HEADER_ERRORS) as exc:
-        raise MatSegFormatError(f"corrupt or unreadable image (cannot read the image header: {exc}); replace or "
-                                f"remove it", path=source) from None
+    header = _pil_header(data, source)
+    if isinstance(header, Exception):
+        raise MatSegFormatError(f"corrupt or unreadable image (cannot read the image header: {header}); replace or "
+                                f"remove it", path=source)
     return _displayed_header(*header, source)
 
 
-def _stored_header(data: bytes, source: str) -> Tuple[int, int, object]:
+def _pil_header(data: bytes, source: str) -> Union[Tuple[int, int, object], Exception]:
     """Pillow's (stored width, stored height, raw EXIF orientation value or 1), the pixel limit checked before
-    anything is decoded; Pillow's own exceptions pass."""
-    from PIL import Image
+    anything is decoded; or the exception of a header Pillow cannot read (not an image, a format it does not
+    know, broken EXIF)."""
+    from PIL import Image, UnidentifiedImageError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS decides
-        with Image.open(io.BytesIO(data)) as im:
-            width, height = im.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise _too_many_pixels(f"{width}x{height} = {width * height:,} pixels", source)
-            if im.format == "PNG" and "exif" not in im.info:
-                return width, height, 1  # no eXIf chunk before the pixels (Pillow would decode all to look further)
-            return width, height, im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_IMAGE_PIXELS decides
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise _too_many_pixels(f"{width}x{height} = {width * height:,} pixels", source)
+                if im.format == "PNG" and "exif" not in im.info:
+                    return width, height, 1  # no eXIf chunk before the pixels (Pillow would decode all to look)
+                return width, height, im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+    except MatSegFormatError:
+        raise
+    except Image.DecompressionBombError as exc:  # over Pillow's own stop (about 179 MP)
+        raise _too_many_pixels(str(exc), source) from None
+    except (UnidentifiedImageError, *_HEADER_ERRORS) as exc:
+        return exc
 
 
 def _displayed_header(width: int, height: int, orientation: object, source: str) -> Tuple[int, int, int]:
@@ -96,17 +97,9 @@ def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
             :data:`MAX_IMAGE_PIXELS` pixels, or its EXIF orientation is not 1-8 (names ``source``).
     """
     import cv2
-    from PIL import Image, UnidentifiedImageError
 
-    try:
-        header = _stored_header(data, source)
-    except MatSegFormatError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise _too_many_pixels(str(exc), source) from None
-    except (UnidentifiedImageError, *_HEADER_ERRORS):
-        header = None  # a format Pillow does not read (e.g. OpenEXR) or a broken header: OpenCV decides below
-    if header is not None:
+    header = _pil_header(data, source)
+    if not isinstance(header, Exception):  # else a format Pillow does not read (e.g. OpenEXR): OpenCV decides
         _displayed_header(*header, source)
     buf = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
