@@ -204,7 +204,8 @@ class MatSegPredictor:
         model: a :class:`~matseg_hub.modeling.MatSegModel` (put in eval mode and moved to ``device``).
         processor: a :class:`~matseg_hub.modeling.MatSegImageProcessor` (default: RGB, pad to multiples of 32).
         device: where to run (default: the model's device).
-        half: run and cache in float16 (CUDA only) — halves the memory of the cache (D x H x W values).
+        half: run and cache in float16 (CUDA only) — halves the memory of the cache (D x H x W values). The
+            predictor converts a private copy of the model: the caller's model keeps its dtype.
 
     Example::
 
@@ -216,14 +217,17 @@ class MatSegPredictor:
 
     def __init__(self, model: Any, processor: Any = None, *, device: Union[str, torch.device, None] = None,
                  half: bool = False):
+        if half:
+            target = torch.device(device) if device is not None else _model_device(model)
+            if target.type != "cuda":
+                raise MatSegInputError(f"half precision needs a CUDA device, the model is on {target}")
+            import copy
+
+            model = copy.deepcopy(model).to(device=target, dtype=torch.float16)  # the caller's model is untouched
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
         self.device = _model_device(self.model)
-        if half:
-            if self.device.type != "cuda":
-                raise MatSegInputError(f"half precision needs a CUDA device, the model is on {self.device}")
-            self.model.half()
         self.processor = processor if processor is not None else _default_processor(model)
         self.reset_image()
 

@@ -222,3 +222,26 @@ def test_reduced_precision_model_gives_the_float32_similarities(model, dtype):
         reference, reduced = full.similarity_map(point), low.similarity_map(point)
         assert reduced.dtype == np.float32 and reduced.shape == (70, 90)
         assert np.abs(reduced - reference).max() < 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="half=True runs on CUDA only")
+def test_half_predictor_leaves_the_callers_model_alone(model):
+    """half=True used to call model.half() on the caller's model (in place)."""
+    image = (np.random.default_rng(5).random((70, 90, 3)) * 255).astype(np.uint8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    low = MatSegPredictor(model, half=True, device="cuda")
+    low.set_image(image)
+    assert next(low.model.parameters()).dtype == torch.float16 and low._features.dtype == torch.float16
+    assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    full = MatSegPredictor(model)
+    full.set_image(image)
+    assert np.abs(low.similarity_map([[30, 20]]) - full.similarity_map([[30, 20]])).max() < 1e-2
+
+
+def test_refused_half_predictor_leaves_the_model_alone(model):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: half=True is allowed")
+    with pytest.raises(MatSegInputError, match="CUDA"):
+        MatSegPredictor(model, half=True)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -420,3 +420,20 @@ print(json.dumps({"backbone": model.config.backbone, "hidden": list(model.config
     assert np.allclose(reply["rgb"], convnext.embeddings.patch_embeddings.weight.flatten().detach().numpy())
     assert reply["extra"] == 0.0
     assert np.allclose(reply["dw"], convnext.encoder.stages[2].layers[0].dwconv.weight.flatten()[:20].detach().numpy())
+
+
+def test_forward_refuses_misspelled_arguments(model):
+    """forward(**kwargs) used to swallow any keyword: a misspelled ``upsample`` silently did nothing."""
+    x = torch.zeros(1, 3, 64, 64)
+    with pytest.raises(TypeError, match=r"\['output_sise', 'upsampel'\]"):
+        model(x, upsampel=True, output_sise=(8, 8))
+    with pytest.raises(TypeError, match="no attention"):
+        model(x, output_attentions=True)
+    with torch.no_grad():
+        # what transformers' generic callers and the image processor pass is accepted
+        out = model(x, output_hidden_states=False, return_dict=True, output_attentions=False)
+        inputs = MatSegImageProcessor()(np.zeros((50, 70, 3), np.uint8))
+        assert set(inputs) == {"pixel_values", "original_sizes", "processed_sizes"}
+        processed = model(**inputs)
+    assert out.descriptor_map.shape == (1, 16, 16, 16)
+    assert processed.descriptor_map.shape[:2] == (1, 16)

@@ -146,6 +146,10 @@ class MatSegDecoder(nn.Module):
         return hidden_states
 
 
+#: keys of :class:`MatSegImageProcessor`'s output besides ``pixel_values``, which ``forward`` accepts and ignores
+PROCESSOR_EXTRA_KEYS = ("original_sizes", "processed_sizes")
+
+
 class MatSegPreTrainedModel(PreTrainedModel):
     config_class = MatSegConfig
     base_model_prefix = "matseg"
@@ -228,6 +232,7 @@ class MatSegModel(MatSegPreTrainedModel):
         output_size: Optional[Tuple[int, int]] = None,
         output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
         **kwargs: Any,
     ) -> Union[MatSegOutput, Tuple[torch.Tensor, ...]]:
         """Descriptor map of normalised images.
@@ -238,10 +243,23 @@ class MatSegModel(MatSegPreTrainedModel):
             output_size: (height, width) to upsample to instead of the input size (implies ``upsample``).
             output_hidden_states: also return the four encoder stage outputs.
             return_dict: return a :class:`MatSegOutput` (default) or a tuple.
+            output_attentions: accepted for transformers' generic callers; the model has no attention (``True`` is
+                refused).
+            kwargs: only the image processor's bookkeeping (``original_sizes``, ``processed_sizes``), so that
+                ``model(**processor(images))`` works; anything else is a misspelled argument.
 
         Returns:
             :class:`MatSegOutput` with ``descriptor_map`` float [B, D, H/4, W/4].
+
+        Raises:
+            TypeError: an unknown keyword argument (named), as Python raises for a misspelled one.
         """
+        unknown = sorted(set(kwargs) - set(PROCESSOR_EXTRA_KEYS))
+        if unknown:
+            raise TypeError(f"MatSegModel.forward() got unexpected keyword argument(s) {unknown}; it takes "
+                            "pixel_values, upsample, output_size, output_hidden_states, return_dict")
+        if output_attentions:
+            raise TypeError("MatSegModel.forward(): output_attentions=True, but the model has no attention layers")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
