@@ -54,6 +54,68 @@ def test_config_yaml_and_overrides(tmp_path):
         assert isinstance(load_config(REPO / "train" / "configs" / name), TrainConfig)
 
 
+def test_best_is_picked_on_heldout_scenes_by_default(tmp_path):
+    """The benchmark is the test set: best/ is picked on held-out generated scenes unless asked otherwise."""
+    default = load_config(None)
+    assert default.best_metric == "scenes/point_triplet" and default.eval_scenes > 0
+    assert not default.selects_on_test_set
+    for name in ("tiny-cpu.yaml", "paper.yaml"):
+        cfg = load_config(REPO / "train" / "configs" / name)
+        assert cfg.best_metric.startswith("scenes/") and cfg.eval_scenes > 0, name
+    # selecting on the benchmark is allowed but flagged (train.py warns, the card says so)
+    assert load_config(None, ["--best_metric", "benchmark/point_triplet"]).selects_on_test_set
+    assert load_config(None, ["--best_metric", "null"]).best_metric is None
+    with pytest.raises(MatSegInputError, match="eval_scenes"):  # nothing to select on
+        load_config(None, ["--eval_scenes", "0"])
+    assert load_config(None, ["--eval_scenes", "0", "--eval_benchmark", "null"]).eval_scenes == 0  # no evaluation
+    with pytest.raises(MatSegInputError, match="best_metric"):
+        load_config(None, ["--best_metric", "point_triplet"])
+
+
+def test_model_card_says_what_picked_the_checkpoint(tmp_path):
+    from matseg_hub.modeling import MatSegConfig, MatSegModel
+    from matseg_hub.training.model import card_metrics, save_model, selection_text
+
+    result = {"step": 40, "benchmark/point_triplet": 0.91, "benchmark/point_triplet_soft": 0.8,
+              "scenes/point_triplet": 0.95, "eval_seconds": 3.0}
+    assert card_metrics(result) == {"benchmark_point_triplet": 0.91}
+    model = MatSegModel(MatSegConfig.from_convnext_size("tiny", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64],
+                                                        descriptor_dim=8))
+    cfg = load_config(None, ["--eval_scenes", "30"])
+    save_model(model, tmp_path / "best", metrics=card_metrics(result), selection=selection_text(cfg, result, 40))
+    card = (tmp_path / "best" / "README.md").read_text()
+    assert "## Model selection" in card and "`scenes/point_triplet` = 0.9500 on 30 held-out generated 2D scenes" in card
+    assert "benchmark numbers are test numbers" in card and "| benchmark_point_triplet | 0.9100 |" in card
+    assert "scenes_point_triplet |" not in card  # held-out numbers are selection data, not benchmark results
+    on_test = load_config(None, ["--best_metric", "benchmark/point_triplet"])
+    text = selection_text(on_test, result, 40)
+    assert "`benchmark/point_triplet` = 0.9100 on the benchmark itself" in text and "not test numbers" in text
+    assert "not selected by any metric" in selection_text(cfg, result)
+
+
+def _train_py(args, tmp_path, timeout=120):
+    cmd = [sys.executable, str(SCRIPT), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max_stepz", "3"], "unknown config key(s) ['max_stepz']"),
+    (["--config", "no-such.yaml"], "config file no-such.yaml not found"),
+    (["--resume_from_checkpoint", "runs/none/checkpoints/step-3"], "does not exist"),
+    (["--resume_from_checkpoint", "."], "is not a complete checkpoint"),
+    (["--init_from", "./no-such-model"], "init_from: cannot load"),
+])
+def test_bad_setting_or_missing_checkpoint_ends_in_one_line(tmp_path, args, words):
+    """train.py used to print its own typed error as a traceback."""
+    proc = _train_py(TINY + ["--output_dir", str(tmp_path / "run"), "--eval_benchmark", "null", "--eval_scenes", "0",
+                             "--report_to", "none", "--num_workers", "0", *args], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: ") and words in last, last
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # data: exact resume in the middle of a DataLoader round
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,6 +222,10 @@ def test_two_process_training_writes_everything(trained):
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     card = (out / "best" / "README.md").read_text()
     assert "point_triplet" in card and "model-index" in card and "tester/matseg-tiny" in card
+    # best/ was picked on the held-out scenes; the benchmark numbers are reported as test numbers
+    best = json.loads((out / "best" / "eval_results.json").read_text())
+    assert state["best_step"] == best["step"] and state["best"] == best["scenes/point_triplet"]
+    assert "selected as the best by `scenes/point_triplet`" in card and "3 held-out generated 2D scenes" in card
     # the best model was pushed, its card holding the measured numbers
     remote = out.parent / "hub-remote.git"
     pushed = subprocess.run(["git", "--git-dir", str(remote), "show", "main:README.md"], capture_output=True, text=True)

@@ -105,3 +105,21 @@ def test_half_precision_descriptors_are_computed_in_float32():
     desc, masks = _two_material_scene()
     out = material_loss(desc.to(torch.bfloat16), masks)
     assert out.loss.dtype == torch.float32
+
+
+def test_loss_reads_nothing_back_to_the_host(monkeypatch):
+    """A training step must not wait for the device: the loss used to call ``.item()`` twice per step. Every
+    way of reading a tensor's value on the host fails here; the counts come back as tensors."""
+    desc, masks = _two_material_scene()
+    ann = torch.ones(1, 32, 32)
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("material_loss read a tensor back to the host")
+
+    for name in ("item", "tolist", "numpy", "cpu", "__int__", "__float__", "__bool__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    for scope in ("image", "batch"):
+        out = material_loss(desc * 3.0, masks, ann, num_materials=torch.tensor([2]), scope=scope)
+    monkeypatch.undo()
+    assert int(out.num_pixels) == 64 and int(out.num_materials) == 2
+    assert out.num_pixels.dtype == torch.int64 and out.num_pixels.ndim == 0

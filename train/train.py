@@ -7,8 +7,12 @@
 
 Everything (loss, data, augmentations, scoring) lives in ``matseg_hub.training``; this script parses, builds and
 loops. Output folder: ``checkpoints/step-N`` (``accelerator.save_state`` + data position per process),
-``best/`` and ``final/`` (``save_pretrained`` + model card with the benchmark numbers), ``trainer_state.json``
+``best/`` (picked by ``best_metric``, by default on held-out generated scenes) and ``final/`` (``save_pretrained`` +
+model card with the benchmark numbers as test numbers and what picked the checkpoint), ``trainer_state.json``
 (history), ``loss_curve.png``, ``config.yaml``, ``logs/`` (TensorBoard).
+
+A bad setting, a missing checkpoint or an environment error ends with one line ``train.py: error: ...`` and exit
+status 1; a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from matseg_hub.errors import require_extra
+from matseg_hub.errors import MatSegError, MatSegInputError, describe_os_error, require_extra
 from matseg_hub.training.config import TrainConfig, load_config, save_config
 from matseg_hub.training.progress import (CHECKPOINTS, TrainerState, has_accelerator_device, latest_checkpoint,
                                           save_loss_curve)
@@ -50,6 +54,51 @@ def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Train; a user's or the machine's error ends in one line on stderr and a non-zero exit status."""
+    try:
+        return train(argv)
+    except MatSegError as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("train.py: interrupted; the checkpoints written so far are kept: resume with "
+              "--resume_from_checkpoint latest", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        line = describe_os_error(exc)
+        if line is None:
+            raise
+        print(f"train.py: error: {line}", file=sys.stderr)
+        return 1
+
+
+def resume_folder(cfg: TrainConfig, out: Path, rank: int) -> Optional[Path]:
+    """The checkpoint to resume from (``None``: start from scratch), checked before anything is loaded.
+
+    Raises:
+        MatSegInputError: the folder is missing or is not a complete checkpoint of this script (names it).
+    """
+    resume = cfg.resume_from_checkpoint
+    if resume == "latest":
+        found = latest_checkpoint(out)
+        if found is None:
+            logger.info("no checkpoint in %s: starting from scratch", out / CHECKPOINTS)
+            return None
+        resume = found
+    if not resume:
+        return None
+    path = Path(resume)
+    if not path.is_dir():
+        raise MatSegInputError(f"resume_from_checkpoint: checkpoint folder {path} does not exist; give a "
+                               f"checkpoints/step-N folder of a run, or 'latest'")
+    missing = [name for name in ("trainer_state.json", f"data_state_rank{rank}.json") if not (path / name).is_file()]
+    if missing:
+        raise MatSegInputError(f"resume_from_checkpoint: {path} is not a complete checkpoint of train.py "
+                               f"(no {', '.join(missing)}); give a checkpoints/step-N folder, or 'latest'")
+    return path
+
+
+def train(argv: Optional[List[str]] = None) -> int:
     cfg = parse_args(argv)
     require_extra("train", "train/train.py", TRAIN_MODULES)  # before any work, not after the first run
     from accelerate import Accelerator
@@ -57,7 +106,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from matseg_hub.training.data import build_loader
     from matseg_hub.training.loss import material_loss
-    from matseg_hub.training.model import build_model, mixed_precision_for, normalize_images, save_model
+    from matseg_hub.training.model import (build_model, card_metrics, convert_sync_batchnorm, mixed_precision_for,
+                                           normalize_images, save_model, selection_text)
 
     out = Path(cfg.output_dir)
     report_to = None if cfg.report_to in ("none", "", None) else cfg.report_to
@@ -74,8 +124,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     rank, world = accelerator.process_index, accelerator.num_processes
     logger.info("%d process(es), %s, device %s, mixed precision %s", world, accelerator.distributed_type,
                 accelerator.device, accelerator.mixed_precision)
+    resume = resume_folder(cfg, out, rank)  # a wrong path fails now, not after the model is built
+    if cfg.selects_on_test_set:
+        logger.warning("best_metric %s selects best/ on the benchmark, the test set: its numbers then overestimate "
+                       "the model (the model card says so); use scenes/point_triplet to select on held-out scenes",
+                       cfg.best_metric)
     set_seed(cfg.seed)  # same initial weights on every process
-    model = build_model(cfg)
+    model = convert_sync_batchnorm(build_model(cfg), num_processes=world, device_type=accelerator.device.type,
+                                   enabled=cfg.sync_batchnorm)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     warmup = max(0, cfg.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
@@ -83,16 +139,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     # process), and saved with the checkpoints as a registered object
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
-    loader = build_loader(cfg, rank=rank, world_size=world)
+    loader = build_loader(cfg, rank=rank, world_size=world, pin_memory=accelerator.device.type == "cuda")
     state = TrainerState()
 
-    resume = cfg.resume_from_checkpoint
-    if resume == "latest":
-        resume = latest_checkpoint(out)
-        if resume is None:
-            logger.info("no checkpoint in %s: starting from scratch", out / CHECKPOINTS)
     if resume:
-        resume = Path(resume)
         accelerator.load_state(str(resume))
         state.load(json.loads((resume / "trainer_state.json").read_text()))
         loader.load_state_dict(json.loads((resume / f"data_state_rank{rank}.json").read_text()))
@@ -135,13 +185,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             logger.info("step %d: %s", step, {k: round(v, 4) for k, v in result.items() if k != "step"})
             accelerator.log({k: v for k, v in result.items() if "/" in k}, step=step)
             state.evals.append(result)
-            value = result.get(cfg.best_metric)
+            value = result.get(cfg.best_metric) if cfg.best_metric else None
             if value is not None and (state.best is None or value > state.best):
                 state.best, state.best_step = value, step
-                save_model(net, out / "best", metrics={k.replace("/", "_"): v for k, v in result.items()
-                                                       if k.endswith(("triplet", "top1"))},
+                save_model(net, out / "best", metrics=card_metrics(result),
                            training=f"step {step} of `train/train.py` ({world} process(es)); config: config.yaml",
-                           repo_id=cfg.push_to_hub)
+                           selection=selection_text(cfg, result, step), repo_id=cfg.push_to_hub)
                 atomic_write_text(out / "best" / "eval_results.json", json.dumps(result, indent=2))
         accelerator.wait_for_everyone()
         return result
@@ -168,7 +217,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     model.train()
     fixed = None
     t_log, n_images, n_pixels, t_data = time.time(), 0, 0, 0.0
-    window = torch.zeros(3, dtype=torch.float64)  # loss sum, pixel-accuracy sum, micro-batches since the last log
+    # loss sum, pixel-accuracy sum, micro-batches since the last log: summed on the device, read back only when logged
+    window = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+    one = torch.ones((), dtype=torch.float64, device=accelerator.device)
     data_iter = iter(loader)
     t_start = time.time()
     last = False
@@ -193,25 +244,24 @@ def main(argv: Optional[List[str]] = None) -> int:
             if accelerator.sync_gradients:
                 scheduler.step()
             optimizer.zero_grad()
-        window += torch.stack([result.loss.detach().double().cpu(), result.pixel_accuracy.double().cpu(),
-                               torch.tensor(1.0, dtype=torch.float64)])
+        window += torch.stack([result.loss.detach().double(), result.pixel_accuracy.double(), one])
         n_images += images.shape[0]
         n_pixels += images.shape[0] * images.shape[2] * images.shape[3]
         if not accelerator.sync_gradients:
             continue
         state.step += 1
         step = state.step
-        if cfg.max_train_minutes is not None:  # every process must agree on when to stop
+        if cfg.max_train_minutes is not None and step % cfg.logging_every == 0:
+            # every process must agree on when to stop: checked at logging steps (a sync), not at every step
             over = torch.tensor([float(time.time() - t_start > 60 * cfg.max_train_minutes)], device=accelerator.device)
             last = bool(accelerator.reduce(over, reduction="sum").item() > 0)
             if last:
                 logger.info("time budget of %.1f min reached at step %d", cfg.max_train_minutes, step)
         last = last or step == cfg.max_steps
         if step % cfg.logging_every == 0 or last:
-            means = (window[:2] / window[2]).tolist()
-            stats = torch.tensor([*means, n_images, n_pixels, t_data],
-                                 device=accelerator.device, dtype=torch.float64)
-            mean = accelerator.reduce(stats, reduction="mean")
+            host = torch.tensor([n_images, n_pixels, t_data], device=accelerator.device, dtype=torch.float64)
+            stats = torch.cat([window[:2] / window[2], host])
+            mean = accelerator.reduce(stats, reduction="mean").tolist()  # the one read-back per logging interval
             elapsed = max(1e-9, time.time() - t_log)
             entry = {"step": step, "loss": float(mean[0]), "pixel_accuracy": float(mean[1]),
                      "lr": scheduler.get_last_lr()[0], "images_per_s": float(mean[2]) * world / elapsed,
@@ -236,8 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if accelerator.is_main_process:
         net = accelerator.unwrap_model(model)
         last = state.evals[-1] if state.evals else {}
-        save_model(net, out / "final", metrics={k.replace("/", "_"): v for k, v in last.items()
-                                                if k.endswith(("triplet", "top1"))},
+        save_model(net, out / "final", metrics=card_metrics(last), selection=selection_text(cfg, last),
                    training=f"{state.step} steps of `train/train.py`", repo_id=cfg.push_to_hub)
         save_loss_curve(state, out / "loss_curve.png")
         atomic_write_text(out / "trainer_state.json", json.dumps(state.to_dict(), indent=1))

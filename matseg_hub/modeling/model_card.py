@@ -14,7 +14,7 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
                     datasets: Sequence[str] = (), metrics: Optional[Mapping[str, float]] = None,
                     metrics_dataset: Optional[str] = None, metrics_dataset_name: str = "MatSeg benchmark",
                     repo_id: Optional[str] = None, description: Optional[str] = None,
-                    training: Optional[str] = None) -> str:
+                    training: Optional[str] = None, selection: Optional[str] = None) -> str:
     """README.md for a MatSeg model: YAML metadata + usage.
 
     Args:
@@ -26,6 +26,8 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
             written as ``model-index`` results on ``metrics_dataset`` (a dataset id) and in a table.
         repo_id: the repository's id, used in the usage snippet.
         description / training: free text paragraphs.
+        selection: how this checkpoint was picked (which metric on which data), a "Model selection" section; the
+            ``metrics`` are test numbers only when they were not used to pick it, which this section says.
     """
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -85,6 +87,8 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
     ]
     if training:
         lines += ["## Training", "", training, ""]
+    if selection:
+        lines += ["## Model selection", "", selection, ""]
     if metrics:
         lines += ["## Results", "", f"On {metrics_dataset_name}:", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {float(v):.4f} |" for k, v in metrics.items()]

@@ -22,6 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from ..errors import MatSegInputError
 
 
+#: evaluation groups: held-out generated scenes (model selection) and the benchmark (test numbers)
+METRIC_GROUPS = ("scenes", "benchmark")
+
+
 def _default_sources() -> List[Dict[str, Any]]:
     return [{"type": "scenes2d", "weight": 1.0}]
 
@@ -35,6 +39,7 @@ class TrainConfig:
     seed: int = 0
     max_steps: int = 100000
     max_train_minutes: Optional[float] = None  # stop (evaluate, checkpoint, save) after this much wall time
+    #                                            (checked at logging steps, where the processes sync anyway)
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder, or "latest" (newest in output_dir)
     # --- model
     init_from: Optional[str] = None          # a saved MatSeg model (folder or Hub id) to fine-tune
@@ -73,10 +78,12 @@ class TrainConfig:
     eval_benchmark: Optional[str] = "builtin"  # "builtin" sample, benchmark folder, built dataset, Hub id; null: off
     eval_max_size: int = 700
     eval_limit: Optional[int] = None
-    eval_scenes: int = 0                       # held-out generated 2D scenes scored with triplet accuracy (0: off)
+    eval_scenes: int = 100                     # held-out generated 2D scenes scored with triplet accuracy (0: off)
     eval_scene_size: int = 256
     eval_seed: int = 1_000_003
-    best_metric: str = "benchmark/point_triplet"  # "scenes/point_triplet" to pick the best by held-out scenes
+    # what picks best/: held-out generated scenes ("scenes/<metric>"); the benchmark is the test set, reported only
+    # ("benchmark/<metric>" selects on it: warned about and said in the model card); null: no best/
+    best_metric: Optional[str] = "scenes/point_triplet"
     logging_every: int = 10
     report_to: str = "tensorboard"             # any accelerate tracker name, "all" or "none"
     checkpoint_every: int = 1000
@@ -84,6 +91,8 @@ class TrainConfig:
     push_to_hub: Optional[str] = None          # repo id for the best model (pushed at the end)
     hub_git_remote: Optional[str] = None       # publish by git push to this remote instead of HTTP
     hub_private: bool = False
+    # --- multi-process
+    sync_batchnorm: bool = True                # SyncBatchNorm across GPU processes (small per-GPU batches)
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -109,7 +118,23 @@ class TrainConfig:
                      "max_batch_size", "logging_every", "checkpoint_every", "eval_every"):
             if getattr(self, name) <= 0:
                 raise MatSegInputError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.best_metric is not None:
+            group = self.best_metric.split("/", 1)[0]
+            if group not in METRIC_GROUPS or "/" not in self.best_metric:
+                raise MatSegInputError(f"best_metric must be 'scenes/<metric>' (held-out generated scenes) or "
+                                       f"'benchmark/<metric>', or null; got {self.best_metric!r}")
+            evaluating = bool(self.eval_benchmark) or self.eval_scenes > 0
+            if evaluating and group == "scenes" and self.eval_scenes <= 0:
+                raise MatSegInputError(f"best_metric {self.best_metric!r} picks best/ on held-out generated scenes, "
+                                       "but eval_scenes is 0: set eval_scenes (e.g. 100), or best_metric null")
+            if evaluating and group == "benchmark" and not self.eval_benchmark:
+                raise MatSegInputError(f"best_metric {self.best_metric!r} needs eval_benchmark")
         return self
+
+    @property
+    def selects_on_test_set(self) -> bool:
+        """True when ``best_metric`` is a benchmark (test-set) number: ``best/`` is then picked on the test set."""
+        return bool(self.best_metric) and self.best_metric.startswith("benchmark/")
 
 
 def _type_of(name: str):

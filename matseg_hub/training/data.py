@@ -2,18 +2,21 @@
 
 Sources (``TrainConfig.data_sources``, each a mapping with ``type`` and ``weight``):
 
-* ``scenes2d`` — the 2D generator on the fly (:func:`matseg_hub.streaming.scene_stream`); keys ``seed``
+* ``scenes2d`` — the 2D generator on the fly (:func:`matseg_hub.streaming.scene_stream` with ``encoded=False``:
+  the scene's arrays, never encoded to JPEG/PNG and decoded again); keys ``seed``
   (default: the run's seed), ``natural`` / ``textures`` (folder, ``hub:<repo>`` or ``builtin``), ``max_side``,
   and any :class:`~matseg_hub.scenes2d.SceneConfig` field (``size``, ``min_size``, ``max_size``, ...);
 * ``folder`` — scene folders in the official layout (``path``), e.g. the authors' published synthetic set
   (:func:`matseg_hub.streaming.folder_scene_stream`);
-* ``hub`` — a Hub dataset with the scene features (``path``, ``name``, ``split``), streamed.
+* ``hub`` — a Hub dataset with the scene features (``path``, ``name``, ``split``, a Parquet dataset folder or a
+  Hub id), streamed: its encoded rows are decoded here.
 
 Every source is a :class:`datasets.IterableDataset`, split between processes with
 ``datasets.distributed.split_dataset_by_node`` and between DataLoader workers by ``datasets`` itself. A worker
 builds its ``b``-th batch from ``stream_rng("training.batch", seed, rank, worker, b)``
 (:mod:`matseg_hub.utils.seeds`): the batch shape (:func:`~matseg_hub.training.batching.sample_batch_shape`), which
-source fills each slot (by weight), the crops; the augmentations use a ``torch.Generator`` seeded the same way. Finite sources restart with the next epoch.
+source fills each slot (by weight), the crops; the augmentations use a ``torch.Generator`` seeded the same way.
+Finite sources restart with the next epoch.
 
 Exact resume. Each batch carries its worker's state (batch counter + each source's ``state_dict()``).
 :class:`ResumableLoader` keeps, for every worker, the state at the start of the current round of the DataLoader's
@@ -79,7 +82,7 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
             sources = SceneSources.builtin(max_side=max_side)
         else:
             sources = SceneSources.from_spec(natural, textures, max_side=max_side)
-        return scene_stream(seed=int(spec.get("seed", seed)), sources=sources, config=config)
+        return scene_stream(seed=int(spec.get("seed", seed)), sources=sources, config=config, encoded=False)
     if kind == "folder":
         from ..streaming import folder_scene_stream
 
@@ -266,8 +269,10 @@ class ResumableLoader:
         self._drop = int(state["drop"])
 
 
-def build_loader(config, rank: int = 0, world_size: int = 1) -> ResumableLoader:
-    """The training loader of a :class:`~matseg_hub.training.config.TrainConfig` for process ``rank``."""
+def build_loader(config, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> ResumableLoader:
+    """The training loader of a :class:`~matseg_hub.training.config.TrainConfig` for process ``rank``;
+    ``pin_memory``: page-locked batches for fast, asynchronous copies to a GPU (give ``True`` when training on
+    CUDA: ``train.py`` passes ``accelerator.device.type == "cuda"``)."""
     specs = config.data_sources
     sources = [build_source(s, seed=config.seed) for s in specs]
     weights = [float(s.get("weight", 1.0)) for s in specs]
@@ -278,7 +283,8 @@ def build_loader(config, rank: int = 0, world_size: int = 1) -> ResumableLoader:
                              augment=AugmentConfig() if config.augment else None)
     stream = SceneBatchStream(sources, weights, settings, seed=config.seed, rank=rank, world_size=world_size,
                               names=names)
-    return ResumableLoader(stream, num_workers=config.num_workers, prefetch_factor=config.prefetch_factor)
+    return ResumableLoader(stream, num_workers=config.num_workers, prefetch_factor=config.prefetch_factor,
+                           pin_memory=pin_memory)
 
 
 __all__ = ["BatchSettings", "ResumableLoader", "SceneBatchStream", "SOURCE_TYPES", "build_loader", "build_source"]

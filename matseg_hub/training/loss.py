@@ -36,16 +36,18 @@ class MaterialLossOutput:
         loss: float32 scalar tensor (differentiable).
         pixel_accuracy: float32 scalar (no gradient): share of counted pixels whose most probable material is
             the material with the largest target weight.
-        num_pixels: number of pixels counted (inside the annotated region, covered by a material).
-        num_materials: number of materials that had at least one pixel > threshold.
+        num_pixels: int64 scalar tensor, the number of pixels counted (inside the annotated region, covered by a
+            material); a tensor on the loss's device, so a training step reads nothing back to the host
+            (``int(out.num_pixels)`` does).
+        num_materials: int64 scalar tensor, the number of materials that had at least one pixel > threshold.
         probabilities: float32 [B, M, h, w] per-pixel material probabilities (``M = K`` for ``scope="image"``,
             ``B * K`` for ``"batch"``), detached; invalid materials get probability 0.
     """
 
     loss: torch.Tensor
     pixel_accuracy: torch.Tensor
-    num_pixels: int
-    num_materials: int
+    num_pixels: torch.Tensor
+    num_materials: torch.Tensor
     probabilities: torch.Tensor
 
 
@@ -134,14 +136,13 @@ def material_loss(descriptors: torch.Tensor, masks: torch.Tensor, annotated: Opt
     log_prob = torch.log_softmax(logits, dim=1)
     pixel_ce = -(full_target * log_prob).sum(dim=1)                                     # [B, h, w]
     keep_f = keep.to(torch.float32)
-    num_pixels = int(keep.sum().item())
     loss = (pixel_ce * keep_f).sum() / keep_f.sum().clamp_min(1.0)
     with torch.no_grad():
         prob = log_prob.exp()
         hit = (prob.argmax(dim=1) == full_target.argmax(dim=1)).to(torch.float32)
         accuracy = (hit * keep_f).sum() / keep_f.sum().clamp_min(1.0)
-    return MaterialLossOutput(loss=loss, pixel_accuracy=accuracy, num_pixels=num_pixels,
-                              num_materials=int(valid.sum().item()), probabilities=prob.detach())
+    return MaterialLossOutput(loss=loss, pixel_accuracy=accuracy, num_pixels=keep.sum(),
+                              num_materials=valid.sum(), probabilities=prob.detach())
 
 
 __all__ = ["MaterialLossOutput", "SCOPES", "material_loss", "resize_targets"]
