@@ -149,6 +149,10 @@ def resize_for_evaluation(image: np.ndarray, points: np.ndarray, max_size: Optio
 
     Returns:
         (resized image, int64 [N, 3] points, rat)
+
+    Raises:
+        MatSegInputError: a point that is not finite, has a negative radius or a value beyond
+            :data:`matseg_hub.metric.MAX_POINT_VALUE` after scaling.
     """
     import cv2
 
@@ -158,7 +162,15 @@ def resize_for_evaluation(image: np.ndarray, points: np.ndarray, max_size: Optio
     if rat != 1.0:
         image = cv2.resize(image, (int(width / rat), int(height / rat)))
         points = points / rat
-    return image, np.round(points).astype(np.int64), rat
+    return image, _rounded_points(points), rat
+
+
+def _rounded_points(points: np.ndarray) -> np.ndarray:
+    """[N, 3] (x, y, radius) rounded half to even to int64, checked by the metric's rules (finite, radius >= 0,
+    values within ``MAX_POINT_VALUE``)."""
+    from .metric import _check_points
+
+    return _check_points(points) if len(points) else np.zeros((0, 3), np.int64)
 
 
 def point_disc_masks(points: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
@@ -176,11 +188,10 @@ def point_disc_masks(points: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
         bool [N, H, W]. (For many points on large images prefer :func:`matseg_hub.metric.point_descriptors`,
         which never materialises full-size masks.)
     """
-    from .metric import _check_points, _disc
+    from .metric import _disc
 
     height, width = int(shape[0]), int(shape[1])
-    points = np.asarray(points).reshape(-1, 3)
-    pts = _check_points(points) if len(points) else np.zeros((0, 3), np.int64)
+    pts = _rounded_points(np.asarray(points).reshape(-1, 3))
     masks = np.zeros((len(pts), height, width), dtype=bool)
     for mask, point in zip(masks, pts):
         y0, y1, x0, x1, disc = _disc(point, height, width)

@@ -299,3 +299,11 @@ def test_relations_not_utf8(raw):
 def test_max_size_must_be_positive():
     with pytest.raises(MatSegInputError, match="max_size must be a positive"):
         resize_for_evaluation(np.zeros((10, 10, 3), np.uint8), np.zeros((0, 3)), 0)
+
+
+@pytest.mark.parametrize("points, match", [([[1, np.nan, 2]], "not finite"), ([[1, 2, 1e300]], "beyond"),
+                                           ([[1, 2, -3]], "negative radius")])
+def test_resize_for_evaluation_refuses_points_it_cannot_round(points, match):
+    """NaN or 1e300 used to become garbage int64 values (numpy's cast of NaN/overflow)."""
+    with pytest.raises(MatSegInputError, match=match):
+        resize_for_evaluation(np.zeros((1400, 700, 3), np.uint8), np.array(points, dtype=np.float64))
