@@ -95,9 +95,14 @@ def atomic_directory(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
 # output ownership
 # ----------------------------------------------------------------------------------------------------------------
 def cannot_write(path: PathLike, exc: OSError) -> MatSegOutputError:
-    """The typed error for a write the disk refused (read-only folder, full disk, ...), naming ``path``."""
-    return MatSegOutputError(f"cannot write to {path}: {exc.strerror or exc}; check that the folder is writable "
-                             "and the disk has space, then rerun (finished work is kept and resumed)", path=path)
+    """The typed error for a write the disk refused (read-only folder, full disk, a file in the way, ...):
+    ``<path>: <reason> (<what to do>)``, naming the file the system named, else ``path``."""
+    from ..errors import describe_os_error
+
+    line = describe_os_error(exc) if exc.filename is not None else None
+    if line is None:
+        line = f"{path}: {exc.strerror or exc} (check that the folder is writable and the disk has space, then rerun)"
+    return MatSegOutputError(line, path=path)
 
 
 def read_output_manifest(folder: PathLike) -> Optional[Dict[str, Any]]:
