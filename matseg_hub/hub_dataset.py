@@ -75,7 +75,8 @@ class _Manifest:
 
     shard_index: int
     num_shards: int
-    shards: List[Dict[str, Any]] = field(default_factory=list)  # {"file", "num_rows", "num_bytes", "keys", "end", "full"}
+    # {"file", "num_rows", "num_bytes", "keys", "end", "full"}
+    shards: List[Dict[str, Any]] = field(default_factory=list)
     skipped: List[Dict[str, Any]] = field(default_factory=list)  # {"key", "reason", "at"}
     inputs: List[List[str]] = field(default_factory=list)
     complete: bool = False

@@ -21,5 +21,6 @@ def run(args: argparse.Namespace) -> int:
     from ..asset_datasets import build_textures_dataset
 
     out = build_textures_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,
-                                 shard_index=args.shard, num_shards=args.num_shards, overwrite=args.overwrite, resume=not args.no_resume)
+                                 shard_index=args.shard, num_shards=args.num_shards, overwrite=args.overwrite,
+                                 resume=not args.no_resume)
     return finish_build(out, args, "MatSeg textures")
