@@ -706,7 +706,7 @@ def _place_objects(rng: np.random.Generator, sizes: Sequence[float]) -> List[Tup
         best, best_gap = None, -math.inf
         for _ in range(20):
             ang = float(rng.uniform(0, 2 * math.pi))
-            rad = float(rng.uniform(0.5, 1.6)) * math.sqrt(len(spots)) * max(sizes)
+            rad = float(rng.uniform(0.4, 0.9)) * math.sqrt(len(spots)) * max(sizes)  # a loose cluster
             p = (rad * math.cos(ang), rad * math.sin(ang))
             gap = min(math.hypot(p[0] - q[0], p[1] - q[1]) - 0.5 * (size + s) for q, s in zip(spots, sizes))
             if gap > best_gap:
@@ -761,7 +761,7 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     # the group's centre and radius on the ground (the camera frames it)
     centre = np.mean(np.array(spots), axis=0)
     radius = max(math.hypot(x - centre[0], y - centre[1]) + 0.5 * s for (x, y), s in zip(spots, sizes))
-    size = 2.0 * radius  # 1 for a single object
+    size = max(1.0, 1.2 * radius)  # what the camera frames: 1 for a single object, most of the group otherwise
 
     # camera
     lens = float(rng.uniform(30.0, 70.0))
