@@ -235,3 +235,23 @@ def test_a_lock_of_a_dead_process_is_taken_over(tmp_path):
     proc = _matseg(["build", "benchmark", "--source", raw, "--output", tmp_path / "out"])
     assert proc.returncode == 0, proc.stderr
     assert len(load_dataset(str(tmp_path / "out"), split="test")) == 2
+
+
+def test_generate_3d_refuses_a_foreign_folder_and_a_source_folder(inputs, tmp_path):
+    """``generate 3d`` writes scene folders and ``preview.jpg`` into ``--output``: only into its own output."""
+    from matseg_hub.render import find_blender_python
+
+    if find_blender_python(None) is None:
+        pytest.skip("no Python with bpy (matseg generate 3d --install-blender)")
+    argv = ["generate", "3d", "--num", "1", "--resolution", "32", "--samples", "1", "--no-preview"]
+    out = tmp_path / "out"
+    (out / "000000").mkdir(parents=True)
+    (out / "000000" / "mask001.png").write_bytes(b"someone else's mask")
+    (out / "preview.jpg").write_bytes(b"someone else's preview")
+    before = _tree(out)
+    _one_line_error(_matseg(argv + ["--output", out]), out, ".matseg_output.json")
+    assert _tree(out) == before
+    photos_before = _tree(inputs["photos"])
+    _one_line_error(_matseg(argv + ["--natural-images", inputs["photos"], "--output", inputs["photos"] / "renders"]),
+                    inputs["photos"])
+    assert _tree(inputs["photos"]) == photos_before

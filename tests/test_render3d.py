@@ -401,7 +401,9 @@ def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
                              blender_python=blender_python, show_progress=False)
         assert [r.index for r in report.rendered] == [1] and not report.failed
         runs.append(tmp_path / name)
-    assert sorted(p.name for p in runs[0].iterdir()) == ["000001"]  # shard 1 of 2: index 1 only
+    # shard 1 of 2: index 1 only, beside the output manifest that marks the folder as generate 3d's own
+    assert sorted(p.name for p in runs[0].iterdir()) == [".matseg_output.json", "000001"]
+    assert json.loads((runs[0] / ".matseg_output.json").read_text())["kind"] == "generate 3d"
     files = sorted(p.name for p in (runs[0] / "000001").iterdir())
     assert "scene_metadata.json" in files and files == sorted(p.name for p in (runs[1] / "000001").iterdir())
     for name in files:  # every file, scene_metadata.json included: wall-clock timings live in the report only

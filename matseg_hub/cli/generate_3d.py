@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                                  hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
     report = generate_3d(args.output, args.num, seed=args.seed, start=args.start, assets=assets, config=config,
                          workers=args.workers, threads=args.threads, blender_python=args.blender_python,
-                         shard=args.shard, num_shards=args.num_shards, preview=not args.no_preview)
+                         shard=args.shard, num_shards=args.num_shards, preview=not args.no_preview,
+                         sources=[args.natural_images, args.textures, args.pbr, args.hdri, args.objects])
     print(report.summary())
     if report.preview:
         print(f"preview: {report.preview}")

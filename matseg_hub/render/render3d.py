@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
+from ..utils.files import claim_output_folder, pid_alive
 from ..utils.images import swap_rb
 from ..utils.logging import get_logger, progress
 from .blender_env import DONE_MARK, WORKER_SCRIPT, require_blender_python, worker_env
@@ -375,16 +376,6 @@ class GenerationReport:
                 f"{self.seconds:.1f} s wall, {per:.2f} s per scene per worker -> {self.output}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover
-        return True
-    return True
-
-
 def _clean_stale_work(root: Path) -> None:
     """Remove work folders of runs on this host whose process is gone (killed runs)."""
     work = root / WORK_DIR
@@ -393,7 +384,7 @@ def _clean_stale_work(root: Path) -> None:
     host = socket.gethostname()
     for d in work.iterdir():
         parts = d.name.split("-")
-        if len(parts) >= 3 and "-".join(parts[:-2]) == host and parts[-2].isdigit() and not _pid_alive(int(parts[-2])):
+        if len(parts) >= 3 and "-".join(parts[:-2]) == host and parts[-2].isdigit() and not pid_alive(int(parts[-2])):
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -407,8 +398,8 @@ def pending_indices(output: PathLike, indices: Sequence[int]) -> List[int]:
 def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, assets=None, config=None,
                 workers: int = 1, threads: Optional[int] = None, blender_python: Optional[str] = None,
                 shard: int = 0, num_shards: int = 1, max_attempts: int = 5, preview: bool = True,
-                min_visible_fraction: float = MIN_VISIBLE_FRACTION, show_progress: Optional[bool] = None
-                ) -> GenerationReport:
+                min_visible_fraction: float = MIN_VISIBLE_FRACTION, show_progress: Optional[bool] = None,
+                sources: Sequence[Optional[PathLike]] = ()) -> GenerationReport:
     """Render scenes ``start .. start + num - 1`` (those of shard ``shard`` of ``num_shards``) into
     ``output/<index:06d>/``; resumable.
 
@@ -417,7 +408,8 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     scene's metadata lists the redrawn attempts under ``redraws``, and a scene still hidden after them fails).
     Finished scenes are skipped, unfinished ones redone. ``workers`` Blender processes run at once with ``threads``
     CPU threads each (default: CPU count / workers). Progress (with ETA) goes to stderr; a preview grid is written to
-    ``output/preview.jpg`` when ``preview``.
+    ``output/preview.jpg`` when ``preview``. ``output`` must be new, empty or an earlier output of this command
+    (:func:`~matseg_hub.utils.files.claim_output_folder`), and apart from the asset folders in ``sources``.
 
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
     """
@@ -432,8 +424,7 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     python = require_blender_python(blender_python)
     assets = assets or default_assets()
     config = config or SceneConfig()
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = claim_output_folder(output, "generate 3d", sources=sources)
     _clean_stale_work(output)
     indices = [i for i in range(start, start + num) if i % num_shards == shard]
     todo = pending_indices(output, indices)
