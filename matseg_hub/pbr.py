@@ -686,10 +686,9 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
     check_run_params(output_dir, "pbr", run_params)
     if tasks:
         if workers > 1 and len(tasks) > 1:
-            import multiprocessing as mp
+            from .utils.workers import worker_pool
 
-            with mp.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_init_worker,
-                                              initargs=(str(textures),)) as pool:
+            with worker_pool(min(workers, len(tasks)), _init_worker, (str(textures),), start_method="spawn") as pool:
                 for _, bad in progress(pool.imap_unordered(_generate_one, tasks), **bar):
                     report.num_written += 1
                     report.bad_textures.update(bad)

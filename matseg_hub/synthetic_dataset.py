@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 from collections import Counter
@@ -39,6 +38,7 @@ from .utils.files import claim_output_folder, files_fingerprint
 from .utils.images import swap_rb
 from .utils.logging import get_logger, progress
 from .utils.memory import keep_freed_memory
+from .utils.workers import worker_pool
 
 logger = get_logger(__name__)
 
@@ -96,12 +96,9 @@ def _run(func: Callable, indices: Sequence[int], workers: int, initargs: tuple, 
             _WORKER.clear()
             _WORKER.update(saved)
         return
-    # not "fork": a child forked from a process whose OpenCV/Arrow thread pools are running can deadlock.
     # The sources are pickled once per worker (decoded arrays: no image is decoded again).
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     chunk = max(1, min(8, len(indices) // (4 * workers)))
-    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+    with worker_pool(workers, _init_worker, initargs) as pool:
         for out in progress(pool.imap(func, indices, chunksize=chunk), total=len(indices), desc=desc, unit="scene"):
             yield out
 

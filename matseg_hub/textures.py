@@ -855,9 +855,9 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
     bar_kw = dict(total=len(tasks), desc="extracting textures", unit="img",
                   disable=None if show_progress is None else not show_progress)
     if workers > 1 and len(tasks) > 1:
-        import multiprocessing as mp
+        from .utils.workers import worker_pool
 
-        with mp.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+        with worker_pool(min(workers, len(tasks)), start_method="spawn") as pool:
             for rec in progress(pool.imap_unordered(_extract_one, tasks), **bar_kw):
                 report.num_processed += 1
                 if rec.get("error"):

@@ -112,11 +112,14 @@ def test_file_in_the_way_of_the_output_is_one_line(command, inputs, tmp_path):
     assert blocker.read_text() == "keep me\n"
 
 
-def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_is_one_line_and_exit_130(workers, tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group: the pool workers get it too and stay quiet."""
     out = tmp_path / "scenes"
     process = subprocess.Popen(MATSEG + ["generate", "2d", "--num", "100000", "--size", "64", "--output", str(out),
-                                         "--no-progress"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                                         "--no-progress", "--workers", str(workers)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                               start_new_session=True)
     try:
         # interrupt once the run is under way: its first scene is finished
         while not any(out.glob("*/*.png")) and process.poll() is None:
@@ -125,13 +128,14 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
             except subprocess.TimeoutExpired:
                 pass
         assert process.poll() is None, process.communicate()
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert "PoolWorker" not in stderr, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == INTERRUPTED
     assert any(out.glob("*/*.png"))  # the finished scenes are kept
 
