@@ -142,3 +142,27 @@ def test_cli_unknown_model(model, message):
     proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--model", model], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_output_never_replaces_a_file_it_did_not_write(tmp_path):
+    """--output is checked before scoring: a foreign file is kept (unless --overwrite), a folder is refused, and a
+    results file of an earlier `matseg evaluate` is replaced."""
+    cmd = [sys.executable, "-m", "matseg_hub", "evaluate", "--model", "rgb", "--output"]
+    env = dict(os.environ, MATSEG_DISABLE_PROGRESS="1")
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}')
+    proc = subprocess.run(cmd + [str(notes)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stdout == "", proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"matseg: error: --output {notes} exists and was not written by "
+                                                "`matseg evaluate`; nothing was changed. Choose another file name, "
+                                                "or pass --overwrite to replace it"]
+    assert notes.read_text() == '{"my": "notes"}'
+    proc = subprocess.run(cmd + [str(tmp_path)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1 and "is a folder" in proc.stderr
+    ours = tmp_path / "r.json"
+    for _ in range(2):  # the second run replaces the first run's own file
+        proc = subprocess.run(cmd + [str(ours)], capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+    assert json.loads(ours.read_text())["written_by"] == "matseg evaluate"
+    proc = subprocess.run(cmd + [str(notes), "--overwrite"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and json.loads(notes.read_text())["model"] == "rgb"
