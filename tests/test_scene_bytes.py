@@ -1,0 +1,64 @@
+"""Stored digests of the generators' output: a refactoring that changes no behaviour changes none of these bytes.
+
+When a generator changes on purpose, bump its version constant (``GENERATOR_VERSION``) and update the digests here
+in the same commit, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from matseg_hub import scene3d
+from matseg_hub.scenes2d import GENERATOR_VERSION, SceneConfig, generate_scene
+from matseg_hub.synthetic import encode_scene
+
+# sha256 of every encoded file of scenes 0-3 of seed 0 (built-in photos and textures, 160x192 px), generator 4
+SCENES_2D_SEED0 = {
+    0: "8200dac2e1d0ede6d2ded6272e89563052b3aacf593693a457d4c623307093df",
+    1: "84a0fa27028c1e566762582ad3f70434e46efa7abad3a030728024cf33e15c8f",
+    2: "42ad69214a01268dcf0171a94824b859729057bee04e36e769cc09be92c745ea",
+    3: "606ef177b429614818574e0f24167abc22efcc74a8bd9e36cffc8f18c1a30023",
+}
+# sha256 of the plain-data 3D scene (JSON) of scenes 0-3 of seed 0 with the default assets, 3D generator 2
+SCENES_3D_SEED0 = {
+    0: "2d354217eefc534f151a4c4797140446f6ccee5c40d0aa97080336e14da11526",
+    1: "9424fa6a176801f955d38783702af05db51164d1f60f1da412adf95328971f66",
+    2: "5d82eb4c71fa9625c1cce3942a351f7308d5ddaa72f04f4ae0895a27171fbec7",
+    3: "c0eeb6ef606121d65f0f3561d9cafee16e1fa7ce0961c6ccabb9463dc1bece0f",
+}
+
+
+def _scene_digest(index: int) -> str:
+    encoded = encode_scene(generate_scene(0, index, None, SceneConfig(size=(160, 192))))
+    digest = hashlib.sha256()
+    for part in (encoded.rgb_jpeg, *encoded.masks_png, encoded.annotated_png, encoded.metadata_json.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+def _scene3d_digest(index: int) -> str:
+    return hashlib.sha256(scene3d.sample_scene(0, index).to_json().encode()).hexdigest()
+
+
+def test_generator_versions_match_the_stored_digests():
+    assert GENERATOR_VERSION == 4, "the 2D generator changed: update SCENES_2D_SEED0 with the new bytes"
+    assert scene3d.GENERATOR_VERSION == 2, "the 3D sampler changed: update SCENES_3D_SEED0 with the new bytes"
+
+
+@pytest.mark.parametrize("index", sorted(SCENES_3D_SEED0))
+def test_3d_scene_of_seed_0_is_unchanged(index):
+    assert _scene3d_digest(index) == SCENES_3D_SEED0[index]
+
+
+@pytest.mark.parametrize("index", sorted(SCENES_2D_SEED0))
+def test_2d_scene_bytes_of_seed_0_are_unchanged(index):
+    assert _scene_digest(index) == SCENES_2D_SEED0[index]
+
+
+def test_digests_tell_scenes_apart():
+    for digests in (SCENES_2D_SEED0, SCENES_3D_SEED0):
+        assert len(set(digests.values())) == len(digests)
+        assert np.all([len(d) == 64 for d in digests.values()])
