@@ -85,6 +85,18 @@ class PatternParams:
         offset = np.array([self.center_x, self.center_y]) - lin @ np.array([ox, oy])
         return np.concatenate([lin, offset[:, None]], axis=1)
 
+    def at_working_resolution(self) -> "PatternParams":
+        """These parameters at their working resolution (``work_scale``): the same source region warped to fewer
+        output pixels (``height``/``width`` scaled by ``work_scale``, rounded up, at least 2), ``work_scale=1``.
+        ``self`` when ``work_scale >= 1``."""
+        if self.work_scale >= 1.0:
+            return self
+        h = max(2, int(math.ceil(self.height * self.work_scale)))
+        w = max(2, int(math.ceil(self.width * self.work_scale)))
+        return PatternParams(**{**self.__dict__, "height": h, "width": w, "work_scale": 1.0,
+                                "scale": self.scale * self.width / w,
+                                "blur_sigma": self.blur_sigma * w / self.width})
+
 
 def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -160,17 +172,6 @@ def warp_source(image: np.ndarray, params: PatternParams, border: Optional[int] 
     return warp_affine(image, params.affine_matrix(), (w, h), border)
 
 
-def _work_params(params: PatternParams) -> PatternParams:
-    """``params`` at its working resolution (same source region, fewer output pixels)."""
-    if params.work_scale >= 1.0:
-        return params
-    h = max(2, int(math.ceil(params.height * params.work_scale)))
-    w = max(2, int(math.ceil(params.width * params.work_scale)))
-    return PatternParams(**{**params.__dict__, "height": h, "width": w, "work_scale": 1.0,
-                            "scale": params.scale * params.width / w,
-                            "blur_sigma": params.blur_sigma * w / params.width})
-
-
 def property_plane(image: np.ndarray, params: PatternParams, crop: Optional[np.ndarray] = None,
                    half: Optional[np.ndarray] = None) -> np.ndarray:
     """The (warped, possibly inverted and blurred) property of ``params``: float32 [height, width] in [0, 1].
@@ -180,7 +181,7 @@ def property_plane(image: np.ndarray, params: PatternParams, crop: Optional[np.n
     """
     import cv2
 
-    work = _work_params(params)
+    work = params.at_working_resolution()
     if crop is None:
         crop = warp_source(image, work, half=half)
     prop = params.property
@@ -337,7 +338,7 @@ def pattern_map(image: np.ndarray, rng: np.random.Generator, size: Union[int, Se
         params = PatternParams(**geometry, property=prop, mix=mix if prop == "mix" else None, invert=invert,
                                blur_sigma=blur, work_scale=float(work_scale))
         if crop is None:
-            crop = warp_source(image, _work_params(params), half=half)
+            crop = warp_source(image, params.at_working_resolution(), half=half)
         plane = property_plane(image, params, crop=crop)
         values = np.sort(_sample_values(plane, region))
         q05, q95 = _sorted_quantile(values, 0.05), _sorted_quantile(values, 0.95)

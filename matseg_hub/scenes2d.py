@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MatSegError, MatSegFormatError, MatSegInputError
-from .patterns import (PatternParams, _work_params, half_resolution, pattern_map, property_plane, sample_geometry,
+from .patterns import (PatternParams, half_resolution, pattern_map, property_plane, sample_geometry,
                        warp_source)
 from .synthetic import SyntheticScene
 from .utils.images import resize_image, warp_affine
@@ -592,7 +592,7 @@ def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, conf
     sigma = float(rng.uniform(0.003, 0.03)) * min(h, w)
     params = PatternParams(**geometry, property=prop, blur_sigma=sigma, work_scale=0.25)
     # normalised and scaled at the working resolution, then resized (bilinear): 1/16 of the full-size passes
-    small = property_plane(img, _work_params(params), half=natural.half(s))
+    small = property_plane(img, params.at_working_resolution(), half=natural.half(s))
     peak = float(small.max())
     strength = float(rng.uniform(*config.shading_strength))
     gain = strength / peak if peak > 1e-6 else strength

@@ -77,6 +77,20 @@ def test_work_scale_keeps_size_and_reproduces():
     assert np.array_equal(render_pattern(image, params), out)
 
 
+def test_working_resolution_params_cover_the_same_source_region_with_fewer_pixels():
+    params = PatternParams(height=100, width=60, source_height=200, source_width=300, center_x=50.0,
+                           center_y=40.0, scale=1.5, angle=10.0, flip=False, property="V", blur_sigma=4.0,
+                           work_scale=0.25)
+    work = params.at_working_resolution()
+    assert (work.height, work.width, work.work_scale) == (25, 15, 1.0)
+    assert work.scale == 1.5 * 60 / 15 and work.blur_sigma == 4.0 * 15 / 60
+    assert (work.center_x, work.center_y, work.angle, work.property) == (50.0, 40.0, 10.0, "V")
+    full = PatternParams(**{**params.__dict__, "work_scale": 1.0})
+    assert full.at_working_resolution() is full
+    tiny = PatternParams(**{**params.__dict__, "height": 3, "width": 3, "work_scale": 0.1})
+    assert (tiny.at_working_resolution().height, tiny.at_working_resolution().width) == (2, 2)
+
+
 def test_flat_image_does_not_crash_and_gray_image_avoids_flat_properties():
     flat = np.full((40, 40, 3), 128, np.uint8)
     out = pattern_map(flat, np.random.default_rng(0), 32)
