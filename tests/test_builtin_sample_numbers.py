@@ -45,7 +45,7 @@ def test_builtin_sample_has_no_soft_cases():
 
 
 def test_readme_first_command_prints_and_writes_the_numbers(tmp_path):
-    """``matseg evaluate`` (the README's first command): the table the README quotes, and the same eight numbers
+    """``matseg evaluate`` (the README's first command): the table docs/metrics.md quotes, and the same eight numbers
     in ``--output``."""
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--output", str(out)],

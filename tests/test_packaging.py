@@ -1,8 +1,8 @@
 """Packaging: ranges, not pins, in the core dependencies; the ``[train]`` extra covers what training imports;
-the exact torch of CI lives in ``constraints/ci.txt``, which the README's commands and ``.ci/run`` pass.
+the exact torch of CI lives in ``constraints/ci.txt``, which the commands of the README and docs/ and ``.ci/run`` pass.
 
 Installing the package must never replace a user's own (e.g. CUDA) torch, and a user who installs ``[train]``
-must be able to run the README's training command (its imports are read here with ``ast``, mapped to the
+must be able to run the training command of docs/training.md (its imports are read here with ``ast``, mapped to the
 distributions that provide them).
 """
 
@@ -132,9 +132,10 @@ def test_readme_and_ci_install_with_the_constraints_file():
     assert second.startswith(f'pip install -e ".[test]" -c {CONSTRAINTS} && ')
     assert "python tests/hubserver.py" in second  # olah's environment, made before the tests (not by them)
     assert ci.strip().splitlines()[-1] == second  # CI runs the README's test command
-    for line in _pip_installs(readme) + _pip_installs(ci):
+    docs = [page.read_text() for page in sorted((REPO / "docs").glob("*.md"))]
+    for line in _pip_installs(readme) + _pip_installs(ci) + [line for page in docs for line in _pip_installs(page)]:
         assert f"-c {CONSTRAINTS}" in line, line
-    training = readme[readme.index("## Training"):]
+    training = (REPO / "docs" / "training.md").read_text()
     assert f'pip install -e ".[train]" -c {CONSTRAINTS}' in training.split("python train/train.py")[0]
 
 
