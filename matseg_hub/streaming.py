@@ -1,17 +1,27 @@
 """Synthetic scenes as a :class:`datasets.IterableDataset` (generated on the fly, or read from scene folders).
 
-Determinism and sharding. Scene ``i`` of a stream is ``generate_scene(seed, i, ...)``: nothing depends on the
-process that makes it. The stream is split into ``num_shards`` *virtual* shards (default 80,640, divisible by
-every worker/node count up to 10 and by 12, 14, 15, 16, ...); shard ``v`` holds the scenes ``v, v + S, v + 2S,
-...``. A process iterates the shards it was given round-robin, so
+Built with public ``datasets`` API only (``IterableDataset.from_generator`` with sharded ``gen_kwargs``, then
+``IterableDataset.map``), so sharding, ``split_dataset_by_node`` and ``state_dict()`` / ``load_state_dict()`` are
+datasets' own.
 
-* with one process the order is ``0, 1, 2, ...``;
-* ``DataLoader(num_workers=W)`` gives worker ``w`` the shards ``w, w + W, ...`` (datasets' own assignment) and
-  collects the workers round-robin: the batches hold the same scenes, in the same order, for any ``W`` that
-  divides ``num_shards``;
-* ``datasets.distributed.split_dataset_by_node`` hands each node whole shards: nodes never repeat a scene and
-  together make exactly the scenes of one process;
-* infinite streams (``num=None``) keep every property: shards are interleaved, not consumed one after the other.
+Determinism and sharding. Scene ``i`` of a stream is ``generate_scene(seed, i, ...)``: nothing depends on the
+process that makes it. The stream has ``L`` shards: ``L = min(num, num_shards)`` for ``num`` scenes,
+``num_shards`` (default 5,040, divisible by every worker/node count up to 10 and by 12, 14, 15, 16, 18, 20, ...)
+for an infinite stream; shard ``v`` holds the scenes ``v, v + L, v + 2L, ...``. datasets gives a process (a
+``DataLoader`` worker ``w`` of ``W``: shards ``w, w + W, ...``; a node of ``split_dataset_by_node``: whole shards)
+its shards and iterates them one after the other, so
+
+* with ``num <= num_shards`` every shard is one scene: one process yields ``0, 1, 2, ...`` and
+  ``DataLoader(num_workers=W)``, which collects its workers round-robin, yields the same scenes in the same order
+  for any ``W``;
+* with more scenes, the scenes are the same for any ``W`` but their order depends on ``W``;
+* ``split_dataset_by_node`` hands each node whole shards: nodes never repeat a scene and together make exactly the
+  scenes of one process;
+* an infinite stream (``num=None``) has endless shards: a process yields the scenes of its first shard, ``v, v + L,
+  v + 2L, ...`` (one process: ``0, L, 2L, ...``); processes never repeat a scene, and a process's scenes depend
+  on the number of processes;
+* ``ds.state_dict()`` / ``ds.load_state_dict()`` resume at the next scene; the scenes skipped on resume are never
+  generated (the shards yield scene indices, :meth:`datasets.IterableDataset.map` makes the scenes).
 
 Example::
 
@@ -28,11 +38,10 @@ Example::
 from __future__ import annotations
 
 import sys
-from itertools import count, islice
-from typing import Any, Iterator, List, Optional, Sequence
+from itertools import count
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
-from datasets.iterable_dataset import ExamplesIterable
 
 from .errors import MatSegFormatError, MatSegInputError
 from .synthetic import (FINISHED_FILE, iter_scene_folders, scene_features, scene_license, scene_row,
@@ -42,50 +51,23 @@ from .utils.memory import keep_freed_memory
 
 logger = get_logger(__name__)
 
-DEFAULT_NUM_SHARDS = 80_640  # 2^8 * 3^2 * 5 * 7
-
-
-class _InterleavedExamplesIterable(ExamplesIterable):
-    """An ``ExamplesIterable`` whose generator receives all its shard ids at once (so it can interleave them)
-    instead of being run once per shard, one shard after the other."""
-
-    def __iter__(self):
-        start = self._state_dict["shard_example_idx"] if self._state_dict else 0
-        for key_example in self.generate_examples_fn(skip=start, **self.kwargs):
-            if self._state_dict:
-                self._state_dict["shard_example_idx"] += 1
-            yield key_example
-
-    def shuffle_data_sources(self, generator) -> "_InterleavedExamplesIterable":
-        shuffled = super().shuffle_data_sources(generator)
-        return _InterleavedExamplesIterable(shuffled.generate_examples_fn, shuffled.kwargs)
-
-    def shard_data_sources(self, num_shards: int, index: int, contiguous=True) -> "_InterleavedExamplesIterable":
-        # the only list in the kwargs is `shard_ids`: select from it directly (datasets' generic split builds one
-        # dict per shard, slow with tens of thousands of virtual shards)
-        ids = self.kwargs["shard_ids"]
-        keep = self.split_shard_indices_by_worker(num_shards, index, contiguous=contiguous)
-        kwargs = {**self.kwargs, "shard_ids": [ids[i] for i in keep]}
-        return _InterleavedExamplesIterable(self.generate_examples_fn, kwargs)
-
-    def reshard_data_sources(self) -> "_InterleavedExamplesIterable":
-        return self
+DEFAULT_NUM_SHARDS = 5_040  # 2^4 * 3^2 * 5 * 7
 
 
 def stream_indices(shard_ids: Sequence[int], num_shards: int, num: Optional[int]) -> Iterator[int]:
-    """Scene indices of the given virtual shards, round-robin: ``r * num_shards + v`` for ``r = 0, 1, ...``."""
-    ids = [int(v) for v in shard_ids if num is None or int(v) < num]
-    if not ids:
-        return
-    for r in count():
-        base = r * num_shards
-        if num is not None and base >= num:
-            return
-        for v in ids:
-            i = base + v
-            if num is not None and i >= num:
-                continue
-            yield i
+    """Scene indices of the given shards, one shard after the other (as datasets iterates a process's shards):
+    shard ``v`` holds ``v, v + num_shards, v + 2 num_shards, ...`` below ``num`` (endless when ``num`` is None)."""
+    for v in shard_ids:
+        if num is None:
+            yield from count(int(v), num_shards)  # endless: the shards after the first are never reached
+        yield from range(int(v), num, num_shards)
+
+
+def _index_rows(shard_ids: List[int], num_shards: int, num: Optional[int]) -> Iterator[Dict[str, int]]:
+    """The generator of ``from_generator``: ``{"index": i}`` per scene of the given shards (cheap, so resuming
+    from a state dict skips indices, not scenes)."""
+    for i in stream_indices(shard_ids, num_shards, num):
+        yield {"index": i}
 
 
 def _in_dataloader_worker() -> bool:
@@ -93,18 +75,14 @@ def _in_dataloader_worker() -> bool:
     return torch is not None and torch.utils.data.get_worker_info() is not None
 
 
-def _generated_rows(shard_ids, num_shards: int, num: Optional[int], seed: int, sources, config, skip: int = 0,
-                    arrays: bool = False):
+def _generated_row(example: Dict[str, int], seed: int, sources, config, arrays: bool = False) -> Dict[str, Any]:
+    """The ``map`` function: scene ``example["index"]`` of the stream as a Hub row (or a row of arrays)."""
     from .scenes2d import GENERATOR_NAME, generate_scene
 
     if _in_dataloader_worker():
         keep_freed_memory()  # a generator process: reuse freed scene arrays instead of faulting pages in (10 %)
-    for index in islice(stream_indices(shard_ids, num_shards, num), skip, None):
-        scene = generate_scene(seed, index, sources, config)
-        if arrays:
-            yield str(index), _array_row(scene, GENERATOR_NAME)
-        else:
-            yield str(index), scene_row(scene, source=GENERATOR_NAME)
+    scene = generate_scene(seed, int(example["index"]), sources, config)
+    return _array_row(scene, GENERATOR_NAME) if arrays else scene_row(scene, source=GENERATOR_NAME)
 
 
 def _array_row(scene, source: str):
@@ -127,12 +105,6 @@ def _array_row(scene, source: str):
     }
 
 
-def _features_info():
-    from datasets import DatasetInfo
-
-    return DatasetInfo(features=scene_features(), description="MatSeg synthetic scenes (matseg_hub)")
-
-
 def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = None,
                  num_shards: int = DEFAULT_NUM_SHARDS, encoded: bool = True):
     """Generated 2D scenes as a :class:`datasets.IterableDataset` with :func:`~matseg_hub.synthetic.scene_features`.
@@ -143,9 +115,8 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
             Decoded once in this process and shared with DataLoader workers (fork).
         config: :class:`~matseg_hub.scenes2d.SceneConfig`.
         num: number of scenes, or ``None`` for an infinite stream.
-        num_shards: number of virtual shards (see the module docstring); a DataLoader worker count or a world size
-            that divides it keeps the exact order.
-
+        num_shards: the most shards (see the module docstring): a finite stream of at most ``num_shards`` scenes
+            keeps its order for any number of workers; an infinite one serves at most ``num_shards`` processes.
         encoded: ``True`` (default): Hub rows (JPEG/PNG, the same bytes as the folder and Parquet writers), so the
             stream can be mixed with :func:`folder_scene_stream`, saved or pushed. ``False``: rows of numpy arrays
             (``image`` uint8 [H, W, 3], ``masks`` uint8 [K, H, W] and ``annotated`` uint8 [H, W], 0-255) with no
@@ -167,11 +138,14 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
         raise MatSegInputError(f"num_shards must be >= 1, got {num_shards}")
     sources = _as_sources(sources)
     config = config or SceneConfig()
-    num_shards = int(num_shards)
-    kwargs = dict(shard_ids=list(range(num_shards)), num_shards=num_shards, num=None if num is None else int(num),
-                  seed=int(seed), sources=sources, config=config, arrays=not encoded)
-    info = _features_info() if encoded else None
-    return IterableDataset(_InterleavedExamplesIterable(_generated_rows, kwargs), info=info)
+    num = None if num is None else int(num)
+    shards = int(num_shards) if num is None else max(1, min(num, int(num_shards)))
+    indices = IterableDataset.from_generator(
+        _index_rows, gen_kwargs={"shard_ids": list(range(shards)), "num_shards": shards, "num": num})
+    rows = indices.map(_generated_row, remove_columns=["index"],
+                       fn_kwargs={"seed": int(seed), "sources": sources, "config": config, "arrays": not encoded})
+    # cast, not map(features=): the features then encode and decode the rows (PIL images), as for folder streams
+    return rows.cast(scene_features()) if encoded else rows
 
 
 def folder_scene_stream(root, nested: bool = True, on_error: str = "warn"):
@@ -195,10 +169,10 @@ def folder_scene_stream(root, nested: bool = True, on_error: str = "warn"):
     if not folders:
         raise MatSegInputError(f"no complete scene (a folder with {FINISHED_FILE}) under {root}")
     kwargs = {"folders": folders, "root": str(root), "on_error": on_error}
-    return IterableDataset(ExamplesIterable(_folder_rows_per_shard, kwargs), info=_features_info())
+    return IterableDataset.from_generator(_folder_rows, features=scene_features(), gen_kwargs=kwargs)
 
 
-def _folder_rows_per_shard(folders: List[str], root: str, on_error: str = "warn"):
+def _folder_rows(folders: List[str], root: str, on_error: str = "warn"):
     for folder in folders:
         try:
             row = scene_row_from_folder(folder, root=root)
@@ -207,7 +181,7 @@ def _folder_rows_per_shard(folders: List[str], root: str, on_error: str = "warn"
                 raise
             logger.warning("skipping the scene folder %s: %s", folder, exc)
             continue
-        yield folder, row
+        yield row
 
 
 def mix_scene_streams(streams: Sequence[Any], probabilities: Optional[Sequence[float]] = None, seed: int = 0,

@@ -42,6 +42,8 @@ def test_stream_rows_are_the_generated_scenes(sources):
                                 "metadata"}  # license: per-row licence column (added)
     rows = list(ds)
     assert [r["index"] for r in rows] == [0, 1, 2, 3, 4]
+    assert list(rows[0]) == list(ds.features)  # the features' column order
+    assert rows[0]["image"].format == "JPEG" and rows[0]["masks"][0].mode == "L"  # decoded images, not bytes
     for row in rows:
         scene = generate_scene(4, row["index"], sources, CONFIG)
         t = scene_tensors(row)
@@ -69,18 +71,63 @@ def test_dataloader_workers_do_not_change_the_scenes_or_their_order(sources):
         assert a[1].dtype == torch.uint8 and a[2].dtype == torch.float32
 
 
-def test_infinite_stream_with_workers_keeps_order(sources):
+def test_infinite_stream_gives_each_worker_its_own_endless_shard(sources):
     import torch
 
-    ds = scene_stream(seed=2, sources=sources, config=CONFIG, num=None)
-    assert [r["index"] for r in islice(ds, 4)] == [0, 1, 2, 3]
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, collate_fn=scene_tensors)
-    got = []
-    for item in loader:
-        got.append(item["index"])
-        if len(got) == 6:
-            break
-    assert got == list(range(6))
+    ds = scene_stream(seed=2, sources=sources, config=CONFIG, num=None, num_shards=4)
+    assert [r["index"] for r in islice(ds, 4)] == [0, 4, 8, 12]  # one process: its first shard, forever
+    runs = []
+    for _ in range(2):
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, collate_fn=scene_tensors)
+        runs.append([item["index"] for item in islice(loader, 6)])
+    assert runs[0] == runs[1] == [0, 1, 4, 5, 8, 9]  # worker 0: shard 0, worker 1: shard 1, round-robin
+
+
+@pytest.mark.parametrize("num", [5, None])
+def test_resuming_from_a_state_dict_gives_the_next_scenes_without_generating_the_skipped_ones(sources, num,
+                                                                                             monkeypatch):
+    import matseg_hub.scenes2d as scenes2d
+
+    ds = scene_stream(seed=7, sources=sources, config=CONFIG, num=num, num_shards=3)
+    it = iter(ds)
+    before = [next(it)["index"] for _ in range(2)]
+    state = json.loads(json.dumps(ds.state_dict()))  # JSON-serialisable
+    following = [_arrays(next(it)) for _ in range(2)]
+    made = []
+    real = scenes2d.generate_scene
+    monkeypatch.setattr(scenes2d, "generate_scene", lambda seed, index, *a, **k: made.append(index) or
+                        real(seed, index, *a, **k))
+    again = scene_stream(seed=7, sources=sources, config=CONFIG, num=num, num_shards=3)
+    again.load_state_dict(state)
+    it = iter(again)
+    for expected in following:
+        got = _arrays(next(it))
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1]) and got[3] == expected[3]
+    assert made == [f[0] for f in following]  # the scenes before the checkpoint were not made again
+    assert before == [0, 3] and [f[0] for f in following] == ([1, 4] if num else [6, 9])
+
+
+def test_streaming_uses_only_public_datasets_api():
+    import ast
+    from pathlib import Path
+
+    import matseg_hub.streaming as streaming
+
+    internals = {"iterable_dataset", "ExamplesIterable", "_state_dict"}
+    bad = []
+    for node in ast.walk(ast.parse(Path(streaming.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("datasets"):
+            bad += [f"from {node.module} import {a.name}" for a in node.names
+                    if a.name.startswith("_") or a.name in internals or node.module != "datasets"
+                    and node.module.split(".")[1] in internals]
+        elif isinstance(node, ast.Import):
+            bad += [a.name for a in node.names if a.name.startswith("datasets.") and
+                    set(a.name.split(".")) & internals]
+        elif isinstance(node, ast.Attribute) and node.attr in internals:
+            bad.append(f"attribute .{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in internals:
+            bad.append(node.id)
+    assert not bad, bad
 
 
 def test_split_by_node_is_disjoint_and_complete(sources):
@@ -144,6 +191,7 @@ def test_array_rows_match_encoded_rows_and_feed_a_dataloader(sources):
     arrays = scene_stream(seed=6, sources=sources, config=CONFIG, num=3, encoded=False)
     assert arrays.features is None
     rows = list(arrays)
+    assert list(rows[0]) == list(scene_stream(seed=6, sources=sources, config=CONFIG, num=1).features)
     assert rows[0]["masks"].dtype == np.uint8 and rows[0]["image"].shape == (48, 64, 3)
     for row, enc in zip(rows, encoded):
         t = scene_tensors(row)
