@@ -1,9 +1,9 @@
 """A plain float64 loop implementation of the reference triplet accuracy (the authors' ``Evaluate.py``,
 ``get_accuracy_pytorch``), kept deliberately naive: one full-size ``cv2.circle`` mask per point, python loops
-over anchors and over ranked positions. It is the yardstick of ``matseg_hub.metric`` (imported by
+over anchors and over ranked positions. It is the yardstick of ``matseg_hub.metrics.triplet`` (imported by
 ``tests/test_metric.py`` and ``bench/bench_metric.py``) and must stay independent of it.
 
-It follows the reference step by step, in float64, and adds only what ``matseg_hub.metric`` defines where the
+It follows the reference step by step, in float64, and adds only what ``matseg_hub.metrics.triplet`` defines where the
 reference returns NaN: all-zero pixels stay zero (``x / max(||x||, 1e-12)``, the torch ``normalize`` rule the
 reference uses), a disc summing to zero gives a zero descriptor, a hard-mode anchor with no point of another
 group is skipped, and an image with no scored anchor returns ``None`` values.

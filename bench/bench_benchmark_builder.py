@@ -19,7 +19,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from matseg_hub.benchmark_dataset import build_benchmark_dataset
+from matseg_hub.benchmark.dataset import build_benchmark_dataset
 t = time.perf_counter()
 build_benchmark_dataset(sys.argv[1], sys.argv[2], max_shard_size=sys.argv[3])
 dt = time.perf_counter() - t

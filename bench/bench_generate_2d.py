@@ -64,7 +64,7 @@ class Ours:
     """Our generator, sources loaded once; ``step(i)`` makes and writes scene ``i`` and returns the two timings."""
 
     def __init__(self, natural, textures, size, seed=0, scratch=None):
-        from matseg_hub.scenes2d import SceneConfig, SceneSources
+        from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
         from matseg_hub.utils.memory import keep_freed_memory
 
         keep_freed_memory()  # as in the generator's worker processes (matseg generate 2d, DataLoader workers)
@@ -76,8 +76,8 @@ class Ours:
         self.out = tempfile.mkdtemp(prefix="bench-ours-", dir=scratch)
 
     def step(self, i):
-        from matseg_hub.scenes2d import generate_scene
-        from matseg_hub.synthetic import write_scene
+        from matseg_hub.synthetic.scenes2d import generate_scene
+        from matseg_hub.synthetic.layout import write_scene
 
         c0, t0 = time.process_time(), time.perf_counter()
         scene = generate_scene(self.seed, i, self.sources, self.config)
@@ -185,8 +185,8 @@ def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size
 def bench_dataloader(natural, textures, num, size, workers, seed=0, encoded=True):
     import torch
 
-    from matseg_hub.scenes2d import SceneConfig, SceneSources
-    from matseg_hub.streaming import scene_stream, scene_tensors
+    from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.synthetic.streaming import scene_stream, scene_tensors
 
     sources = SceneSources.from_folders(natural, textures)
     ds = scene_stream(seed, sources, SceneConfig(size=(size, size)), num=num, encoded=encoded)

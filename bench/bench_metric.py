@@ -1,4 +1,4 @@
-"""Time matseg_hub.metric against the plain loop reference (bench/_reference_metric.py) on the same inputs.
+"""Time matseg_hub.metrics.triplet against the plain loop reference (bench/_reference_metric.py) on the same inputs.
 
 A random float32 700x700x128 descriptor map (the reference's evaluation size and descriptor depth), points of
 radius 5-15 px in 6 groups with 0.3/0.6 relations, soft mode, end to end (point descriptors + triplet accuracy).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matseg_hub.metric import METRIC_KEYS, point_descriptors, triplet_accuracy
+from matseg_hub.metrics.triplet import METRIC_KEYS, point_descriptors, triplet_accuracy
 
 _spec = importlib.util.spec_from_file_location("_reference_metric", Path(__file__).with_name("_reference_metric.py"))
 ref = importlib.util.module_from_spec(_spec)
@@ -58,7 +58,7 @@ def run(n_points: int, size: int, depth: int, seed: int, mode: str, repeats: int
     diff = max(abs(fast[k] - slow[k]) for k in METRIC_KEYS)
     desc_diff = float(np.abs(fast_desc - slow_desc).max())
     print(f"{n_points} points, {size}x{size}x{depth} float32 map, {mode} mode")
-    print(f"  fast (matseg_hub.metric): {fast_s:.3f} s (best of {repeats})")
+    print(f"  fast (matseg_hub.metrics.triplet): {fast_s:.3f} s (best of {repeats})")
     print(f"  loop reference          : {slow_s:.1f} s")
     print(f"  ratio                   : {slow_s / fast_s:.0f}x")
     print(f"  max |difference|        : {diff:.3g} (metric values), {desc_diff:.3g} (descriptors)")

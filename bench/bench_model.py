@@ -1,7 +1,7 @@
 """Forward time and peak memory of MatSegModel against the ported reference forward, on the same weights and input.
 
 For each ConvNeXt size (tiny, base) and input size (512², 1024²) a fresh child process builds a randomly
-initialised reference net (``matseg_hub.convert_reference.ReferenceNet``, the reference's module structure with
+initialised reference net (``matseg_hub.models.matseg.convert_reference.ReferenceNet``, the reference's module structure with
 torchvision-style ConvNeXt blocks), converts its state dict into a ``MatSegModel`` and times one warm-up plus
 ``--reps`` alternating forwards of each, keeping the minimum (``torch.inference_mode``, batch 1, float32,
 descriptor map upsampled to the input as the reference's ``TrainMode=False``). Peak memory is the growth of the child's peak RSS during the forwards
@@ -51,7 +51,8 @@ def _measure(size: str, resolution: int, reps: int, device: str, threads: int, s
     import numpy as np
     import torch
 
-    from matseg_hub.convert_reference import REFERENCE_MEAN, REFERENCE_STD, ReferenceNet, convert_reference
+    from matseg_hub.models.matseg.convert_reference import (REFERENCE_MEAN, REFERENCE_STD, ReferenceNet,
+                                                            convert_reference)
 
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)

@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from matseg_hub.render import BlenderWorker, finish_scene, prepare_job, require_blender_python
-from matseg_hub.render.blender_env import check_blender_python
-from matseg_hub.scene3d import SceneConfig, sample_scene
+from matseg_hub.scenes3d import BlenderWorker, finish_scene, prepare_job, require_blender_python
+from matseg_hub.scenes3d.blender_env import check_blender_python
+from matseg_hub.scenes3d.scene import SceneConfig, sample_scene
 
 
 def main() -> None:

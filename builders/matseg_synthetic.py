@@ -8,7 +8,7 @@ Two sources:
   ``python builders/matseg_synthetic.py --from-folders DIR --output matseg-3d``.
 
 Resumable: rerun the same command after an interruption. Same as ``matseg build synthetic --from-folders ...``
-and ``matseg generate 2d --format parquet ...``; the library parts live in :mod:`matseg_hub.synthetic_dataset`.
+and ``matseg generate 2d --format parquet ...``; the library parts live in :mod:`matseg_hub.synthetic.dataset`.
 """
 
 import sys

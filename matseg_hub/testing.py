@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .benchmark import write_benchmark_item
+from .benchmark.format import write_benchmark_item
 
 PathLike = Union[str, os.PathLike]
 

@@ -15,7 +15,7 @@
   ``Content-Length``/``ETag``/``X-Repo-Commit`` on ``resolve``, Hub status codes for a missing revision or
   file, repository info without a revision); its docstring says why each is needed.
 * :meth:`LocalHub.publish` goes through the project's own publish path,
-  ``matseg_hub.hub.publish_folder(..., git_remote=<bare repository the server serves>)``.
+  ``matseg_hub.hub.publish.publish_folder(..., git_remote=<bare repository the server serves>)``.
 * Clients run in a subprocess (:func:`run_client`) with :meth:`LocalHub.env`: ``tests/conftest.py`` sets
   ``HF_HUB_OFFLINE=1`` before the Hugging Face libraries are imported, which freezes them offline inside the
   pytest process; a fresh process that sees ``HF_ENDPOINT`` is also exactly what a user runs.
@@ -239,7 +239,7 @@ class LocalHub:
         self, folder: Union[str, os.PathLike], repo_id: str, repo_type: str = "dataset", message: Optional[str] = None
     ) -> str:
         """Publish ``folder`` as ``repo_id`` via ``publish_folder(git_remote=...)``; returns the commit id."""
-        from matseg_hub.hub import publish_folder
+        from matseg_hub.hub.publish import publish_folder
 
         remote = self.repo_path(repo_id, repo_type)
         return publish_folder(folder, repo_id, repo_type, commit_message=message, git_remote=remote)

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub.asset_datasets import (TexturePool, build_pbr_dataset, build_textures_dataset, iter_materials,
-                                       iter_textures, material_from_row)
+from matseg_hub.materials.datasets import (TexturePool, build_pbr_dataset, build_textures_dataset, iter_materials,
+                                           iter_textures, material_from_row)
 from matseg_hub.errors import MatSegFormatError
-from matseg_hub.pbr import read_pbr_folder, texture_to_pbr, write_pbr_folder
-from matseg_hub.textures import texture_file_name
+from matseg_hub.materials.pbr import read_pbr_folder, texture_to_pbr, write_pbr_folder
+from matseg_hub.materials.textures import texture_file_name
 
 
 def make_texture_folder(root, n: int = 5):
@@ -141,7 +141,7 @@ def test_shared_textures_and_materials(shared_data, tmp_path):
 
 
 def test_both_datasets_stream_into_the_2d_generator_sources(tmp_path):
-    scenes2d = pytest.importorskip("matseg_hub.scenes2d")
+    scenes2d = pytest.importorskip("matseg_hub.synthetic.scenes2d")
     if not hasattr(scenes2d, "SourcePool") or not hasattr(scenes2d.SourcePool, "from_hub_dataset"):
         pytest.skip("the 2D generator has no Hub-dataset source")
     make_texture_folder(tmp_path / "tex", 3)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub.benchmark import (builtin_benchmark_dir, list_benchmark_items, parse_group_relations,
-                                  point_disc_masks, read_benchmark, read_benchmark_item, resize_for_evaluation)
+from matseg_hub.benchmark.format import (builtin_benchmark_dir, list_benchmark_items, parse_group_relations,
+                                         point_disc_masks, read_benchmark, read_benchmark_item, resize_for_evaluation)
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
 from matseg_hub.testing import make_benchmark_folder
 
@@ -151,7 +151,7 @@ def test_point_disc_masks_at_and_over_the_borders_equal_cv2_circle():
 def test_edge_points_round_onto_the_map_border_and_keep_their_pixels(tmp_path):
     """A 1400 x 600 photo at 700 px: x = 1399 -> 700 and y = 599 -> 300, one past the last column/row; the discs
     are clipped, not refused, and every point keeps pixels inside the evaluation image."""
-    from matseg_hub.benchmark import write_benchmark_item
+    from matseg_hub.benchmark.format import write_benchmark_item
 
     ok, buf = cv2.imencode(".png", np.zeros((600, 1400, 3), np.uint8))
     write_benchmark_item(tmp_path, "wide", buf.tobytes(), {"1": [[1399, 599, 4], [0, 0, 4]], "2": [[1399, 0, 3]]},

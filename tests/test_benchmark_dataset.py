@@ -13,8 +13,8 @@ import pytest
 import yaml
 from datasets import load_dataset
 
-from matseg_hub.benchmark import read_benchmark, read_benchmark_item
-from matseg_hub.benchmark_dataset import build_benchmark_dataset, load_benchmark
+from matseg_hub.benchmark.format import read_benchmark, read_benchmark_item
+from matseg_hub.benchmark.dataset import build_benchmark_dataset, load_benchmark
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
 from matseg_hub.testing import make_benchmark_folder
 
@@ -207,7 +207,7 @@ def test_wrong_folder_says_what_was_expected(raw, tmp_path, which):
 
 
 def test_job_arguments_are_validated(raw, tmp_path):
-    from matseg_hub.hub_dataset import iter_job_items
+    from matseg_hub.hub.writer import iter_job_items
 
     with pytest.raises(MatSegInputError, match="--num-shards must be"):
         iter_job_items(range(3), 0, 0)
@@ -230,7 +230,7 @@ def test_rerunning_one_job_over_a_finished_array_is_refused(tmp_path):
 def test_finalize_takes_over_a_dead_jobs_lock_and_fixes_stale_counts(tmp_path):
     from datasets import Features, Value
 
-    from matseg_hub.hub_dataset import DatasetRepoWriter, dataset_card_yaml
+    from matseg_hub.hub.writer import DatasetRepoWriter, dataset_card_yaml
 
     features = Features({"k": Value("string")})
     writer = DatasetRepoWriter(tmp_path / "ds", features, split="test")

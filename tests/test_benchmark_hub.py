@@ -8,9 +8,9 @@ import json
 import pytest
 
 from hubserver import run_client
-from matseg_hub.benchmark import read_benchmark
-from matseg_hub.benchmark_dataset import build_benchmark_dataset
-from matseg_hub.evaluation import evaluate_benchmark
+from matseg_hub.benchmark.format import read_benchmark
+from matseg_hub.benchmark.dataset import build_benchmark_dataset
+from matseg_hub.benchmark.evaluation import evaluate_benchmark
 from matseg_hub.testing import make_benchmark_folder
 
 pytestmark = pytest.mark.hub

@@ -17,8 +17,8 @@ import sys
 
 import pytest
 
-from matseg_hub.evaluation import evaluate_benchmark
-from matseg_hub.metric import METRIC_KEYS
+from matseg_hub.benchmark.evaluation import evaluate_benchmark
+from matseg_hub.metrics.triplet import METRIC_KEYS
 
 # point_triplet, material_triplet, point_top1, material_top1
 EXPECTED = {

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub.benchmark import builtin_benchmark_dir
+from matseg_hub.benchmark.format import builtin_benchmark_dir
 from matseg_hub.cli import BUG, INTERRUPTED
 from matseg_hub.errors import describe_os_error
 

@@ -1,7 +1,7 @@
 """Converter: a reference checkpoint (generated here: random init of the ported reference net, saved with
 ``torch.save``) converted to a MatSegModel reproduces the reference forward pass to 1e-4.
 
-The port (``matseg_hub.convert_reference.ReferenceNet``) keeps the reference's module structure and names
+The port (``matseg_hub.models.matseg.convert_reference.ReferenceNet``) keeps the reference's module structure and names
 (``Encoder1.features`` with torchvision-style ConvNeXt blocks, ``PSPLayers``, ``SqueezeLayers``,
 ``upsample_ModuleList``) and its forward (numpy [B, H, W, 3] images, per-index mean/65 normalisation, zero 4th
 channel, PSP sizes via ``np.int32``, skips added inside the size-mismatch branch, upsampling to the image at
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from matseg_hub.convert_reference import (ReferenceNet, convert_checkpoint, convert_reference, main, map_reference_key,
-                                          reference_config, verify_conversion)
+from matseg_hub.models.matseg.convert_reference import (ReferenceNet, convert_checkpoint, convert_reference, main,
+                                                        map_reference_key, reference_config, verify_conversion)
 from matseg_hub.errors import MatSegFormatError
-from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel
+from matseg_hub.models.matseg import MatSegConfig, MatSegImageProcessor, MatSegModel
 
 DEPTHS = (2, 1, 3, 1)
 WIDTHS = (8, 16, 24, 32)
@@ -111,7 +111,7 @@ def test_conversion_matches_reference_forward(reference, checkpoint, tmp_path):
 
 def test_bgr_switch_reproduces_reference_evaluation(reference, checkpoint):
     """The reference evaluation feeds cv2's BGR array; our RGB input with channel_order='bgr' gives the same map."""
-    from matseg_hub.inference import descriptor_map
+    from matseg_hub.models.inference import descriptor_map
 
     model = convert_reference(torch.load(checkpoint, weights_only=True))
     rgb = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)

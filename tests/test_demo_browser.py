@@ -32,7 +32,7 @@ import torch
 pytest.importorskip("gradio", reason="the demo needs gradio (pip install -e '.[test]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install -e '.[test]')")
 
-from matseg_hub.modeling import MatSegConfig, MatSegModel  # noqa: E402
+from matseg_hub.models.matseg import MatSegConfig, MatSegModel  # noqa: E402
 
 CHROMIUM = os.environ.get("MATSEG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from matseg_hub.benchmark_dataset import build_benchmark_dataset
+from matseg_hub.benchmark.dataset import build_benchmark_dataset
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.evaluation import evaluate_benchmark, hsv_descriptors, rgb_descriptors
+from matseg_hub.benchmark.evaluation import evaluate_benchmark, hsv_descriptors, rgb_descriptors
 from matseg_hub.testing import make_benchmark_folder
 
 KEYS = ("point_triplet", "material_triplet", "point_top1", "material_top1")

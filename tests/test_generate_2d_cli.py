@@ -112,7 +112,7 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, source_dirs):
     import signal
     import time
 
-    from matseg_hub.synthetic import iter_scene_folders, read_scene
+    from matseg_hub.synthetic.layout import iter_scene_folders, read_scene
 
     natural, textures = source_dirs
     common = ["--num", "60", "--seed", "4", "--size", "96", "--natural-images", str(natural), "--textures",

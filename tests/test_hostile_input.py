@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matseg_hub.benchmark import iter_benchmark_items, read_benchmark_item, write_benchmark_item
-from matseg_hub.benchmark_dataset import load_benchmark
+from matseg_hub.benchmark.format import iter_benchmark_items, read_benchmark_item, write_benchmark_item
+from matseg_hub.benchmark.dataset import load_benchmark
 from matseg_hub.errors import MatSegFormatError
-from matseg_hub.evaluation import evaluate_benchmark
+from matseg_hub.benchmark.evaluation import evaluate_benchmark
 from matseg_hub.testing import make_benchmark_folder
 from matseg_hub.utils.images import MAX_IMAGE_PIXELS, decode_image, displayed_size, read_image_header
 
@@ -349,7 +349,7 @@ def test_12_mp_photos_with_every_orientation_and_edge_points_build_and_score_eve
 def test_items_of_a_built_dataset_are_checked_before_scoring(raw):
     """Rows of a Hub dataset were not read by this package's reader: a radius of 1e12 there is a typed error naming
     the image and the point (evaluate's --skip-bad then leaves the image out), never a cv2.error."""
-    from matseg_hub.benchmark import BenchmarkItem
+    from matseg_hub.benchmark.format import BenchmarkItem
 
     row = read_benchmark_item(raw, "img_000").to_row()
     row["groups"][1]["points"][2]["radius"] = 1e12
@@ -364,7 +364,7 @@ def test_predictor_points_use_the_metric_disc_and_refuse_huge_values():
     import cv2
 
     from matseg_hub.errors import MatSegInputError
-    from matseg_hub.inference import _disc_pixels, _parse_points
+    from matseg_hub.models.inference import _disc_pixels, _parse_points
 
     for x, y, r in [(0, 0, 5), (59, 39, 7), (30, 39, 100), (59, 0, 0), (10, 20, 3)]:
         full = np.zeros((40, 60), np.uint8)

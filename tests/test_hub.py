@@ -1,4 +1,4 @@
-"""matseg_hub.hub: publishing, and real round-trips through a local Hub-compatible server (olah).
+"""matseg_hub.hub.publish: publishing, and real round-trips through a local Hub-compatible server (olah).
 
 Every Hugging Face client call runs in a subprocess with ``local_hub.env()`` (``HF_ENDPOINT`` = the local
 server), as a user would run it; see ``hubserver.py``.
@@ -20,7 +20,7 @@ import pytest
 from hub_fixtures import local_hub  # noqa: F401  (also registered by conftest.py; one server either way)
 from hubserver import run_client
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.hub import HubPublishError, publish_folder
+from matseg_hub.hub.publish import HubPublishError, publish_folder
 
 pytestmark = pytest.mark.hub
 
@@ -249,7 +249,7 @@ def test_http_publish_to_a_read_only_hub_names_the_repo(local_hub, tmp_path):  #
     (tmp_path / "README.md").write_text("# x\n")
     result = run_client(
         f"""
-from matseg_hub.hub import HubPublishError, publish_folder
+from matseg_hub.hub.publish import HubPublishError, publish_folder
 try:
     publish_folder({str(tmp_path)!r}, "testns/upload", "dataset")
 except HubPublishError as exc:

@@ -40,7 +40,7 @@ def test_decode_gray_corrupt_bytes_raise_a_typed_error_naming_the_source():
 
 
 def test_pbr_scalar_maps_use_the_same_rule():
-    from matseg_hub.pbr import material_from_map_bytes
+    from matseg_hub.materials.pbr import material_from_map_bytes
 
     albedo = _png(np.full((6, 6, 3), 90, np.uint8))
     m = material_from_map_bytes({"OriginColor": albedo, "Roughness": _png(np.full((6, 6), 32767, np.uint16))})

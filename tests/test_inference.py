@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.inference import MatSegPredictor, descriptor_map
-from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel
+from matseg_hub.models.inference import MatSegPredictor, descriptor_map
+from matseg_hub.models.matseg import MatSegConfig, MatSegImageProcessor, MatSegModel
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_bad_points(model, two_regions):
 
 
 def test_load_descriptor_fn(model, tmp_path):
-    from matseg_hub.inference import load_descriptor_fn
+    from matseg_hub.models.inference import load_descriptor_fn
 
     model.save_pretrained(tmp_path / "m")
     MatSegImageProcessor(size_mode="resize").save_pretrained(tmp_path / "m")
@@ -156,7 +156,7 @@ def test_load_descriptor_fn(model, tmp_path):
 
 def test_model_scored_by_the_benchmark_evaluator(model, tmp_path):
     """The lead's ``matseg evaluate --model DIR`` path: built-in sample photo, tiny random model."""
-    evaluation = pytest.importorskip("matseg_hub.evaluation")
+    evaluation = pytest.importorskip("matseg_hub.benchmark.evaluation")
     model.save_pretrained(tmp_path / "m")
     result = evaluation.evaluate_benchmark(None, model=str(tmp_path / "m"), max_size=128, device="cpu")
     assert result["model"] == str(tmp_path / "m")

@@ -1,4 +1,4 @@
-"""Tests of matseg_hub.metric against the plain float64 loop reference (bench/_reference_metric.py), hand-computed
+"""Tests of matseg_hub.metrics.triplet against the plain float64 loop reference (bench/_reference_metric.py), hand-computed
 cases, the real benchmark sample (rgb / hsv baselines) and every bad input."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub import metric
+from matseg_hub.metrics import triplet as metric
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.metric import (METRIC_KEYS, MODES, aggregate, label_map_descriptors, point_descriptors,
-                               triplet_accuracy)
+from matseg_hub.metrics.triplet import (METRIC_KEYS, MODES, aggregate, label_map_descriptors, point_descriptors,
+                                        triplet_accuracy)
 
 _REF_PATH = Path(__file__).resolve().parents[1] / "bench" / "_reference_metric.py"
 _spec = importlib.util.spec_from_file_location("_reference_metric", _REF_PATH)
@@ -515,7 +515,7 @@ def test_benchmark_sample_baselines(shared_data, baseline, expected):
     ("hsv", (0.63159, 0.63593, 0.91892, 0.92121)),
 ])
 def test_benchmark_sample_baselines_through_the_benchmark_reader(shared_data, baseline, expected):
-    benchmark = pytest.importorskip("matseg_hub.benchmark")
+    benchmark = pytest.importorskip("matseg_hub.benchmark.format")
     root = shared_data / "matseg_benchmark_sample"
     if not (root / "images" / "20230913_185027.jpg").is_file():
         pytest.skip(f"benchmark sample not found under {root}")

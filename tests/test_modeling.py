@@ -12,7 +12,7 @@ import torch
 
 from hub_fixtures import local_hub  # noqa: F401  (session-scoped local Hub server, see hubserver.py)
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.modeling import MatSegConfig, MatSegImageProcessor, MatSegModel, MatSegOutput
+from matseg_hub.models.matseg import MatSegConfig, MatSegImageProcessor, MatSegModel, MatSegOutput
 
 TINY = dict(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], descriptor_dim=16)
 
@@ -195,7 +195,7 @@ def test_trust_remote_code_loads_without_importing_matseg_hub(model, tmp_path):
     MatSegImageProcessor().save_pretrained(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["auto_map"]["AutoModel"] == "matseg_auto.MatSegModel"
     shim = (tmp_path / "m" / "matseg_auto.py").read_text()
-    assert "from matseg_hub.modeling import" in shim
+    assert "from matseg_hub.models.matseg import" in shim
     code = f"""
 import sys
 from transformers import AutoImageProcessor, AutoModel
@@ -360,7 +360,7 @@ def test_processor_bad_options():
 # ---------------------------------------------------------------------------------------------------- local Hub
 _CLIENT_FORWARD = """
 import json, torch
-import matseg_hub.modeling  # registers model type 'matseg' with the Auto classes
+import matseg_hub.models.matseg  # registers model type 'matseg' with the Auto classes
 from transformers import AutoImageProcessor, AutoModel
 model = AutoModel.from_pretrained({repo!r}).eval()
 processor = AutoImageProcessor.from_pretrained({repo!r})
@@ -389,7 +389,7 @@ def test_load_from_local_hub_by_repo_id(local_hub, tmp_path):  # noqa: F811
     assert reply["backbone"] == "testns/no-such-convnext"
     # the same by repo id without importing matseg_hub first, through the auto_map shim
     remote = _CLIENT_FORWARD.format(repo="testns/tiny-matseg").replace(
-        "import matseg_hub.modeling  # registers model type 'matseg' with the Auto classes\n", "").replace(
+        "import matseg_hub.models.matseg  # registers model type 'matseg' with the Auto classes\n", "").replace(
         "from_pretrained({repo!r})".format(repo="testns/tiny-matseg"),
         "from_pretrained({repo!r}, trust_remote_code=True)".format(repo="testns/tiny-matseg"))
     assert "matseg_hub" not in remote and remote.count("trust_remote_code=True") == 2
@@ -408,7 +408,7 @@ def test_encoder_initialised_from_convnext_repo_on_local_hub(local_hub, tmp_path
     local_hub.publish(tmp_path / "convnext", "testns/tiny-convnext", repo_type="model")
     code = """
 import json, torch
-from matseg_hub.modeling import MatSegModel
+from matseg_hub.models.matseg import MatSegModel
 model = MatSegModel.from_backbone_pretrained("testns/tiny-convnext", descriptor_dim=16)
 stem = model.backbone.embeddings.patch_embeddings.weight
 print(json.dumps({"backbone": model.config.backbone, "hidden": list(model.config.backbone_config.hidden_sizes),

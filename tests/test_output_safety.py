@@ -21,9 +21,9 @@ import cv2
 import pytest
 from datasets import load_dataset
 
-from matseg_hub.benchmark_dataset import build_benchmark_dataset
+from matseg_hub.benchmark.dataset import build_benchmark_dataset
 from matseg_hub.errors import MatSegOutputError
-from matseg_hub.hub_dataset import DatasetRepoWriter
+from matseg_hub.hub.writer import DatasetRepoWriter
 from matseg_hub.testing import make_benchmark_folder
 from test_textures import make_photo
 
@@ -35,10 +35,10 @@ ENV = dict(os.environ, MATSEG_DISABLE_PROGRESS="1")
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A source folder for every writing command: raw benchmark, photos, textures, PBR materials, scene folders."""
-    from matseg_hub.pbr import generate_pbr_folder
-    from matseg_hub.scenes2d import SceneConfig, SceneSources
-    from matseg_hub.synthetic_dataset import generate_folders
-    from matseg_hub.textures import extract_textures_folder
+    from matseg_hub.materials.pbr import generate_pbr_folder
+    from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.synthetic.dataset import generate_folders
+    from matseg_hub.materials.textures import extract_textures_folder
 
     root = tmp_path_factory.mktemp("inputs")
     raw = root / "raw"
@@ -212,7 +212,7 @@ def test_an_annotation_fixed_after_an_interruption_is_read_again(tmp_path):
 
 
 def test_a_second_build_into_the_same_output_gets_a_typed_error(tmp_path):
-    from matseg_hub.benchmark_dataset import benchmark_features
+    from matseg_hub.benchmark.dataset import benchmark_features
 
     raw = make_benchmark_folder(tmp_path / "raw", num_images=2, size=(40, 60), seed=1)
     out = tmp_path / "out"
@@ -239,7 +239,7 @@ def test_a_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 def test_generate_3d_refuses_a_foreign_folder_and_a_source_folder(inputs, tmp_path):
     """``generate 3d`` writes scene folders and ``preview.jpg`` into ``--output``: only into its own output."""
-    from matseg_hub.render import find_blender_python
+    from matseg_hub.scenes3d import find_blender_python
 
     if find_blender_python(None) is None:
         pytest.skip("no Python with bpy (matseg generate 3d --install-blender)")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.patterns import (PROPERTIES, PatternParams, fuzzy_threshold, half_resolution, pattern_map,
-                                 property_plane, render_pattern, warp_source)
+from matseg_hub.synthetic.patterns import (PROPERTIES, PatternParams, fuzzy_threshold, half_resolution, pattern_map,
+                                           property_plane, render_pattern, warp_source)
 
 
 def _natural(h=120, w=160, seed=0):

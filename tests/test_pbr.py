@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.pbr import (MAP_DEFAULTS, PBRMaterial, decode_normal, encode_normal, list_pbr_folders,
-                            mix_materials, normal_from_height, read_pbr_folder, texture_to_pbr, write_pbr_folder)
+from matseg_hub.materials.pbr import (MAP_DEFAULTS, PBRMaterial, decode_normal, encode_normal, list_pbr_folders,
+                                      mix_materials, normal_from_height, read_pbr_folder, texture_to_pbr,
+                                      write_pbr_folder)
 
 
 def make_texture(size: int = 64, seed: int = 0) -> np.ndarray:
@@ -179,7 +180,7 @@ class _ListPool:
 
 
 def test_mixes_use_two_different_textures_and_skip_unreadable_ones():
-    from matseg_hub.pbr import material_for_item
+    from matseg_hub.materials.pbr import material_for_item
 
     two = _ListPool([make_texture(32, 0), make_texture(32, 1)])
     for item in range(20):  # rng.integers(0, 2, 2) picked the same texture twice in about half of them

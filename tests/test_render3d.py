@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError
-from matseg_hub.patterns import PatternParams
-from matseg_hub.render import (BlenderWorker, HiddenMaterialsError, WorkerError, blender_env, find_blender_python,
-                               generate_3d, prepare_job, render_scene, scene_masks)
-from matseg_hub.render.render3d import WORK_DIR
-from matseg_hub.scene3d import (Camera, Environment, Ground, MaterialLayout, PatternLayer, PBRMaterial,
-                                RenderSettings, Scene3D, SceneConfig, SceneObject, sample_scene)
-from matseg_hub.synthetic import CAMERA_FILE, FINISHED_FILE, read_scene
+from matseg_hub.synthetic.patterns import PatternParams
+from matseg_hub.scenes3d import (BlenderWorker, HiddenMaterialsError, WorkerError, blender_env, find_blender_python,
+                                 generate_3d, prepare_job, render_scene, scene_masks)
+from matseg_hub.scenes3d.render import WORK_DIR
+from matseg_hub.scenes3d.scene import (Camera, Environment, Ground, MaterialLayout, PatternLayer, PBRMaterial,
+                                       RenderSettings, Scene3D, SceneConfig, SceneObject, sample_scene)
+from matseg_hub.synthetic.layout import CAMERA_FILE, FINISHED_FILE, read_scene
 
 from hub_fixtures import under_ci  # noqa: E402
 
@@ -184,8 +184,8 @@ def test_cli_writes_official_layout(cli_run, capsys):
 
 
 def test_3d_folders_stream_like_2d_scenes(cli_run):
-    from matseg_hub.streaming import folder_scene_stream
-    from matseg_hub.synthetic import row_to_scene
+    from matseg_hub.synthetic.streaming import folder_scene_stream
+    from matseg_hub.synthetic.layout import row_to_scene
 
     rows = list(folder_scene_stream(cli_run))
     assert len(rows) == 2 and {r["source"] for r in rows} == {"matseg_hub.render3d"}
@@ -196,7 +196,7 @@ def test_3d_folders_stream_like_2d_scenes(cli_run):
 def test_3d_folders_mix_with_2d_stream(cli_run):
     from datasets import interleave_datasets
 
-    from matseg_hub.streaming import folder_scene_stream, scene_stream
+    from matseg_hub.synthetic.streaming import folder_scene_stream, scene_stream
 
     mixed = interleave_datasets([scene_stream(seed=0, num=2), folder_scene_stream(cli_run)],
                                 stopping_strategy="all_exhausted")
@@ -306,8 +306,8 @@ def test_bad_shard_arguments_are_refused_first(tmp_path, capsys, shard):
 def test_preview_grid_is_the_2d_scene_grid(tmp_path):
     import cv2
 
-    from matseg_hub import synthetic
-    from matseg_hub.render import mask_overlay, preview_grid
+    from matseg_hub.synthetic import layout as synthetic
+    from matseg_hub.scenes3d import mask_overlay, preview_grid
 
     rng = np.random.default_rng(0)
     scenes = []
@@ -359,7 +359,7 @@ def test_scene_masks_drop_hidden_materials():
     assert [m["kept"] for m in info] == [True, True, False] and info[2]["visible_pixels"] == 1
     assert annotated[99, 99] == 0 and annotated[0, 0] == 1
     with pytest.raises(MatSegFormatError):
-        from matseg_hub.render import read_render_output
+        from matseg_hub.scenes3d import read_render_output
 
         read_render_output(Path("/nonexistent"))
     none = {k: np.zeros((h, w), np.float32) for k in passes}
@@ -381,7 +381,7 @@ def _fake_render(folder: Path, passes: dict) -> Path:
 def test_scene_with_one_visible_material_is_refused_and_redrawn(tmp_path):
     """A pattern that lands on nothing visible left a one-material scene (teaches nothing): finish_scene refuses
     it (generate_3d redraws it with the next attempt) and writes nothing; two visible materials are kept."""
-    from matseg_hub.render import finish_scene
+    from matseg_hub.scenes3d import finish_scene
 
     scene = sample_scene(0, 1, config=SceneConfig(objects=(1, 1), materials=(2, 2), pattern_resolution=32))
     full, empty = np.ones((40, 40), np.float32), np.zeros((40, 40), np.float32)
@@ -418,7 +418,7 @@ def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
 
 
 def test_bad_asset_fails_its_scene_not_the_run(blender_python, tmp_path):
-    from matseg_hub.scene3d import SceneAssets
+    from matseg_hub.scenes3d.scene import SceneAssets
 
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
@@ -431,7 +431,7 @@ def test_bad_asset_fails_its_scene_not_the_run(blender_python, tmp_path):
 
 def test_setup_without_python311_says_so(monkeypatch, tmp_path):
     from matseg_hub.errors import MatSegError
-    from matseg_hub.render import setup_blender_env
+    from matseg_hub.scenes3d import setup_blender_env
 
     monkeypatch.setattr(blender_env, "_python311", lambda: None)
     with pytest.raises(MatSegError, match="CPython 3.11"):

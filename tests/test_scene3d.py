@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.scene3d import (GENERATOR_VERSION, SCENE_VERSION, PatternLayer, Scene3D, SceneAssets, SceneConfig,
-                                assets_from_folders, default_assets, layout_shares, load_source_image, pattern_image,
-                                sample_scene, scene_rng)
+from matseg_hub.scenes3d.scene import (GENERATOR_VERSION, SCENE_VERSION, PatternLayer, Scene3D, SceneAssets,
+                                       SceneConfig, assets_from_folders, default_assets, layout_shares,
+                                       load_source_image, pattern_image, sample_scene, scene_rng)
 
 SMALL = SceneConfig(width=64, height=64, samples=4, pattern_resolution=64)
 
@@ -31,7 +31,7 @@ def test_same_seed_same_scene_and_json():
 def test_3d_and_2d_scenes_of_one_seed_draw_different_numbers():
     """SeedSequence([seed, index]) == SeedSequence([seed, index, 0]) (zero padding): the 2D scene (s, i) and the
     3D scene (s, i, attempt 0) used to draw the same random numbers. Each stream now has its own id word."""
-    from matseg_hub import scenes2d
+    from matseg_hub.synthetic import scenes2d
     from matseg_hub.utils.seeds import STREAMS, stream_rng
 
     for seed, index in ((0, 0), (3, 5), (7, 1)):

@@ -11,9 +11,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from matseg_hub import scene3d
-from matseg_hub.scenes2d import GENERATOR_VERSION, SceneConfig, generate_scene
-from matseg_hub.synthetic import encode_scene
+from matseg_hub.scenes3d import scene as scene3d
+from matseg_hub.synthetic.scenes2d import GENERATOR_VERSION, SceneConfig, generate_scene
+from matseg_hub.synthetic.layout import encode_scene
 
 # sha256 of every encoded file of scenes 0-3 of seed 0 (built-in photos and textures, 160x192 px), generator 4
 SCENES_2D_SEED0 = {

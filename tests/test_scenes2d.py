@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene, scene_rng
-from matseg_hub.synthetic import encode_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene, scene_rng
+from matseg_hub.synthetic.layout import encode_scene
 
 
 def _image(h, w, seed, gray=False):
@@ -242,7 +242,7 @@ def test_tiny_scenes_with_many_materials_and_a_flat_source_keep_every_material_v
 
 
 def test_compositing_helpers_equal_their_numpy_definitions():
-    from matseg_hub.scenes2d import _add_weighted, _argmax_planes
+    from matseg_hub.synthetic.scenes2d import _add_weighted, _argmax_planes
 
     rng = np.random.default_rng(3)
     for h, w in [(1, 1), (17, 23), (300, 211)]:
@@ -258,7 +258,7 @@ def test_compositing_helpers_equal_their_numpy_definitions():
 
 
 def test_pattern_quantiles_equal_numpy_quantile():
-    from matseg_hub.patterns import _sorted_quantile
+    from matseg_hub.synthetic.patterns import _sorted_quantile
 
     rng = np.random.default_rng(4)
     for n in (1, 2, 5, 4096):
@@ -271,7 +271,7 @@ def test_pattern_quantiles_equal_numpy_quantile():
 
 @pytest.mark.parametrize("wrap", [True, False])
 def test_texture_tiling_equals_modular_indexing_of_the_resized_tile(wrap):
-    from matseg_hub.scenes2d import _texture_layer
+    from matseg_hub.synthetic.scenes2d import _texture_layer
     from matseg_hub.utils.images import resize_image
 
     rng = np.random.default_rng(7)

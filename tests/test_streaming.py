@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
-from matseg_hub.streaming import (folder_scene_stream, mix_scene_streams, scene_stream, scene_tensors,
-                                  stream_indices)
-from matseg_hub.synthetic import write_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
+from matseg_hub.synthetic.streaming import (folder_scene_stream, mix_scene_streams, scene_stream, scene_tensors,
+                                            stream_indices)
+from matseg_hub.synthetic.layout import write_scene
 
 CONFIG = SceneConfig(size=(48, 64))
 
@@ -86,7 +86,7 @@ def test_infinite_stream_gives_each_worker_its_own_endless_shard(sources):
 @pytest.mark.parametrize("num", [5, None])
 def test_resuming_from_a_state_dict_gives_the_next_scenes_without_generating_the_skipped_ones(sources, num,
                                                                                              monkeypatch):
-    import matseg_hub.scenes2d as scenes2d
+    import matseg_hub.synthetic.scenes2d as scenes2d
 
     ds = scene_stream(seed=7, sources=sources, config=CONFIG, num=num, num_shards=3)
     it = iter(ds)
@@ -111,7 +111,7 @@ def test_streaming_uses_only_public_datasets_api():
     import ast
     from pathlib import Path
 
-    import matseg_hub.streaming as streaming
+    import matseg_hub.synthetic.streaming as streaming
 
     internals = {"iterable_dataset", "ExamplesIterable", "_state_dict"}
     bad = []
@@ -172,7 +172,7 @@ def test_folder_stream_and_mixing(sources, tmp_path):
     np.testing.assert_allclose(scene_tensors(rows[2])["masks"].numpy(), scene.masks, atol=0.5 / 255 + 1e-6)
     generated = scene_stream(seed=5, sources=sources, config=CONFIG, num=4)
     mixed = list(mix_scene_streams([generated, folders], probabilities=[0.5, 0.5], seed=0))
-    assert {r["source"] for r in mixed} == {"matseg_hub.scenes2d"}  # both sources carry the generator name
+    assert {r["source"] for r in mixed} == {"matseg_hub.scenes2d"}  # the recorded generator name (data)
     assert {r["seed"] for r in mixed} == {0, 5}
     with pytest.raises(MatSegInputError):
         folder_scene_stream(tmp_path / "9")
@@ -205,7 +205,7 @@ def test_array_rows_match_encoded_rows_and_feed_a_dataloader(sources):
 def test_16bit_masks_are_fractions_on_the_streaming_path(sources, tmp_path):
     import cv2
 
-    from matseg_hub.synthetic import read_scene
+    from matseg_hub.synthetic.layout import read_scene
 
     folder = write_scene(tmp_path / "0", generate_scene(0, 0, sources, CONFIG))
     for mask in folder.glob("mask*.png"):

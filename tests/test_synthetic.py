@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegError, MatSegFormatError, MatSegInputError
-from matseg_hub.synthetic import (SyntheticScene, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
-                                  read_scene, remove_stale_partials, row_to_scene, scene_features, scene_row,
-                                  scene_row_from_folder, write_scene)
+from matseg_hub.synthetic.layout import (SyntheticScene, encode_scene, is_complete_scene, iter_scene_folders,
+                                         preview_grid, read_scene, remove_stale_partials, row_to_scene, scene_features,
+                                         scene_row, scene_row_from_folder, write_scene)
 
 
 def _scene(h=40, w=56, k=3, seed=0):
@@ -90,7 +90,7 @@ def test_disk_full_leaves_nothing_marked_finished(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())  # the temporary sibling is gone too
     # disk full while updating an existing (unfinished) folder
     (tmp_path / "1").mkdir()
-    import matseg_hub.synthetic as synthetic
+    import matseg_hub.synthetic.layout as synthetic
 
     calls = []
 
@@ -211,7 +211,7 @@ def _write_mask(path, array):
 
 
 def test_bad_masks_are_caught_by_the_shared_check(tmp_path):
-    from matseg_hub.synthetic import check_scene_folder
+    from matseg_hub.synthetic.layout import check_scene_folder
 
     garbage = write_scene(tmp_path / "garbage", _scene())
     (garbage / "mask002.png").write_bytes(b"\x89PNG not really")
@@ -252,7 +252,7 @@ def test_row_metadata_has_no_absolute_paths(tmp_path):
 
 
 def test_license_column():
-    from matseg_hub.synthetic import scene_license
+    from matseg_hub.synthetic.layout import scene_license
 
     assert scene_license({"license": "CC-BY-4.0"}) == "CC-BY-4.0"
     assert scene_license({"licences": {"a.glb": "CC0", "b.hdr": "", "c.png": "CC-BY-4.0"}}) == \
@@ -273,7 +273,7 @@ def test_mask_png_bytes_decode_identically_in_opencv_and_pillow(shape):
     import cv2
     from PIL import Image
 
-    from matseg_hub.synthetic import _png
+    from matseg_hub.synthetic.layout import _png
 
     rng = np.random.default_rng(shape[0])
     mask = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -290,7 +290,7 @@ def test_mask_png_bytes_decode_identically_in_opencv_and_pillow(shape):
 def test_mask_deflate_is_the_standard_zlib_stream_whatever_the_library():
     import zlib
 
-    from matseg_hub.synthetic import _deflate_rle
+    from matseg_hub.synthetic.layout import _deflate_rle
 
     rng = np.random.default_rng(7)
     for data in (bytes(5000), b"\xff" * 3073, rng.integers(0, 4, 20000, dtype=np.uint8).tobytes() * 3):

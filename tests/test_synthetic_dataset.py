@@ -1,4 +1,4 @@
-"""matseg_hub.synthetic_dataset: resumable writers refuse other settings, packaging checks folders, licences, cards."""
+"""matseg_hub.synthetic.dataset: resumable writers refuse other settings, packaging checks folders, licences, cards."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
-from matseg_hub.synthetic import write_scene
-from matseg_hub import synthetic_dataset
-from matseg_hub.synthetic_dataset import RUN_FILE, folders_to_parquet, generate_folders, generate_parquet
+from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
+from matseg_hub.synthetic.layout import write_scene
+from matseg_hub.synthetic import dataset as synthetic_dataset
+from matseg_hub.synthetic.dataset import RUN_FILE, folders_to_parquet, generate_folders, generate_parquet
 from matseg_hub.utils.files import OUTPUT_MANIFEST
 
 CONFIG = SceneConfig(size=(48, 64))

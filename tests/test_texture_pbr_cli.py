@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from matseg_hub.cli import main
-from matseg_hub.pbr import list_pbr_folders, read_pbr_folder
+from matseg_hub.materials.pbr import list_pbr_folders, read_pbr_folder
 from test_textures import make_photo
 
 
@@ -162,7 +162,7 @@ def test_bad_parameters_fail_before_any_work_and_do_not_poison_the_folder(photos
 
 def test_rerun_with_other_parameters_is_refused(photos, tmp_path, capsys):
     from matseg_hub.errors import MatSegInputError
-    from matseg_hub.textures import extract_textures_folder
+    from matseg_hub.materials.textures import extract_textures_folder
 
     out = tmp_path / "t"
     assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub.textures import (CellStatistics, extract_textures, extract_textures_folder, find_uniform_squares,
-                                 is_textureless, load_license_map, parse_texture_file_name, texture_file_name)
+from matseg_hub.materials.textures import (CellStatistics, extract_textures, extract_textures_folder,
+                                           find_uniform_squares, is_textureless, load_license_map,
+                                           parse_texture_file_name, texture_file_name)
 from matseg_hub.utils.images import read_image
 
 CELL = 40

@@ -73,7 +73,7 @@ def test_best_is_picked_on_heldout_scenes_by_default(tmp_path):
 
 
 def test_model_card_says_what_picked_the_checkpoint(tmp_path):
-    from matseg_hub.modeling import MatSegConfig, MatSegModel
+    from matseg_hub.models.matseg import MatSegConfig, MatSegModel
     from matseg_hub.training.model import card_metrics, save_model, selection_text
 
     result = {"step": 40, "benchmark/point_triplet": 0.91, "benchmark/point_triplet_soft": 0.8,
@@ -144,8 +144,8 @@ def test_loader_resumes_exactly_mid_round():
 
 def test_weighted_mixture_of_generated_and_folder_scenes(tmp_path):
     """A 2D-generator stream mixed with a folder in the official layout; both used, same batches per seed."""
-    from matseg_hub.scenes2d import SceneConfig, generate_scene
-    from matseg_hub.synthetic import write_scene
+    from matseg_hub.synthetic.scenes2d import SceneConfig, generate_scene
+    from matseg_hub.synthetic.layout import write_scene
     from matseg_hub.training.data import build_loader
 
     for i in range(4):
@@ -253,7 +253,7 @@ def test_resume_gives_the_same_batches_and_losses(trained, tmp_path):
 @pytest.mark.slow
 def test_saved_model_loads_and_scores(trained):
     out, _ = trained
-    import matseg_hub.modeling  # noqa: F401  (registers the model type)
+    import matseg_hub.models.matseg  # noqa: F401  (registers the model type)
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(out / "best")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from matseg_hub.scenes2d import SceneConfig, SceneSources, generate_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, generate_scene
 from matseg_hub.training.config import load_config
 from matseg_hub.training.data import _row_arrays, build_loader, build_source
 from matseg_hub.training.model import convert_sync_batchnorm
@@ -29,7 +29,7 @@ def test_generated_scenes_reach_the_batches_without_jpeg_round_trip():
 
 
 def test_parquet_dataset_source_reads_encoded_rows(tmp_path):
-    from matseg_hub.synthetic_dataset import generate_parquet
+    from matseg_hub.synthetic.dataset import generate_parquet
 
     config = SceneConfig(size=(64, 80))
     out = generate_parquet(tmp_path / "ds", 2, seed=6, config=config, preview_count=0)
@@ -51,7 +51,7 @@ def test_pin_memory_follows_the_device():
 
 
 def _model():
-    from matseg_hub.modeling import MatSegConfig, MatSegModel
+    from matseg_hub.models.matseg import MatSegConfig, MatSegModel
 
     return MatSegModel(MatSegConfig.from_convnext_size("tiny", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 64],
                                                        descriptor_dim=8))

@@ -1,4 +1,4 @@
-"""The `evaluate` module metrics/triplet_accuracy: same numbers as matseg_hub.metric, streaming, clear errors,
+"""The `evaluate` module metrics/triplet_accuracy: same numbers as matseg_hub.metrics.triplet, streaming, clear errors,
 self-contained (its `triplet_core.py` is a verbatim copy of the library's computation; it loads where matseg-hub
 is not installed), and loading by bare name from a (local) Hub Space."""
 
@@ -15,12 +15,12 @@ import sys
 import numpy as np
 import pytest
 
-import matseg_hub.metric as library
+import matseg_hub.metrics.triplet as library
 from hub_fixtures import local_hub  # noqa: F401  (a real local Hub server; one per session)
 from hubserver import run_client
 from matseg_hub.citation import CITATION
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.metric import METRIC_KEYS, aggregate, point_descriptors, score_images, triplet_accuracy
+from matseg_hub.metrics.triplet import METRIC_KEYS, aggregate, point_descriptors, score_images, triplet_accuracy
 
 evaluate = pytest.importorskip("evaluate")
 
@@ -188,13 +188,13 @@ def test_module_citation_is_the_projects(metric):
 
 def test_core_is_a_verbatim_copy_of_the_library(core):
     """Every function and constant of triplet_core.py has the source of the one of the same name in
-    matseg_hub/metric.py (edit the library, then copy the changed functions)."""
+    matseg_hub/metrics/triplet.py (edit the library, then copy the changed functions)."""
     names = [name for name, value in vars(core).items()
              if getattr(value, "__module__", None) == core.__name__ and inspect.isfunction(value)]
     assert {"triplet_accuracy", "aggregate", "score_images", "_score_block_soft", "_similarity_matrix"} <= set(names)
     for name in names:
         assert inspect.getsource(getattr(core, name)) == inspect.getsource(getattr(library, name)), (
-            f"triplet_core.{name} differs from matseg_hub.metric.{name}: copy it from matseg_hub/metric.py")
+            f"triplet_core.{name} differs from matseg_hub.metrics.triplet.{name}: copy it from matseg_hub/metrics/triplet.py")
     for name in ("MODES", "METRIC_KEYS", "_SIM_BLOCK_ELEMENTS", "_RANK_BLOCK_CELLS"):
         assert getattr(core, name) == getattr(library, name), name
     assert issubclass(core.MatSegInputError, ValueError) and issubclass(MatSegInputError, ValueError)

@@ -291,7 +291,7 @@ def train(argv: Optional[List[str]] = None) -> int:
         save_loss_curve(state, out / "loss_curve.png")
         atomic_write_text(out / "trainer_state.json", json.dumps(state.to_dict(), indent=1))
         if cfg.push_to_hub:
-            from matseg_hub.hub import publish_folder
+            from matseg_hub.hub.publish import publish_folder
 
             folder = out / "best" if (out / "best").is_dir() else out / "final"
             commit = publish_folder(folder, cfg.push_to_hub, repo_type="model", private=cfg.hub_private,

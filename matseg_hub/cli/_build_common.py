@@ -32,7 +32,7 @@ def finish_build(out: Optional[Path], args: argparse.Namespace, what: str) -> in
         return 0
     print(f"wrote {out}")
     if args.push_to_hub:
-        from ..hub import publish_folder
+        from ..hub.publish import publish_folder
 
         url = publish_folder(out, args.push_to_hub, repo_type="dataset", private=args.private,
                              commit_message=f"Upload {what} (matseg build)")

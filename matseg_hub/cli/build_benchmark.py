@@ -19,7 +19,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmark_dataset import build_benchmark_dataset
+    from ..benchmark.dataset import build_benchmark_dataset
 
     out = build_benchmark_dataset(args.source, args.output, max_shard_size=args.max_shard_size,
                                   skip_bad=args.skip_bad, allow_pickle=args.allow_pickle, shard_index=args.shard,

@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..asset_datasets import build_pbr_dataset
+    from ..materials.datasets import build_pbr_dataset
 
     out = build_pbr_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,
                             require_finished=args.require_finished, shard_index=args.shard,

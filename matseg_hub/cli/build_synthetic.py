@@ -21,7 +21,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthetic_dataset import folders_to_parquet
+    from ..synthetic.dataset import folders_to_parquet
 
     out = folders_to_parquet(args.from_folders, args.output, max_shard_size=args.max_shard_size,
                              shard_index=args.shard, num_shards=args.num_shards, overwrite=args.overwrite,

@@ -18,7 +18,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..asset_datasets import build_textures_dataset
+    from ..materials.datasets import build_textures_dataset
 
     out = build_textures_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,
                                  shard_index=args.shard, num_shards=args.num_shards, overwrite=args.overwrite,

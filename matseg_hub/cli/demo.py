@@ -6,7 +6,7 @@
 Upload an image (shrunk to ``--max-size`` like the reference ``Demo.py``), click on a material: the app shows
 the cosine-similarity heat map to the clicked point and the mask ``similarity > threshold`` outlined on the photo;
 moving the radius or threshold slider redoes the last click.
-The image's descriptor map is computed once per upload (:class:`matseg_hub.inference.MatSegPredictor`); the
+The image's descriptor map is computed once per upload (:class:`matseg_hub.models.inference.MatSegPredictor`); the
 cache holds one image, so this is a single-user demo (served on 127.0.0.1 unless ``--host``/``--share`` say otherwise).
 """
 
@@ -83,7 +83,7 @@ def click_result(predictor: Any, image: np.ndarray, x: int, y: int, radius: int,
 
 # ------------------------------------------------------------------------------------------------ app
 def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: float = 0.9, radius: int = 10):
-    """The Gradio ``Blocks`` app around a :class:`~matseg_hub.inference.MatSegPredictor`."""
+    """The Gradio ``Blocks`` app around a :class:`~matseg_hub.models.inference.MatSegPredictor`."""
     from ..errors import require
 
     gr = require("gradio", "matseg demo", extra="demo")
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     require("gradio", "matseg demo", extra="demo")
     import torch
 
-    from ..inference import MatSegPredictor, load_model_and_processor
+    from ..models.inference import MatSegPredictor, load_model_and_processor
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, processor = load_model_and_processor(args.model, device=device, bgr=args.bgr)

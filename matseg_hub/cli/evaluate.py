@@ -67,7 +67,7 @@ def check_results_path(path: str, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate_benchmark, format_table
+    from ..benchmark.evaluation import evaluate_benchmark, format_table
     from ..utils.files import atomic_write_text
 
     if args.output:

@@ -43,7 +43,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def discard_earlier_textures(output: Path) -> int:
     """Delete what ``matseg generate textures`` wrote to ``output`` (the textures its done records name, the
     records, ``metadata.csv`` and the recorded parameters); every other file is kept. Returns the count."""
-    from ..textures import _DONE_DIR, RUN_PARAMS_FILE
+    from ..materials.textures import _DONE_DIR, RUN_PARAMS_FILE
     from ..utils.files import remove_own_files
 
     names = ["metadata.csv", RUN_PARAMS_FILE]
@@ -69,7 +69,7 @@ def check_overwrite_alone(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..textures import extract_textures_folder
+    from ..materials.textures import extract_textures_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
 
     if args.preview:

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import MatSegInputError
-    from ..hub_dataset import check_job
-    from ..render import find_blender_python, generate_3d, install_instructions, setup_blender_env
-    from ..scene3d import SceneConfig, assets_from_folders
+    from ..hub.writer import check_job
+    from ..scenes3d import find_blender_python, generate_3d, install_instructions, setup_blender_env
+    from ..scenes3d.scene import SceneConfig, assets_from_folders
 
     check_job(args.shard, args.num_shards)  # before installing or looking for Blender
 

@@ -32,9 +32,9 @@ def discard_earlier_materials(output: Path) -> int:
     """Delete what ``matseg generate pbr`` wrote to ``output``: in each material folder (``<item:07d>_<name>/``
     holding ``Finished.txt``) the JPEG maps, ``material.json`` and ``Finished.txt`` (a folder left empty goes),
     and the recorded parameters; every other file is kept. Returns how many files were deleted."""
-    from ..asset_datasets import PBR_MAP_COLUMNS
-    from ..pbr import FINISHED, METADATA_FILE
-    from ..textures import RUN_PARAMS_FILE
+    from ..materials.datasets import PBR_MAP_COLUMNS
+    from ..materials.pbr import FINISHED, METADATA_FILE
+    from ..materials.textures import RUN_PARAMS_FILE
     from ..utils.files import remove_own_files
 
     names = [RUN_PARAMS_FILE]
@@ -49,7 +49,7 @@ def discard_earlier_materials(output: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..pbr import generate_pbr_folder
+    from ..materials.pbr import generate_pbr_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
     from .extract_textures import check_overwrite_alone
 

@@ -2,12 +2,12 @@
 
 Sources (``TrainConfig.data_sources``, each a mapping with ``type`` and ``weight``):
 
-* ``scenes2d`` — the 2D generator on the fly (:func:`matseg_hub.streaming.scene_stream` with ``encoded=False``:
+* ``scenes2d`` — the 2D generator on the fly (:func:`matseg_hub.synthetic.streaming.scene_stream` with ``encoded=False``:
   the scene's arrays, never encoded to JPEG/PNG and decoded again); keys ``seed``
   (default: the run's seed), ``natural`` / ``textures`` (folder, ``hub:<repo>`` or ``builtin``), ``max_side``,
-  and any :class:`~matseg_hub.scenes2d.SceneConfig` field (``size``, ``min_size``, ``max_size``, ...);
+  and any :class:`~matseg_hub.synthetic.scenes2d.SceneConfig` field (``size``, ``min_size``, ``max_size``, ...);
 * ``folder`` — scene folders in the official layout (``path``), e.g. the authors' published synthetic set
-  (:func:`matseg_hub.streaming.folder_scene_stream`);
+  (:func:`matseg_hub.synthetic.streaming.folder_scene_stream`);
 * ``hub`` — a Hub dataset with the scene features (``path``, ``name``, ``split``, a Parquet dataset folder or a
   Hub id), streamed: its encoded rows are decoded here.
 
@@ -62,13 +62,13 @@ class BatchSettings:
 
 def build_source(spec: Dict[str, Any], seed: int = 0):
     """One ``data_sources`` entry -> ``datasets.IterableDataset`` of scene rows
-    (:func:`~matseg_hub.synthetic.scene_features`)."""
+    (:func:`~matseg_hub.synthetic.layout.scene_features`)."""
     from dataclasses import fields
 
     kind = spec.get("type")
     if kind == "scenes2d":
-        from ..scenes2d import SceneConfig, SceneSources
-        from ..streaming import scene_stream
+        from ..synthetic.scenes2d import SceneConfig, SceneSources
+        from ..synthetic.streaming import scene_stream
 
         known = {f.name for f in fields(SceneConfig)}
         extra = set(spec) - known - {"type", "weight", "seed", "natural", "textures", "max_side", "name"}
@@ -84,7 +84,7 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
             sources = SceneSources.from_spec(natural, textures, max_side=max_side)
         return scene_stream(seed=int(spec.get("seed", seed)), sources=sources, config=config, encoded=False)
     if kind == "folder":
-        from ..streaming import folder_scene_stream
+        from ..synthetic.streaming import folder_scene_stream
 
         if "path" not in spec:
             raise MatSegInputError(f"a folder source needs a 'path': {spec}")
@@ -104,7 +104,7 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
 
 def _row_arrays(row: Dict[str, Any]):
     """A scene row (decoded or bytes) -> (rgb uint8 [H, W, 3], masks float32 [K, H, W], annotated float32 [H, W])."""
-    from ..synthetic import row_to_scene
+    from ..synthetic.layout import row_to_scene
 
     scene = row_to_scene(row)
     return scene.rgb, scene.masks, scene.annotated

@@ -12,7 +12,7 @@ logger = get_logger(__name__)
 
 
 def build_model(config) -> "Any":
-    """A :class:`~matseg_hub.modeling.MatSegModel` for a :class:`~matseg_hub.training.config.TrainConfig`:
+    """A :class:`~matseg_hub.models.matseg.MatSegModel` for a :class:`~matseg_hub.training.config.TrainConfig`:
 
     * ``init_from``: a saved MatSeg model (folder or Hub id) to continue from;
     * ``encoder_checkpoint``: a new model whose encoder starts from that ConvNeXt checkpoint (the paper:
@@ -24,7 +24,7 @@ def build_model(config) -> "Any":
             unknown Hub id, no connection): the field and the reason in one line.
     """
     from ..errors import MatSegInputError
-    from ..modeling import MatSegConfig, MatSegModel
+    from ..models.matseg import MatSegConfig, MatSegModel
 
     def load(field: str, name: str, fn):
         try:
@@ -50,7 +50,7 @@ def build_model(config) -> "Any":
 
 def normalize_images(images: torch.Tensor) -> torch.Tensor:
     """RGB 0-255 float [B, 3, H, W] -> ``pixel_values`` exactly as :class:`MatSegImageProcessor` normalises."""
-    from ..modeling.image_processing_matseg import REFERENCE_MEAN, REFERENCE_STD
+    from ..models.matseg.image_processing_matseg import REFERENCE_MEAN, REFERENCE_STD
 
     mean = torch.tensor(REFERENCE_MEAN, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(REFERENCE_STD, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
@@ -61,7 +61,7 @@ def save_model(model, folder, *, metrics: Optional[Dict[str, float]] = None, tra
                repo_id: Optional[str] = None, datasets=(), selection: Optional[str] = None) -> None:
     """``save_pretrained`` (safetensors) + the image processor + a model card holding ``metrics`` (benchmark
     numbers) and ``selection`` (how the checkpoint was picked, :func:`selection_text`)."""
-    from ..modeling import MatSegImageProcessor
+    from ..models.matseg import MatSegImageProcessor
 
     card: Dict[str, Any] = {"license": "cc0-1.0", "training": training, "repo_id": repo_id,
                             "datasets": list(datasets), "selection": selection}

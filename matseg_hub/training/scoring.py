@@ -1,7 +1,7 @@
 """Scoring during training: the benchmark and held-out generated scenes, both with triplet accuracy.
 
 Held-out scenes are written once as a raw benchmark folder (``images/`` + ``data/<id>/data.json``), so they are
-scored by the same code as the real benchmark (:func:`matseg_hub.evaluation.evaluate_benchmark`) and can be
+scored by the same code as the real benchmark (:func:`matseg_hub.benchmark.evaluation.evaluate_benchmark`) and can be
 re-scored later with ``matseg evaluate --data <folder>``. Points are drawn where one material clearly dominates
 (its mask > 0.9, inside the annotated region), with discs that stay inside that area.
 """
@@ -60,8 +60,8 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
     """
     import cv2
 
-    from ..benchmark import write_benchmark_item
-    from ..scenes2d import SceneConfig, generate_scene
+    from ..benchmark.format import write_benchmark_item
+    from ..synthetic.scenes2d import SceneConfig, generate_scene
 
     if num_scenes <= 0:
         raise MatSegInputError(f"num_scenes must be > 0, got {num_scenes}")
@@ -86,8 +86,8 @@ def write_scene_benchmark(root: PathLike, seed: int, num_scenes: int, *, size: i
 
 
 def model_descriptor_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """RGB uint8 [H, W, 3] -> float32 [H, W, D] for a :class:`~matseg_hub.modeling.MatSegModel` (eval mode)."""
-    from ..inference import descriptor_map
+    """RGB uint8 [H, W, 3] -> float32 [H, W, D] for a :class:`~matseg_hub.models.matseg.MatSegModel` (eval mode)."""
+    from ..models.inference import descriptor_map
 
     def fn(image: np.ndarray) -> np.ndarray:
         return descriptor_map(model, image)
@@ -99,7 +99,7 @@ def model_descriptor_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
 def score(data: Optional[PathLike], model: Union[str, Callable], *, max_size: Optional[int] = 700,
           limit: Optional[int] = None, mode: str = "soft") -> Dict[str, float]:
     """Mean triplet/top-1 numbers of ``model`` on a benchmark source (``None``: the built-in sample)."""
-    from ..evaluation import evaluate_benchmark
+    from ..benchmark.evaluation import evaluate_benchmark
 
     result = evaluate_benchmark(data, model, mode=mode, max_size=max_size, limit=limit, show_progress=False)
     mean = result["mean"]

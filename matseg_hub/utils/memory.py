@@ -6,7 +6,7 @@ scene faults the same pages in again: measured 1,400-1,800 page faults and about
 400-999 px scene, 10 % of its time. :func:`keep_freed_memory` tells ``malloc`` to keep such blocks for reuse.
 Peak memory is unchanged (measured: 189 MB either way); at most ``trim_threshold`` bytes of freed memory are kept.
 
-Who calls it: the 2D writers of :mod:`matseg_hub.synthetic_dataset` (``generate_folders`` / ``generate_parquet``,
+Who calls it: the 2D writers of :mod:`matseg_hub.synthetic.dataset` (``generate_folders`` / ``generate_parquet``,
 so ``matseg generate 2d``) in each pool worker, and in the calling process itself when they run with one worker;
 scene streams only inside ``DataLoader`` worker processes (never in a training loop's main process). Set
 ``MATSEG_MALLOC_TUNING=0`` to leave ``malloc`` alone everywhere.

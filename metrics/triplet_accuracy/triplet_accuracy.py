@@ -2,7 +2,7 @@
 """Triplet accuracy: the score of the MatSeg zero-shot material-state segmentation benchmark.
 
 A thin `evaluate` wrapper over `triplet_core.py` beside it, a verbatim copy of the computation in
-`matseg_hub.metric` (kept identical by the project's tests): the numbers are the same whether the metric is used
+`matseg_hub.metrics.triplet` (kept identical by the project's tests): the numbers are the same whether the metric is used
 through `evaluate` or through `matseg_hub`, and the module needs only numpy, datasets and evaluate.
 """
 
@@ -32,7 +32,7 @@ averaged over points ("point") and over groups ("material") per image, then over
 _KWARGS_DESCRIPTION = """
 Args:
     predictions: per image, the point descriptors: float [N_i, D] (one row per annotated point, L2-normalised,
-        e.g. `matseg_hub.metric.point_descriptors(feature_map, points)`, `pip install matseg-hub`). Compute them
+        e.g. `matseg_hub.metrics.triplet.point_descriptors(feature_map, points)`, `pip install matseg-hub`). Compute them
         from your descriptor map before calling the metric: full feature maps are not accepted (they would be
         cached through Arrow).
     references: per image, the group id (str or int) of each of the N_i points.

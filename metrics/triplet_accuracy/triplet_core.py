@@ -1,11 +1,11 @@
 # Copyright 2024-2026 the MatSeg Hub authors. Licensed under the Apache License, Version 2.0.
-"""The triplet-accuracy computation of ``matseg_hub.metric``, copied here so that this module needs only numpy.
+"""The triplet-accuracy computation of ``matseg_hub.metrics.triplet``, copied here so that this module needs only numpy.
 
 ``evaluate.load`` copies this file beside ``triplet_accuracy.py`` (a relative import), so the metric installs from
 what package registries serve (``requirements.txt``) and never needs ``matseg-hub``. Every function and constant
-below is a verbatim copy of the one of the same name in ``matseg_hub/metric.py``; ``MatSegInputError`` stands in
+below is a verbatim copy of the one of the same name in ``matseg_hub/metrics/triplet.py``; ``MatSegInputError`` stands in
 for ``matseg_hub.errors.MatSegInputError`` (a ``ValueError``). ``tests/test_triplet_accuracy_module.py`` checks
-the copy, source and results: edit ``matseg_hub/metric.py`` and copy the changed functions here.
+the copy, source and results: edit ``matseg_hub/metrics/triplet.py`` and copy the changed functions here.
 """
 
 from __future__ import annotations

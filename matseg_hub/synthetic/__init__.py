@@ -1,0 +1,9 @@
+"""Synthetic 2D data made by implanting natural-image patterns (paper §3.1, SPEC §4).
+
+* :mod:`.patterns` — pattern maps: a property of a natural image under a fuzzy threshold.
+* :mod:`.scenes2d` — source pools, scene settings and the 2D scene generator.
+* :mod:`.layout` — the official scene-folder layout (``RGB__RGB.jpg``, ``maskNNN.png``, ...): writer and reader,
+  shared with the 3D renderer.
+* :mod:`.streaming` — scenes as ``datasets.IterableDataset`` streams (generated, folders, mixtures).
+* :mod:`.dataset` — resumable folder and Parquet writers of generated scenes, and the synthetic Hub dataset.
+"""
