@@ -180,7 +180,7 @@ class _ListPool:
 
 
 def test_mixes_use_two_different_textures_and_skip_unreadable_ones():
-    from matseg_hub.materials.pbr import material_for_item
+    from matseg_hub.materials.pbr_generation import material_for_item
 
     two = _ListPool([make_texture(32, 0), make_texture(32, 1)])
     for item in range(20):  # rng.integers(0, 2, 2) picked the same texture twice in about half of them

@@ -49,7 +49,7 @@ def discard_earlier_materials(output: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..materials.pbr import generate_pbr_folder
+    from ..materials.pbr_generation import generate_pbr_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
     from .extract_textures import check_overwrite_alone
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from ..hub.writer import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset_folder, iter_job_items,
                           load_dataset_source, size_category)
-from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes
+from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes, material_preview
 from .textures import UNKNOWN_LICENSE, image_grid, license_for, list_images, load_license_map, parse_texture_file_name
 from ..utils.files import files_fingerprint
 from ..utils.images import decode_image
@@ -439,16 +439,6 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
         return writer.finalize(card, extra_files=extra)
 
 
-def material_preview(material: PBRMaterial, tile: int = 128) -> np.ndarray:
-    """uint8 [tile, 5 * tile, 3]: albedo | normal | roughness | metallic | height."""
-    from .pbr import encode_normal
-    from .textures import image_grid as grid
-
-    def gray(a):
-        return np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)
-
-    return grid([material.albedo, encode_normal(material.normal), gray(material.roughness), gray(material.metallic),
-                 gray(material.height)], tile=tile, columns=5)
 
 
 def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
@@ -667,4 +657,4 @@ def iter_materials(source: PathLike, *, split: str = SPLIT, streaming: bool = Tr
 
 __all__ = ["texture_features", "pbr_features", "texture_row", "pbr_row", "material_from_row", "texture_card",
            "pbr_card", "build_textures_dataset", "build_pbr_dataset", "iter_textures", "iter_materials",
-           "TexturePool", "TextureRecord", "material_preview"]
+           "TexturePool", "TextureRecord"]

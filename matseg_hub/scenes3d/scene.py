@@ -43,6 +43,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
+from ..utils.builtin_photos import SKIMAGE_LICENSES, SKIMAGE_PHOTOS, SKIMAGE_PREFIX
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,16 +58,6 @@ PRIMITIVES: Tuple[str, ...] = ("sphere", "icosphere", "cube", "cylinder", "cone"
 COORDINATES: Tuple[str, ...] = ("object", "generated", "uv")
 MATERIAL_KINDS: Tuple[str, ...] = ("uniform", "texture", "pbr")
 ENVIRONMENT_KINDS: Tuple[str, ...] = ("sky", "hdri", "image", "colour")
-#: built-in natural photos (bundled with scikit-image, no download) used as pattern and texture sources
-#: (licences as stated in each ``skimage.data`` function's docstring)
-SKIMAGE_LICENCES: Dict[str, str] = {
-    "astronaut": "public domain (NASA)", "coffee": "CC0 (Rachel Michetti)", "chelsea": "CC0 (Stefan van der Walt)",
-    "rocket": "public domain (SpaceX)", "immunohistochemistry": "no known copyright restrictions",
-    "hubble_deep_field": "public domain (NASA)", "retina": "CC0 1.0", "coins": "no known copyright restrictions",
-    "camera": "CC0 (Lav Varshney)", "gravel": "CC0 (CC0Textures)", "brick": "CC0 (CC0Textures)",
-    "grass": "CC0 (CC0Textures)", "horse": "CC0 (Andreas Preuss)"}
-SKIMAGE_PHOTOS: Tuple[str, ...] = tuple(SKIMAGE_LICENCES)
-SKIMAGE_PREFIX = "skimage:"
 
 Vec3 = Tuple[float, float, float]
 
@@ -446,7 +437,7 @@ class SceneAssets:
 
     def licence_of(self, path: str) -> str:
         if path.startswith(SKIMAGE_PREFIX):
-            return "scikit-image sample data: " + SKIMAGE_LICENCES.get(path[len(SKIMAGE_PREFIX):], "unknown")
+            return "scikit-image sample data: " + SKIMAGE_LICENSES.get(path[len(SKIMAGE_PREFIX):], "unknown")
         best = ""
         for key, lic in self.licences.items():
             if path == key or path.startswith(key.rstrip("/") + "/"):

@@ -540,7 +540,7 @@ def scene_license(metadata: Dict[str, Any], source_license: Optional[str] = None
     * 3D renders (``metadata["licences"]``, asset -> licence, written by :mod:`matseg_hub.scenes3d.render`): every
       asset's licence (``"unknown"`` for an asset without one); ``"cc0-1.0"`` when the scene uses no asset;
     * generated 2D scenes (a ``source`` recorded per pattern, texture and background): the licence of each source
-      image used: scikit-image's bundled photos from :data:`matseg_hub.scenes3d.scene.SKIMAGE_LICENCES`, other sources
+      image used: scikit-image's bundled photos from :data:`matseg_hub.utils.builtin_photos.SKIMAGE_LICENSES`, other sources
       ``source_license`` (what the user declared for ``--natural-images``/``--textures``) or ``"unknown"``;
     * otherwise (folders from other tools, the authors' data) ``"unknown"``.
 
@@ -556,13 +556,13 @@ def scene_license(metadata: Dict[str, Any], source_license: Optional[str] = None
     _source_names({k: v for k, v in metadata.items() if k in ("background", "materials")}, names)
     if not names:
         return UNKNOWN_LICENSE
-    from ..scenes3d.scene import SKIMAGE_LICENCES, SKIMAGE_PREFIX
+    from ..utils.builtin_photos import SKIMAGE_LICENSES, SKIMAGE_PREFIX
 
     licenses = []
     for name in names:
         if name.startswith(SKIMAGE_PREFIX):
             stem = name[len(SKIMAGE_PREFIX):].rsplit(".", 1)[0]
-            licenses.append("scikit-image sample data: " + SKIMAGE_LICENCES[stem] if stem in SKIMAGE_LICENCES
+            licenses.append("scikit-image sample data: " + SKIMAGE_LICENSES[stem] if stem in SKIMAGE_LICENSES
                             else UNKNOWN_LICENSE)
         else:
             licenses.append(source_license or UNKNOWN_LICENSE)

@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from .patterns import PatternParams, half_resolution, pattern_map, property_plane, sample_geometry, warp_source
 from .layout import SyntheticScene
+from ..utils.builtin_photos import BUILTIN_NATURAL, BUILTIN_TEXTURES, SKIMAGE_PREFIX, skimage_data_dir
 from ..utils.images import resize_image, warp_affine
 from ..utils.logging import get_logger
 from ..utils.seeds import stream_rng
@@ -53,12 +54,6 @@ GENERATOR_NAME = "matseg_hub.scenes2d"
 # stream's id word (matseg_hub.utils.seeds), so 2D and 3D scenes of one seed no longer share random numbers
 GENERATOR_VERSION = 4
 _MIN_SOURCE_SIDE = 8
-
-# scikit-image ships these photos inside its wheel (no download): the built-in default sources
-_BUILTIN_NATURAL = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "ihc.png",
-                    "retina.jpg", "motorcycle_left.png", "color.png", "camera.png", "coins.png", "moon.png")
-_BUILTIN_TEXTURES = ("brick.png", "grass.png", "gravel.png", "moon.png", "hubble_deep_field.jpg", "ihc.png",
-                     "retina.jpg", "coffee.png")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,18 +221,16 @@ class SourcePool:
         ``kind="natural"``: photographs used for patterns and backgrounds; ``kind="textures"``: scikit-image's
         brick/grass/gravel/moon textures and photos with fine texture (stars, stained tissue, retina, coffee).
         """
-        import skimage
-
         if kind not in ("natural", "textures"):
             raise MatSegInputError(f"kind must be 'natural' or 'textures', got {kind!r}")
         from ..utils.images import read_image
 
-        folder = Path(skimage.__file__).parent / "data"
-        names = _BUILTIN_NATURAL if kind == "natural" else _BUILTIN_TEXTURES
+        folder = skimage_data_dir()
+        names = BUILTIN_NATURAL if kind == "natural" else BUILTIN_TEXTURES
         pool = cls([], max_side=max_side)
         for n in names:
             if (folder / n).is_file():
-                pool.add(read_image(folder / n), f"skimage:{n}")
+                pool.add(read_image(folder / n), SKIMAGE_PREFIX + n)
         if not len(pool):  # pragma: no cover - depends on the scikit-image build
             raise MatSegInputError(f"scikit-image's bundled images were not found in {folder}")
         return pool
