@@ -28,7 +28,7 @@ from pathlib import Path
 
 from matseg_hub.scenes3d import BlenderWorker, finish_scene, prepare_job, require_blender_python
 from matseg_hub.scenes3d.blender_env import check_blender_python
-from matseg_hub.scenes3d.scene import SceneConfig, sample_scene
+from matseg_hub.scenes3d.scene import Scene3DConfig, sample_scene
 
 
 def main() -> None:
@@ -50,11 +50,11 @@ def main() -> None:
     try:
         with BlenderWorker(python) as worker:
             t0 = time.perf_counter()
-            warm = sample_scene(args.seed, 10_000, config=SceneConfig(width=32, height=32, samples=1))
+            warm = sample_scene(args.seed, 10_000, config=Scene3DConfig(width=32, height=32, samples=1))
             worker.render(prepare_job(warm, tmp / "warm" / "job", threads=args.threads), tmp / "warm" / "render")
             print(f"worker start + first tiny scene: {time.perf_counter() - t0:.2f} s (not counted below)")
             for size in args.sizes:
-                config = SceneConfig(width=size, height=size, samples=args.samples, denoise=not args.no_denoise)
+                config = Scene3DConfig(width=size, height=size, samples=args.samples, denoise=not args.no_denoise)
                 per = []
                 for index in range(args.num):
                     t = {}

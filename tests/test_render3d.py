@@ -25,14 +25,14 @@ from matseg_hub.synthetic.patterns import PatternParams
 from matseg_hub.scenes3d import (BlenderWorker, HiddenMaterialsError, WorkerError, blender_env, find_blender_python,
                                  generate_3d, prepare_job, render_scene, scene_masks)
 from matseg_hub.scenes3d.render import WORK_DIR
-from matseg_hub.scenes3d.scene import (Camera, Environment, Ground, MaterialLayout, PatternLayer, PBRMaterial,
-                                       RenderSettings, Scene3D, SceneConfig, SceneObject, sample_scene)
+from matseg_hub.scenes3d.scene import (Camera, Environment, Ground, MaterialLayout, PatternLayer, MaterialSpec,
+                                       RenderSettings, Scene3D, Scene3DConfig, SceneObject, sample_scene)
 from matseg_hub.synthetic.layout import CAMERA_FILE, FINISHED_FILE, read_scene
 
 from hub_fixtures import under_ci  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = SceneConfig(width=48, height=48, samples=2, pattern_resolution=64, denoise=False)
+TINY = Scene3DConfig(width=48, height=48, samples=2, pattern_resolution=64, denoise=False)
 
 
 @pytest.fixture(scope="session")
@@ -69,14 +69,14 @@ def flat_scene(folder: Path, size: int = 64, empty_blue: bool = False) -> Scene3
     _write_rgb(folder / "b.png", b)
     params = PatternParams(height=64, width=64, source_height=64, source_width=64, center_x=31.5, center_y=31.5,
                            scale=1.0, angle=0.0, flip=False, property="R", t_lo=0.5, t_hi=0.5).to_dict()
-    mats = [PBRMaterial(name=n, base_color=c, roughness=1.0, emission=1.0)
+    mats = [MaterialSpec(name=n, base_color=c, roughness=1.0, emission=1.0)
             for n, c in (("red", (1.0, 0.0, 0.0)), ("green", (0.0, 1.0, 0.0)), ("blue", (0.0, 0.0, 1.0)))]
     pats = [PatternLayer(source=str(folder / f), params=params, coordinates="generated", blend=0.0)
             for f in ("a.png", "b.png")]
     cube = SceneObject(name="cube", shape="cube", layout=MaterialLayout(mats, pats), rotation=(0.0, 0.0, 30.0),
                        smooth=False)
     ball = SceneObject(name="ball", shape="sphere", annotated=False, location=(0.5, -0.55, 0.45), size=0.3,
-                       layout=MaterialLayout([PBRMaterial(name="black", base_color=(0.0, 0.0, 0.0), roughness=1.0)]))
+                       layout=MaterialLayout([MaterialSpec(name="black", base_color=(0.0, 0.0, 0.0), roughness=1.0)]))
     return Scene3D(objects=[cube], occluders=[ball],
                    camera=Camera(location=(1.3, -1.5, 1.2), target=(0.0, 0.0, 0.4), lens=30.0),
                    environment=Environment(kind="colour", colour=(1.0, 1.0, 1.0), strength=0.15),
@@ -178,7 +178,7 @@ def test_cli_writes_official_layout(cli_run, capsys):
         assert cam["resolution_x"] == 48
         # the stored scene is the sampled one: it can be re-rendered exactly
         stored = Scene3D.load(folder / "scene3d.json")
-        assert stored == sample_scene(7, index, config=SceneConfig(
+        assert stored == sample_scene(7, index, config=Scene3DConfig(
             width=48, height=48, samples=2, denoise=False), attempt=stored.attempt)
         assert (s.metadata["seed"], s.metadata["index"]) == (7, index)
 
@@ -229,7 +229,7 @@ def test_resume_after_killed_run(blender_python, tmp_path):
         (out / "000003").mkdir(exist_ok=True)
         (out / "000003" / "mask001.png").write_bytes(b"partial")
 
-    report = generate_3d(out, 4, seed=3, config=SceneConfig(width=40, height=40, samples=2, denoise=False),
+    report = generate_3d(out, 4, seed=3, config=Scene3DConfig(width=40, height=40, samples=2, denoise=False),
                          blender_python=blender_python, preview=False, show_progress=False)
     assert not report.failed
     assert sorted(report.skipped) == sorted(int(n) for n in done)
@@ -328,7 +328,7 @@ def test_preview_grid_is_the_2d_scene_grid(tmp_path):
 
 
 def test_prepare_job_is_deterministic(tmp_path):
-    scene = sample_scene(2, 5, config=SceneConfig(width=32, height=32, texture_prob=0.9, pattern_resolution=64))
+    scene = sample_scene(2, 5, config=Scene3DConfig(width=32, height=32, texture_prob=0.9, pattern_resolution=64))
     j1 = json.loads(prepare_job(scene, tmp_path / "a").read_text())
     j2 = json.loads(prepare_job(scene, tmp_path / "b").read_text())
     files1 = sorted(p.name for p in (tmp_path / "a").iterdir())
@@ -345,7 +345,7 @@ def test_prepare_job_is_deterministic(tmp_path):
 
 
 def test_scene_masks_drop_hidden_materials():
-    scene = sample_scene(0, 1, config=SceneConfig(objects=(1, 1), materials=(3, 3), pattern_resolution=32))
+    scene = sample_scene(0, 1, config=Scene3DConfig(objects=(1, 1), materials=(3, 3), pattern_resolution=32))
     h = w = 100
     m0 = np.zeros((h, w), np.float32)
     m0[:50] = 1
@@ -383,7 +383,7 @@ def test_scene_with_one_visible_material_is_refused_and_redrawn(tmp_path):
     it (generate_3d redraws it with the next attempt) and writes nothing; two visible materials are kept."""
     from matseg_hub.scenes3d import finish_scene
 
-    scene = sample_scene(0, 1, config=SceneConfig(objects=(1, 1), materials=(2, 2), pattern_resolution=32))
+    scene = sample_scene(0, 1, config=Scene3DConfig(objects=(1, 1), materials=(2, 2), pattern_resolution=32))
     full, empty = np.ones((40, 40), np.float32), np.zeros((40, 40), np.float32)
     one = _fake_render(tmp_path / "one", {"annotated": full, "m0_0": full, "m0_1": empty})
     with pytest.raises(HiddenMaterialsError, match="1 material"):
@@ -399,7 +399,7 @@ def test_scene_with_one_visible_material_is_refused_and_redrawn(tmp_path):
 
 
 def test_same_scene_same_bytes_and_shards(blender_python, tmp_path):
-    config = SceneConfig(width=32, height=32, samples=2, denoise=False, pattern_resolution=64)
+    config = Scene3DConfig(width=32, height=32, samples=2, denoise=False, pattern_resolution=64)
     runs = []
     for name in ("a", "b"):
         report = generate_3d(tmp_path / name, 3, seed=9, config=config, shard=1, num_shards=2, preview=False,

@@ -9,10 +9,10 @@ import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
 from matseg_hub.scenes3d.scene import (GENERATOR_VERSION, SCENE_VERSION, PatternLayer, Scene3D, SceneAssets,
-                                       SceneConfig, assets_from_folders, default_assets, layout_shares,
+                                       Scene3DConfig, assets_from_folders, default_assets, layout_shares,
                                        load_source_image, pattern_image, sample_scene, scene_rng)
 
-SMALL = SceneConfig(width=64, height=64, samples=4, pattern_resolution=64)
+SMALL = Scene3DConfig(width=64, height=64, samples=4, pattern_resolution=64)
 
 
 def test_same_seed_same_scene_and_json():
@@ -56,7 +56,7 @@ def test_scene_depends_on_seed_index_attempt_not_on_order():
 
 def test_scene_content_follows_config():
     for index in range(8):
-        s = sample_scene(0, index, config=SceneConfig(width=80, height=48, samples=3, objects=(1, 1),
+        s = sample_scene(0, index, config=Scene3DConfig(width=80, height=48, samples=3, objects=(1, 1),
                                                       materials=(2, 5), occluders=(0, 3), pattern_resolution=64))
         assert 2 <= s.num_materials <= 5
         assert 0 <= len(s.occluders) <= 3
@@ -71,7 +71,7 @@ def test_scene_content_follows_config():
 def test_object_counts_span_the_authors_ranges_and_every_scene_has_two_materials():
     """The authors' main.py: 1-6 main objects and 1-8 scattered ones (the sampler used to place exactly one
     object); every material of every object keeps a share of its surface (no pattern lands on nothing)."""
-    config = SceneConfig(pattern_resolution=64)
+    config = Scene3DConfig(pattern_resolution=64)
     objects, occluders = set(), set()
     for index in range(100):
         s = sample_scene(3, index, config=config)
@@ -104,7 +104,7 @@ def test_layout_shares():
 
 
 def test_pattern_maps_reproduce_and_are_not_empty():
-    s = sample_scene(0, 2, config=SceneConfig(materials=(4, 4), pattern_resolution=64))
+    s = sample_scene(0, 2, config=Scene3DConfig(materials=(4, 4), pattern_resolution=64))
     for layer in s.objects[0].layout.patterns:
         m = pattern_image(layer)
         assert m.shape == (64, 64) and m.dtype == np.float32
@@ -164,9 +164,9 @@ def test_bad_arguments():
     with pytest.raises(MatSegInputError):
         scene_rng(-1, 0)
     with pytest.raises(MatSegInputError):
-        SceneConfig(materials=(3, 2))
+        Scene3DConfig(materials=(3, 2))
     with pytest.raises(MatSegInputError):
-        SceneConfig(primitives=("teapot",))
+        Scene3DConfig(primitives=("teapot",))
     with pytest.raises(MatSegInputError):
         SceneAssets(pattern_sources=[])
     with pytest.raises(MatSegInputError, match="unknown built-in photo"):
@@ -202,7 +202,7 @@ def test_assets_from_generated_folders(tmp_path):
     assert assets.environment_images == assets.pattern_sources
     assert len(assets.pbr_folders) == 1 and assets.objects[0].endswith("thing.gltf")
     assert assets.licence_of(assets.pattern_sources[1]) == "CC-BY 4.0"
-    config = SceneConfig(gltf_prob=1.0, pbr_prob=1.0, pattern_resolution=32)
+    config = Scene3DConfig(gltf_prob=1.0, pbr_prob=1.0, pattern_resolution=32)
     s = sample_scene(0, 0, assets, config)
     assert s.objects[0].shape == "gltf" and s.objects[0].path.endswith("thing.gltf")
     assert {m.kind for m in s.objects[0].layout.materials} == {"pbr"}
@@ -213,13 +213,13 @@ def test_assets_from_shared_data(shared_data):
     assets = assets_from_folders(natural_images=shared_data / "natural_images", textures=shared_data / "textures",
                                  pbr=shared_data / "pbr_materials", objects=shared_data / "objects")
     assert len(assets.objects) == 2 and len(assets.pbr_folders) == 10
-    s = sample_scene(0, 0, assets, SceneConfig(gltf_prob=1.0, pattern_resolution=64))
+    s = sample_scene(0, 0, assets, Scene3DConfig(gltf_prob=1.0, pattern_resolution=64))
     assert s.objects[0].shape == "gltf"
     assert Scene3D.from_json(s.to_json()) == s
 
 
 def test_every_builtin_asset_has_a_licence():
-    s = sample_scene(0, 4, config=SceneConfig(materials=(5, 5), pattern_resolution=32))
+    s = sample_scene(0, 4, config=Scene3DConfig(materials=(5, 5), pattern_resolution=32))
     licences = s.asset_licences()
     assert licences and all(v.startswith("scikit-image sample data: ") and not v.endswith("unknown")
                             for v in licences.values())

@@ -47,14 +47,13 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
-from ..utils.images import decode_image, read_image_header
+from ..utils.images import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image_header
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".webp", ".bmp", ".tif", ".tiff")
 RELATION_WEIGHTS = {"(": 0.3, "[": 0.6}
 DEFAULT_MAX_SIZE = 700
 
@@ -350,7 +349,7 @@ class BenchmarkItem:
 # reading the raw layout
 # ----------------------------------------------------------------------------------------------------------------
 def _find_image(root: Path, stem: str) -> Path:
-    for ext in IMAGE_EXTENSIONS:
+    for ext in (e for lower in IMAGE_EXTENSIONS for e in (lower, lower.upper())):
         candidate = root / "images" / f"{stem}{ext}"
         if candidate.is_file():
             return candidate
@@ -564,7 +563,7 @@ def list_benchmark_items(root: PathLike) -> List[str]:
     ids = sorted(p.name for p in (root / "data").iterdir() if p.is_dir() and not p.name.startswith("."))
     if (root / "images").is_dir():
         annotated = set(ids)
-        orphans = [p.name for p in (root / "images").iterdir() if p.suffix in IMAGE_EXTENSIONS and p.stem not in annotated]
+        orphans = [p.name for p in (root / "images").iterdir() if is_image_file(p) and p.stem not in annotated]
         if orphans:
             logger.warning("%d images in %s have no annotation and are ignored (e.g. %s)", len(orphans),
                            root / "images", orphans[0])

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import MatSegInputError
     from ..hub.writer import check_job
     from ..scenes3d import find_blender_python, generate_3d, install_instructions, setup_blender_env
-    from ..scenes3d.scene import SceneConfig, assets_from_folders
+    from ..scenes3d.scene import Scene3DConfig, assets_from_folders
 
     check_job(args.shard, args.num_shards)  # before installing or looking for Blender
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if find_blender_python(args.blender_python) is None:
         print("matseg: error: no Python with bpy found.\n" + install_instructions(), file=sys.stderr)
         return 1
-    config = SceneConfig(width=args.resolution, height=args.resolution, samples=args.samples,
+    config = Scene3DConfig(width=args.resolution, height=args.resolution, samples=args.samples,
                          denoise=not args.no_denoise, max_bounces=args.max_bounces,
                          objects=tuple(args.num_objects), materials=tuple(args.materials),
                          occluders=tuple(args.occluders))

@@ -381,7 +381,7 @@ Made with `matseg generate pbr --textures TEXTURES --num N --seed S --output PBR
 # builders
 # ------------------------------------------------------------------------------------------------------------
 def _encode_jpeg(image: np.ndarray) -> bytes:
-    from .textures import encode_image
+    from ..utils.images import encode_image
 
     return encode_image(image, ".jpg", 90)
 

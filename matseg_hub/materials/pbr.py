@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
-from ..utils.images import swap_rb
+from ..utils.images import IMAGE_EXTENSIONS, swap_rb
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -59,7 +59,7 @@ SCALAR_MAPS = ("roughness", "metallic", "height", "transmission")
 MAP_DEFAULTS = {"roughness": 0.5, "metallic": 0.0, "height": 0.0, "transmission": 0.0}
 FINISHED = "Finished.txt"
 METADATA_FILE = "material.json"
-_EXTS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".exr", ".bmp", ".webp")
+_MAP_EXTENSIONS = IMAGE_EXTENSIONS + (".exr",)
 
 
 @dataclass
@@ -376,7 +376,7 @@ def mix_materials(materials: Sequence[PBRMaterial], *, rng: Optional[np.random.G
 # ------------------------------------------------------------------------------------------------------------
 def material_files(material: PBRMaterial, quality: int = 95) -> Dict[str, bytes]:
     """The files of a material folder (name -> bytes), ``Finished.txt`` excluded."""
-    from .textures import encode_image
+    from ..utils.images import encode_image
 
     def gray(a: np.ndarray) -> bytes:
         return encode_image(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), ".jpg", quality)
@@ -411,7 +411,7 @@ def write_pbr_folder(material: PBRMaterial, folder: PathLike, quality: int = 95)
 
 
 def _find_map(folder: Path, stem: str) -> Optional[Path]:
-    for ext in _EXTS:
+    for ext in _MAP_EXTENSIONS:
         for cand in (folder / (stem + ext), folder / (stem + ext.upper())):
             if cand.is_file():
                 return cand

@@ -147,7 +147,8 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
             other parameters, or a texture source with no readable texture.
     """
     from ..hub.writer import check_job, iter_job_items
-    from .textures import check_run_params, encode_image
+    from ..utils.images import encode_image
+    from .textures import check_run_params
     from ..utils.files import atomic_write_bytes
     from ..utils.logging import progress
 

@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
-from ..utils.images import image_grid, swap_rb
+from ..utils.images import encode_image, image_grid, is_image_file
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -57,7 +57,6 @@ DEFAULT_SIM_THRESHOLD = 0.5
 DEFAULT_MAX_IMAGE_SIZE = 2200
 DEFAULT_MAX_TEXTURES = 100
 NUM_BINS = 10
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 UNKNOWN_LICENSE = "unknown"
 
 _Q_SHIFT = 1 << 21  # > max |grad|^2 of a 3x3 Sobel on uint8 (2 * 1020^2)
@@ -729,22 +728,8 @@ def list_images(folder: PathLike) -> List[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise MatSegInputError(f"{folder} is not a folder of images")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)
                   and not p.name.startswith("."))
-
-
-def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
-    """Encode an RGB (or single-channel) uint8 image to bytes (``.jpg`` / ``.png``)."""
-    import cv2
-
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        arr = swap_rb(arr)
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
-    if not ok:
-        raise MatSegInputError(f"cannot encode an image of shape {arr.shape} as {ext}")
-    return buf.tobytes()
 
 
 _DONE_DIR = ".done"

@@ -414,7 +414,7 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
     """
     from ..hub.writer import check_job
-    from .scene import SceneConfig, default_assets, sample_scene
+    from .scene import Scene3DConfig, default_assets, sample_scene
 
     if num < 0 or start < 0:
         raise MatSegInputError(f"num and start must be >= 0, got {num}, {start}")
@@ -423,7 +423,7 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
         raise MatSegInputError(f"workers must be >= 1, got {workers}")
     python = require_blender_python(blender_python)
     assets = assets or default_assets()
-    config = config or SceneConfig()
+    config = config or Scene3DConfig()
     output = claim_output_folder(output, "generate 3d", sources=sources)
     _clean_stale_work(output)
     indices = [i for i in range(start, start + num) if i % num_shards == shard]
@@ -530,7 +530,7 @@ def preview_grid(root: PathLike, path: PathLike, max_scenes: int = 12, tile: int
     same picture as for 2D scenes). Returns ``path``."""
     from ..synthetic.layout import iter_scene_folders, read_scene
     from ..synthetic.layout import preview_grid as scene_grid
-    from ..materials.textures import encode_image
+    from ..utils.images import encode_image
     from ..utils.files import atomic_write_bytes
 
     scenes = []

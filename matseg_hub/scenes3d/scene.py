@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
 from ..utils.builtin_photos import SKIMAGE_LICENSES, SKIMAGE_PHOTOS, SKIMAGE_PREFIX
+from ..utils.images import IMAGE_EXTENSIONS
 
 PathLike = Union[str, os.PathLike]
 
@@ -66,8 +67,8 @@ Vec3 = Tuple[float, float, float]
 # The data model
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class PBRMaterial:
-    """One material.
+class MaterialSpec:
+    """The description of one material in a scene (realised as a PBR material when the scene is rendered).
 
     ``kind``: ``"uniform"`` (``base_color``, ``roughness``, ``metallic``), ``"texture"`` (an RGB texture turned
     into a PBR material by :func:`matseg_hub.materials.pbr.texture_to_pbr` with ``recipe_seed`` when the scene is
@@ -112,7 +113,7 @@ class PatternLayer:
 class MaterialLayout:
     """``materials[0]`` is the base; ``patterns[j]`` lays ``materials[j + 1]`` over the ones before it."""
 
-    materials: List[PBRMaterial]
+    materials: List[MaterialSpec]
     patterns: List[PatternLayer] = field(default_factory=list)
 
 
@@ -163,7 +164,7 @@ class Environment:
 @dataclass
 class Ground:
     enabled: bool = True
-    material: PBRMaterial = field(default_factory=lambda: PBRMaterial(name="ground"))
+    material: MaterialSpec = field(default_factory=lambda: MaterialSpec(name="ground"))
     size: float = 40.0
 
 
@@ -341,7 +342,7 @@ class Scene3D:
         return out
 
 
-def _check_material(mat: PBRMaterial, where: str, bad) -> None:
+def _check_material(mat: MaterialSpec, where: str, bad) -> None:
     if mat.kind not in MATERIAL_KINDS:
         bad(f"{where}.kind", f"unknown material kind {mat.kind!r}; expected one of {MATERIAL_KINDS}")
     if mat.kind in ("texture", "pbr") and not mat.path:
@@ -457,7 +458,6 @@ def default_assets() -> SceneAssets:
     return SceneAssets(pattern_sources=photos, textures=photos)
 
 
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _files(folder: Optional[PathLike], exts: Sequence[str]) -> List[str]:
@@ -482,8 +482,8 @@ def assets_from_folders(natural_images: Optional[PathLike] = None, textures: Opt
     :func:`matseg_hub.materials.pbr.list_pbr_folders`); ``hdri``: ``.hdr``/``.exr``; ``objects``: ``.gltf``/``.glb``.
     """
     base = default_assets()
-    nat = _files(natural_images, _IMAGE_EXTS)
-    tex = _files(textures, _IMAGE_EXTS)
+    nat = _files(natural_images, IMAGE_EXTENSIONS)
+    tex = _files(textures, IMAGE_EXTENSIONS)
     pbr_dirs: List[str] = []
     if pbr is not None:
         from ..materials.pbr import list_pbr_folders
@@ -491,7 +491,7 @@ def assets_from_folders(natural_images: Optional[PathLike] = None, textures: Opt
         pbr_dirs = [str(p.resolve()) for p in list_pbr_folders(pbr)]
     hdris = _files(hdri, (".hdr", ".exr"))
     objs = _files(objects, (".gltf", ".glb"))
-    env_images = _files(environment_images, _IMAGE_EXTS) if environment_images is not None else list(nat)
+    env_images = _files(environment_images, IMAGE_EXTENSIONS) if environment_images is not None else list(nat)
     return SceneAssets(
         pattern_sources=nat + (base.pattern_sources if builtin or not nat else []),
         textures=tex + (base.textures if builtin or not (tex or pbr_dirs) else []),
@@ -535,7 +535,7 @@ def pattern_image(layer: PatternLayer) -> np.ndarray:
 # Sampling
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class SceneConfig:
+class Scene3DConfig:
     """Ranges :func:`sample_scene` draws from (JSON-friendly; recorded nowhere else than in the scene itself).
 
     ``objects``: annotated objects per scene and ``occluders``: unannotated ones (the authors' ``main.py`` loads
@@ -605,7 +605,7 @@ def _colour(rng: np.random.Generator) -> Vec3:
     return tuple(float(round(c ** 2.2, 6)) for c in (r, g, b))
 
 
-def sample_material(rng: np.random.Generator, assets: SceneAssets, config: SceneConfig, name: str) -> PBRMaterial:
+def sample_material(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, name: str) -> MaterialSpec:
     """A random material: PBR folder, texture (made PBR at render time) or uniform colour."""
     u = float(rng.random())
     common = dict(name=name, scale=float(np.exp(rng.uniform(np.log(0.5), np.log(4.0)))),
@@ -613,11 +613,11 @@ def sample_material(rng: np.random.Generator, assets: SceneAssets, config: Scene
                   recipe_seed=int(rng.integers(2 ** 31)))
     if assets.pbr_folders and u < config.pbr_prob:
         path = _pick(rng, assets.pbr_folders)
-        return PBRMaterial(kind="pbr", path=path, licence=assets.licence_of(path), **common)
+        return MaterialSpec(kind="pbr", path=path, licence=assets.licence_of(path), **common)
     if assets.textures and u < config.pbr_prob + config.texture_prob:
         path = _pick(rng, assets.textures)
-        return PBRMaterial(kind="texture", path=path, licence=assets.licence_of(path), **common)
-    return PBRMaterial(kind="uniform", base_color=_colour(rng), roughness=float(rng.uniform(0.05, 1.0)),
+        return MaterialSpec(kind="texture", path=path, licence=assets.licence_of(path), **common)
+    return MaterialSpec(kind="uniform", base_color=_colour(rng), roughness=float(rng.uniform(0.05, 1.0)),
                        metallic=float(rng.random() < 0.25) * float(rng.uniform(0.5, 1.0)), **common)
 
 
@@ -636,7 +636,7 @@ def layout_shares(coverages: Sequence[float]) -> List[float]:
 _PATTERN_TRIES = 8
 
 
-def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: SceneConfig, num_materials: int,
+def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, num_materials: int,
                   prefix: str = "material") -> MaterialLayout:
     """``num_materials`` materials and the ``num_materials - 1`` pattern maps that lay them out.
 
@@ -676,7 +676,7 @@ def _look_direction(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([math.cos(e) * math.cos(a), math.cos(e) * math.sin(a), math.sin(e)])
 
 
-def _material_counts(rng: np.random.Generator, config: SceneConfig, num_objects: int) -> List[int]:
+def _material_counts(rng: np.random.Generator, config: Scene3DConfig, num_objects: int) -> List[int]:
     """Materials of each annotated object: drawn from ``config.materials``, at most ``max_scene_materials`` in all
     (every later object keeps at least one)."""
     counts, budget = [], int(config.max_scene_materials)
@@ -708,7 +708,7 @@ def _place_objects(rng: np.random.Generator, sizes: Sequence[float]) -> List[Tup
     return spots
 
 
-def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: SceneConfig, name: str,
+def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, name: str,
                    num_materials: int, size: float, xy: Tuple[float, float]) -> SceneObject:
     """One annotated object (a displaced/subdivided primitive or a glTF mesh) standing on the ground at ``xy``."""
     if assets.objects and rng.random() < config.gltf_prob:
@@ -728,7 +728,7 @@ def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: SceneC
                        smooth=bool(rng.random() < 0.8), annotated=True, licence=licence)
 
 
-def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[SceneConfig] = None,
+def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[Scene3DConfig] = None,
                  attempt: int = 0) -> Scene3D:
     """Draw scene ``index`` of a run with ``seed``: deterministic (same arguments -> equal scenes, same JSON).
 
@@ -740,7 +740,7 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     (the renderer asks for it).
     """
     assets = assets or default_assets()
-    config = config or SceneConfig()
+    config = config or Scene3DConfig()
     rng = scene_rng(seed, index, attempt)
 
     # annotated objects: the first of size 1 at the origin, the others smaller, around it

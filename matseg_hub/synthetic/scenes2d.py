@@ -9,7 +9,7 @@ How one scene is made (all work at scene resolution with OpenCV, float32):
 
 1. size ``H x W`` and ``K`` materials (``config.min_materials``..``max_materials``);
 2. each material's share of the image (Dirichlet), plus the background's share unless the scene has none;
-3. regions, top material first: a pattern map (:func:`matseg_hub.synthetic.patterns.pattern_map`) whose thresholds sit at
+3. regions, top material first: a pattern map (:func:`~matseg_hub.synthetic.patterns.pattern_map`) whose thresholds sit at
    quantiles of the still-free area, so each material gets its share; material ``k`` covers
    ``w_k = pattern_k * free`` and leaves ``free * (1 - pattern_k)`` (soft, overlapping, scattered regions);
    the bottom material takes what is left when there is no background;
@@ -41,14 +41,13 @@ from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from .patterns import PatternParams, half_resolution, pattern_map, property_plane, sample_geometry, warp_source
 from .layout import SyntheticScene
 from ..utils.builtin_photos import BUILTIN_NATURAL, BUILTIN_TEXTURES, SKIMAGE_PREFIX, skimage_data_dir
-from ..utils.images import resize_image, warp_affine
+from ..utils.images import IMAGE_EXTENSIONS, is_image_file, resize_image, warp_affine
 from ..utils.logging import get_logger
 from ..utils.seeds import stream_rng
 
 logger = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 GENERATOR_NAME = "matseg_hub.scenes2d"
 # 2: resize-based crops, OpenCV compositing, shading normalised first; 3: half-res sources; 4: seeds carry the
 # stream's id word (matseg_hub.utils.seeds), so 2D and 3D scenes of one seed no longer share random numbers
@@ -117,7 +116,7 @@ class SourcePool:
         self.names.append(str(name))
         self.is_gray.append(gray)
 
-    def half(self, i: int) -> np.ndarray:
+    def half_resolution(self, i: int) -> np.ndarray:
         """Image ``i`` at half resolution (:func:`~matseg_hub.synthetic.patterns.half_resolution`), made once and kept:
         crops that shrink a source 2x or more are read from it."""
         half = self._halves.get(i)
@@ -129,7 +128,7 @@ class SourcePool:
         """Make every :meth:`half` copy now, once: forked workers (a ``DataLoader``'s) share them, spawned ones
         receive them with the pickled pool instead of each making its own."""
         for i in range(len(self.images)):
-            self.half(i)
+            self.half_resolution(i)
         return self
 
     def __len__(self) -> int:
@@ -158,7 +157,7 @@ class SourcePool:
         if not folder.is_dir():
             raise MatSegInputError(f"source folder {folder} does not exist or is not a folder")
         pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        files = sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p)
                        and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         if limit is not None:
             files = files[: int(limit)]
@@ -584,7 +583,7 @@ def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, conf
     sigma = float(rng.uniform(0.003, 0.03)) * min(h, w)
     params = PatternParams(**geometry, property=prop, blur_sigma=sigma, work_scale=0.25)
     # normalised and scaled at the working resolution, then resized (bilinear): 1/16 of the full-size passes
-    small = property_plane(img, params.at_working_resolution(), half=natural.half(s))
+    small = property_plane(img, params.at_working_resolution(), half=natural.half_resolution(s))
     peak = float(small.max())
     strength = float(rng.uniform(*config.shading_strength))
     gain = strength / peak if peak > 1e-6 else strength
@@ -661,7 +660,8 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
             for attempt in range(4):
                 s = int(rng.integers(len(natural)))
                 pat, params = pattern_map(natural.images[s], rng, (h, w), occupancy=occupancy, region=free,
-                                          hard=hard or None, work_scale=config.pattern_scale, half=natural.half(s),
+                                          hard=hard or None, work_scale=config.pattern_scale,
+                                          half=natural.half_resolution(s),
                                           return_params=True)
                 np.multiply(pat, free, out=wk)
                 if int(np.count_nonzero(wk > 0.5)) >= min_px:
@@ -709,7 +709,7 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         b = int(rng.integers(len(natural)))
         bimg = natural.images[b]
         geometry = sample_geometry(bimg.shape[:2], (h, w), rng, zoom_range=(0.5, 1.0), rotate_prob=0.2)
-        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half(b))
+        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half_resolution(b))
         bg_info = {"source": natural.names[b], "geometry": geometry}
         acc = _add_weighted(acc, bg, bg_weight, scratch)
     for k in range(k_mat):

@@ -23,6 +23,8 @@ MAX_IMAGE_PIXELS = 150_000_000
 
 #: The EXIF orientation tag (0x0112) and its valid values (1 = as stored; 2-8 = mirrored and/or rotated).
 EXIF_ORIENTATION_TAG = 0x0112
+#: the image files every folder reader takes (suffix compared in lower case): :func:`is_image_file`
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 EXIF_ORIENTATIONS = range(1, 9)
 
 _HEADER_ERRORS = (OSError, SyntaxError, ValueError, TypeError, struct.error)
@@ -288,3 +290,22 @@ def image_grid(images, tile: int = 128, columns=None, labels=None, *, pad: int =
             cv2.putText(canvas, str(labels[k])[:20], (x0 + 3, y0 + tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                         (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
+
+
+def is_image_file(path: Union[str, os.PathLike]) -> bool:
+    """Whether ``path`` names an image file by its suffix (:data:`IMAGE_EXTENSIONS`, any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
+    """Encode an RGB (or single-channel) uint8 image to bytes (``.jpg`` / ``.png``)."""
+    import cv2
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = swap_rb(arr)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
+    if not ok:
+        raise MatSegInputError(f"cannot encode an image of shape {arr.shape} as {ext}")
+    return buf.tobytes()
