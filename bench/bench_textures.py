@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from matseg_hub.materials.pbr import mix_materials, texture_to_pbr  # noqa: E402
-from matseg_hub.materials.textures import extract_textures, list_images  # noqa: E402
+from matseg_hub.materials.textures import extract_textures  # noqa: E402
+from matseg_hub.utils.images import list_images  # noqa: E402
 from matseg_hub.utils.images import read_image  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def inputs(tmp_path_factory):
     from matseg_hub.materials.pbr_generation import generate_pbr_folder
     from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
     from matseg_hub.synthetic.dataset import generate_folders
-    from matseg_hub.materials.textures import extract_textures_folder
+    from matseg_hub.materials.texture_extraction import extract_textures_folder
 
     root = tmp_path_factory.mktemp("inputs")
     raw = root / "raw"

@@ -162,7 +162,7 @@ def test_bad_parameters_fail_before_any_work_and_do_not_poison_the_folder(photos
 
 def test_rerun_with_other_parameters_is_refused(photos, tmp_path, capsys):
     from matseg_hub.errors import MatSegInputError
-    from matseg_hub.materials.textures import extract_textures_folder
+    from matseg_hub.materials.texture_extraction import extract_textures_folder
 
     out = tmp_path / "t"
     assert main(["generate", "textures", "--input", str(photos), "--output", str(out)]) == 0

@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from matseg_hub.materials.textures import (CellStatistics, extract_textures, extract_textures_folder,
-                                           find_uniform_squares, is_textureless, load_license_map,
+from matseg_hub.materials.texture_extraction import extract_textures_folder
+from matseg_hub.materials.textures import (CellStatistics, extract_textures, find_uniform_squares, is_textureless,
                                            parse_texture_file_name, texture_file_name)
+from matseg_hub.utils.licenses import load_license_map
 from matseg_hub.utils.images import read_image
 
 CELL = 40

@@ -43,7 +43,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def discard_earlier_textures(output: Path) -> int:
     """Delete what ``matseg generate textures`` wrote to ``output`` (the textures its done records name, the
     records, ``metadata.csv`` and the recorded parameters); every other file is kept. Returns the count."""
-    from ..materials.textures import _DONE_DIR, RUN_PARAMS_FILE
+    from ..materials.texture_extraction import _DONE_DIR
+    from ..utils.files import RUN_PARAMS_FILE
     from ..utils.files import remove_own_files
 
     names = ["metadata.csv", RUN_PARAMS_FILE]
@@ -69,7 +70,7 @@ def check_overwrite_alone(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..materials.textures import extract_textures_folder
+    from ..materials.texture_extraction import extract_textures_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
 
     if args.preview:

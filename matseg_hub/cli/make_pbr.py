@@ -34,7 +34,7 @@ def discard_earlier_materials(output: Path) -> int:
     and the recorded parameters; every other file is kept. Returns how many files were deleted."""
     from ..materials.datasets import PBR_MAP_COLUMNS
     from ..materials.pbr import FINISHED, METADATA_FILE
-    from ..materials.textures import RUN_PARAMS_FILE
+    from ..utils.files import RUN_PARAMS_FILE
     from ..utils.files import remove_own_files
 
     names = [RUN_PARAMS_FILE]

@@ -32,7 +32,9 @@ from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from ..hub.writer import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset_folder, iter_job_items,
                           load_dataset_source, size_category)
 from .pbr import METADATA_FILE, PBRMaterial, _find_map, list_pbr_folders, material_from_map_bytes, material_preview
-from .textures import UNKNOWN_LICENSE, image_grid, license_for, list_images, load_license_map, parse_texture_file_name
+from ..utils.images import image_grid, list_images
+from ..utils.licenses import UNKNOWN_LICENSE, license_for, load_license_map
+from .textures import parse_texture_file_name
 from ..utils.files import files_fingerprint
 from ..utils.images import decode_image
 from ..utils.logging import get_logger, progress

@@ -525,7 +525,7 @@ def list_pbr_folders(root: PathLike, *, require_finished: bool = False) -> List[
 
 def material_preview(material: PBRMaterial, tile: int = 128) -> np.ndarray:
     """uint8 [tile, 5 * tile, 3]: albedo | normal | roughness | metallic | height."""
-    from .textures import image_grid as grid
+    from ..utils.images import image_grid as grid
 
     def gray(a):
         return np.clip(np.rint(a * 255), 0, 255).astype(np.uint8)

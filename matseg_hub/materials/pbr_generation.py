@@ -135,7 +135,7 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
     same for any ``workers`` and any split into ``shard_index``/``num_shards`` jobs. Each folder is written
     atomically with ``Finished.txt`` last; a rerun skips the items whose folder is finished. ``seed``,
     ``mix_ratio`` and the texture source are recorded in ``output_dir/.matseg-run.json``
-    (:func:`~matseg_hub.materials.textures.check_run_params`); a rerun or job with other values is refused. Unreadable
+    (:func:`~matseg_hub.utils.files.check_run_params`); a rerun or job with other values is refused. Unreadable
     textures are skipped and listed in :attr:`PBRRunReport.bad_textures`.
 
     Args:
@@ -148,7 +148,7 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
     """
     from ..hub.writer import check_job, iter_job_items
     from ..utils.images import encode_image
-    from .textures import check_run_params
+    from ..utils.files import check_run_params
     from ..utils.files import atomic_write_bytes
     from ..utils.logging import progress
 

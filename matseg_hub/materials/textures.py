@@ -33,18 +33,16 @@ and with ``min_cells=6`` the published textures of the sample photos come out wi
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import MatSegError, MatSegFormatError, MatSegInputError
-from ..utils.images import encode_image, image_grid, is_image_file
+from ..errors import MatSegInputError
+from ..utils.licenses import UNKNOWN_LICENSE
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -57,7 +55,6 @@ DEFAULT_SIM_THRESHOLD = 0.5
 DEFAULT_MAX_IMAGE_SIZE = 2200
 DEFAULT_MAX_TEXTURES = 100
 NUM_BINS = 10
-UNKNOWN_LICENSE = "unknown"
 
 _Q_SHIFT = 1 << 21  # > max |grad|^2 of a 3x3 Sobel on uint8 (2 * 1020^2)
 _CHUNK = 200_000  # pairs scored per numpy call
@@ -523,48 +520,6 @@ def validate_extraction_params(*, cell_size: int = DEFAULT_CELL_SIZE, min_cells:
         raise MatSegInputError(f"max_textures must be an integer >= 1, got {max_textures}")
 
 
-RUN_PARAMS_FILE = ".matseg-run.json"
-
-
-def check_run_params(output_dir: PathLike, generator: str, params: Mapping[str, Any], *, record: bool = True) -> None:
-    """Record a generator's parameters in ``output_dir/.matseg-run.json``, or check them against the recorded ones.
-
-    A resumable output folder must be finished with the parameters it was started with, or it would mix two
-    datasets. The first run writes the file; a later run (a rerun, another job of a job array) with different
-    ``params`` raises :class:`MatSegInputError` naming each difference and how to proceed.
-
-    Args:
-        params: JSON-serialisable values (only what changes the output; not ``workers``, shards or previews).
-        record: write the file when absent (``False``: only compare, e.g. before the inputs are known to be good).
-    """
-    from ..utils.files import atomic_write_text
-
-    path = Path(output_dir) / RUN_PARAMS_FILE
-    wanted = json.loads(json.dumps(dict(params)))  # normalised as they are stored (tuples -> lists, ...)
-    if path.is_file():
-        try:
-            recorded = json.loads(path.read_text())
-            old_generator, old = recorded["generator"], recorded["params"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MatSegFormatError(f"cannot read the recorded run parameters ({exc}); delete the file to record "
-                                    f"this run's parameters", path=path) from None
-        if old_generator != generator:
-            raise MatSegInputError(f"{output_dir} holds the output of 'generate {old_generator}', not "
-                                   f"'generate {generator}'; choose another output folder")
-        diffs = [f"{k}: recorded {old.get(k, '(absent)')!r}, this run {wanted.get(k, '(absent)')!r}"
-                 for k in sorted(set(old) | set(wanted)) if old.get(k) != wanted.get(k)]
-        if diffs:
-            raise MatSegInputError(
-                f"{output_dir} was started with other parameters ({'; '.join(diffs)}). Rerun with the recorded "
-                f"parameters (see {path}) to finish it, or write to a new output folder (or delete this one to "
-                f"start over)")
-        return
-    if not record:
-        return
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"generator": generator, "params": wanted}, indent=1, sort_keys=True) + "\n")
-
-
 def extract_textures(image: np.ndarray, source_id: str = "image", *, cell_size: int = DEFAULT_CELL_SIZE,
                      min_cells: int = DEFAULT_MIN_CELLS, sim_threshold: float = DEFAULT_SIM_THRESHOLD,
                      max_image_size: Optional[int] = DEFAULT_MAX_IMAGE_SIZE, max_textures: int = DEFAULT_MAX_TEXTURES,
@@ -675,234 +630,3 @@ def _largest_per_overlap_group(squares: Sequence[Tuple[int, int, int, float]]) -
         if r not in best or (squares[k][2], squares[k][3]) > (squares[best[r]][2], squares[best[r]][3]):
             best[r] = k
     return sorted(best.values())
-
-
-# ------------------------------------------------------------------------------------------------------------
-# folders: licences, listing, the resumable parallel extraction run, preview grids
-# ------------------------------------------------------------------------------------------------------------
-def load_license_map(folder: PathLike) -> Dict[str, str]:
-    """Licences of a folder's files, from an optional ``licenses.json`` or ``metadata.csv`` inside it.
-
-    * ``licenses.json``: ``{"<file name or stem>": "<licence>", ...}``;
-    * ``metadata.csv``: a header with a file column (``file``, ``file_name``, ``filename``, ``image``,
-      ``image_id``, ``id`` or ``stem``) and a licence column (``license`` or ``licence``).
-
-    Look-ups (:func:`license_for`) try the file name, then its stem. Files not listed are ``"unknown"``.
-    """
-    folder = Path(folder)
-    out: Dict[str, str] = {}
-    path = folder / "licenses.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise MatSegFormatError(f"cannot read the licence map ({exc})", path=path) from None
-        if not isinstance(data, dict):
-            raise MatSegFormatError("expected a JSON object {file: licence}", path=path)
-        out.update({str(k): str(v) for k, v in data.items()})
-    path = folder / "metadata.csv"
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            cols = {c.lower(): c for c in (reader.fieldnames or [])}
-            fcol = next((cols[c] for c in ("file", "file_name", "filename", "image", "image_id", "id", "stem")
-                         if c in cols), None)
-            lcol = next((cols[c] for c in ("license", "licence") if c in cols), None)
-            if fcol is not None and lcol is not None:
-                for row in reader:
-                    if row.get(fcol) and row.get(lcol):
-                        out.setdefault(row[fcol], row[lcol])
-    return out
-
-
-def license_for(name: str, licenses: Mapping[str, str], *more_keys: str) -> str:
-    """The licence of file ``name`` in a :func:`load_license_map` mapping (file name, stem, then ``more_keys``)."""
-    for key in (name, Path(name).stem, *more_keys):
-        if key in licenses:
-            return licenses[key]
-    return UNKNOWN_LICENSE
-
-
-def list_images(folder: PathLike) -> List[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MatSegInputError(f"{folder} is not a folder of images")
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)
-                  and not p.name.startswith("."))
-
-
-_DONE_DIR = ".done"
-METADATA_FIELDS = ("file", "source_id", "source_file", "index", "score", "cell_size", "x", "y", "size", "license")
-
-
-@dataclass
-class ExtractionRunReport:
-    """Summary of :func:`extract_textures_folder`."""
-
-    num_images: int = 0
-    num_processed: int = 0
-    num_resumed: int = 0
-    num_textures: int = 0
-    no_texture: List[Tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    failed: List[Tuple[str, str]] = field(default_factory=list)  # (file, error)
-    preview: Optional[Path] = None
-
-
-def _extract_one(task: Tuple[str, str, str, Dict[str, Any]]) -> Dict[str, Any]:
-    """Worker: one photo -> texture files (atomic) + its done record (written last)."""
-    from ..utils.files import atomic_write_bytes, atomic_write_text
-    from ..utils.images import read_image
-
-    path, out_dir, license, params = task
-    path_, out = Path(path), Path(out_dir)
-    record: Dict[str, Any] = {"source_file": path_.name, "source_id": path_.stem, "license": license,
-                              "textures": [], "reason": None, "error": None}
-    try:
-        image = read_image(path_)
-        result = extract_textures(image, path_.stem, license=license, **params)
-    except MatSegError as exc:  # not recorded as done: a rerun retries the photo (e.g. once the file is fixed)
-        record["error"] = str(exc)
-        return record
-    record["reason"] = result.reason
-    record["num_candidates"] = result.num_candidates
-    record["num_textureless"] = result.num_textureless
-    for t in result.textures:
-        atomic_write_bytes(out / t.file_name, encode_image(t.image))
-        record["textures"].append({"file": t.file_name, "index": t.index, "score": t.score,
-                                   "cell_size": t.cell_size, "x": t.box[0], "y": t.box[1], "size": t.box[2]})
-    atomic_write_text(out / _DONE_DIR / (path_.name + ".json"), json.dumps(record))
-    return record
-
-
-def _is_done(done_file: Path) -> bool:
-    """A photo is done when its record exists and is not a failure (records of older versions could be)."""
-    try:
-        return not json.loads(done_file.read_text()).get("error")
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_size: int = DEFAULT_CELL_SIZE,
-                            min_cells: int = DEFAULT_MIN_CELLS, sim_threshold: float = DEFAULT_SIM_THRESHOLD,
-                            max_image_size: Optional[int] = DEFAULT_MAX_IMAGE_SIZE,
-                            max_textures: int = DEFAULT_MAX_TEXTURES, one_per_region: bool = True,
-                            reject_textureless: bool = True, reference_geometry: bool = False, workers: int = 1,
-                            preview: Optional[PathLike] = None,
-                            shard_index: int = 0, num_shards: int = 1, show_progress: Optional[bool] = None
-                            ) -> ExtractionRunReport:
-    """Extract the textures of every photo of a folder into a texture folder; resumable and parallel.
-
-    Output (``output_dir``): the textures as ``<source>_<i>_Score_<s>_TileSize<c>_Texture.jpg`` (the authors'
-    naming), ``metadata.csv`` (one row per texture: file, source id and file, index, score, cell size, box,
-    licence; rewritten from every finished photo at the end of each run or job), ``.done/<photo>.json`` per finished
-    photo (written after its textures, so a rerun skips exactly the finished photos) and ``.matseg-run.json`` (the
-    extraction parameters, :func:`check_run_params`). Photos with no texture are done (their reason is recorded);
-    unreadable photos are reported in :attr:`ExtractionRunReport.failed`, never fatal, and not recorded as done, so
-    a rerun retries them. Results do not depend on ``workers``.
-
-    Raises:
-        MatSegInputError: before any work, for a parameter out of range (:func:`validate_extraction_params`), bad
-            shard arguments, or an output folder started with other extraction parameters.
-
-    Args:
-        input_dir: folder of photos; an optional ``licenses.json``/``metadata.csv`` in it gives each photo's
-            licence (see :func:`load_license_map`), carried into every texture; otherwise ``"unknown"``.
-        output_dir: the texture folder to fill.
-        workers: processes (``multiprocessing``); 1 runs in this process.
-        preview: write a grid picture of (up to 36) textures there (PNG/JPEG by extension).
-        shard_index, num_shards: process every ``num_shards``-th photo from ``shard_index`` (a job array).
-        other arguments: see :func:`extract_textures`.
-    """
-    from ..hub.writer import check_job, iter_job_items
-    from ..utils.files import atomic_write_bytes
-    from ..utils.logging import progress
-
-    validate_extraction_params(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
-                               max_image_size=max_image_size, max_textures=max_textures)
-    check_job(shard_index, num_shards)
-    if workers < 1:
-        raise MatSegInputError(f"workers must be >= 1, got {workers}")
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    photos = list(iter_job_items(list_images(input_dir), shard_index, num_shards))
-    licenses = load_license_map(input_dir)
-    params = dict(cell_size=cell_size, min_cells=min_cells, sim_threshold=sim_threshold,
-                  max_image_size=max_image_size, max_textures=max_textures, one_per_region=one_per_region,
-                  reject_textureless=reject_textureless, reference_geometry=reference_geometry)
-    check_run_params(output_dir, "textures", params)
-    (output_dir / _DONE_DIR).mkdir(parents=True, exist_ok=True)
-    report = ExtractionRunReport(num_images=len(photos))
-    todo = [p for p in photos if not _is_done(output_dir / _DONE_DIR / (p.name + ".json"))]
-    report.num_resumed = len(photos) - len(todo)
-    if report.num_resumed:
-        logger.info("resuming: %d of %d photos already done", report.num_resumed, len(photos))
-    tasks = [(str(p), str(output_dir), license_for(p.name, licenses), params) for p in todo]
-    bar_kw = dict(total=len(tasks), desc="extracting textures", unit="img",
-                  disable=None if show_progress is None else not show_progress)
-    if workers > 1 and len(tasks) > 1:
-        from ..utils.workers import worker_pool
-
-        with worker_pool(min(workers, len(tasks)), start_method="spawn") as pool:
-            for rec in progress(pool.imap_unordered(_extract_one, tasks), **bar_kw):
-                report.num_processed += 1
-                if rec.get("error"):
-                    report.failed.append((rec["source_file"], rec["error"]))
-    else:
-        for task in progress(tasks, **bar_kw):
-            rec = _extract_one(task)
-            report.num_processed += 1
-            if rec.get("error"):
-                report.failed.append((rec["source_file"], rec["error"]))
-    report.failed.sort()
-    # metadata.csv from every finished photo of the output folder (this job's, earlier runs', other jobs'), so the
-    # job that finishes last writes the complete table; the report counts this job's photos
-    mine = {p.name for p in photos}
-    rows: List[Dict[str, Any]] = []
-    for done in sorted((output_dir / _DONE_DIR).glob("*.json")):
-        try:
-            rec = json.loads(done.read_text())
-        except (OSError, ValueError):  # a record being replaced by another job right now
-            continue
-        if rec.get("error"):  # a failure recorded by an older version: retried by the next run, not a result
-            continue
-        if rec["source_file"] in mine:
-            if not rec["textures"]:
-                report.no_texture.append((rec["source_file"], rec.get("reason") or "no texture"))
-            report.num_textures += len(rec["textures"])
-        for t in rec["textures"]:
-            rows.append({"file": t["file"], "source_id": rec["source_id"], "source_file": rec["source_file"],
-                         "index": t["index"], "score": f"{t['score']:.6f}", "cell_size": t["cell_size"],
-                         "x": t["x"], "y": t["y"], "size": t["size"], "license": rec["license"]})
-    _write_metadata_csv(output_dir / "metadata.csv", rows)
-    for f, reason in report.no_texture:
-        logger.info("no texture in %s: %s", f, reason)
-    for f, err in report.failed:
-        logger.warning("could not read %s: %s", f, err)
-    if preview is not None:
-        ims, labels = [], []
-        from ..utils.images import read_image
-
-        for r in sorted(rows, key=lambda r: r["file"])[:36]:
-            try:
-                ims.append(read_image(output_dir / r["file"]))
-            except MatSegError:
-                continue
-            labels.append(f"{float(r['score']):.2f}")
-        grid = image_grid(ims, labels=labels) if ims else np.full((64, 64, 3), 255, np.uint8)
-        ext = Path(preview).suffix.lower() or ".png"
-        atomic_write_bytes(preview, encode_image(grid, ".png" if ext not in (".jpg", ".jpeg") else ".jpg"))
-        report.preview = Path(preview)
-    return report
-
-
-def _write_metadata_csv(path: Path, rows: List[Dict[str, Any]]) -> None:
-    """Write ``metadata.csv`` (one row per texture, sorted by file name) atomically."""
-    import io
-
-    from ..utils.files import atomic_write_text
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(METADATA_FIELDS), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: r["file"]))
-    atomic_write_text(path, buf.getvalue())

@@ -31,11 +31,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from ..errors import MatSegInputError
 from ..hub.writer import SETTINGS_FILE, _differences, check_run_fingerprint
-from .layout import (METADATA_FILE, NO_ASSET_LICENSE, UNKNOWN_LICENSE, encode_scene, is_complete_scene,
-                     iter_scene_folders, preview_grid, remove_scene_files, remove_stale_partials, scene_features,
-                     scene_license, scene_row, scene_row_from_folder, write_scene)
+from .layout import (METADATA_FILE, NO_ASSET_LICENSE, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
+                     remove_scene_files, remove_stale_partials, scene_features, scene_license, scene_row,
+                     scene_row_from_folder, write_scene)
 from ..utils.files import claim_output_folder, files_fingerprint
 from ..utils.images import swap_rb
+from ..utils.licenses import UNKNOWN_LICENSE
 from ..utils.logging import get_logger, progress
 from ..utils.memory import keep_freed_memory
 from ..utils.workers import worker_pool

@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from ..utils.files import atomic_directory, atomic_write_bytes
 from ..utils.images import image_grid, swap_rb
+from ..utils.licenses import UNKNOWN_LICENSE
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -513,7 +514,6 @@ def scene_features():
 
 #: licence of a scene that uses no third-party asset (the generated content itself is released under CC0)
 NO_ASSET_LICENSE = "cc0-1.0"
-UNKNOWN_LICENSE = "unknown"
 
 
 def _source_names(value, out: List[str]) -> None:

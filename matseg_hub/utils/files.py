@@ -24,9 +24,9 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Set, Union
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Set, Union
 
-from ..errors import MatSegOutputError
+from ..errors import MatSegFormatError, MatSegInputError, MatSegOutputError
 from .logging import get_logger
 
 logger = get_logger(__name__)
@@ -324,3 +324,43 @@ def files_fingerprint(paths: Iterable[PathLike], extra: str = "") -> str:
             except OSError:
                 digest.update(f"{f}\0missing\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
+
+
+RUN_PARAMS_FILE = ".matseg-run.json"
+
+
+def check_run_params(output_dir: PathLike, generator: str, params: Mapping[str, Any], *, record: bool = True) -> None:
+    """Record a generator's parameters in ``output_dir/.matseg-run.json``, or check them against the recorded ones.
+
+    A resumable output folder must be finished with the parameters it was started with, or it would mix two
+    datasets. The first run writes the file; a later run (a rerun, another job of a job array) with different
+    ``params`` raises :class:`MatSegInputError` naming each difference and how to proceed.
+
+    Args:
+        params: JSON-serialisable values (only what changes the output; not ``workers``, shards or previews).
+        record: write the file when absent (``False``: only compare, e.g. before the inputs are known to be good).
+    """
+    path = Path(output_dir) / RUN_PARAMS_FILE
+    wanted = json.loads(json.dumps(dict(params)))  # normalised as they are stored (tuples -> lists, ...)
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+            old_generator, old = recorded["generator"], recorded["params"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise MatSegFormatError(f"cannot read the recorded run parameters ({exc}); delete the file to record "
+                                    f"this run's parameters", path=path) from None
+        if old_generator != generator:
+            raise MatSegInputError(f"{output_dir} holds the output of 'generate {old_generator}', not "
+                                   f"'generate {generator}'; choose another output folder")
+        diffs = [f"{k}: recorded {old.get(k, '(absent)')!r}, this run {wanted.get(k, '(absent)')!r}"
+                 for k in sorted(set(old) | set(wanted)) if old.get(k) != wanted.get(k)]
+        if diffs:
+            raise MatSegInputError(
+                f"{output_dir} was started with other parameters ({'; '.join(diffs)}). Rerun with the recorded "
+                f"parameters (see {path}) to finish it, or write to a new output folder (or delete this one to "
+                f"start over)")
+        return
+    if not record:
+        return
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"generator": generator, "params": wanted}, indent=1, sort_keys=True) + "\n")

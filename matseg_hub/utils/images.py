@@ -7,11 +7,13 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
+
+PathLike = Union[str, os.PathLike]
 
 ImageSource = Union[str, os.PathLike, bytes]
 
@@ -309,3 +311,12 @@ def encode_image(image: np.ndarray, ext: str = ".jpg", quality: int = 95) -> byt
     if not ok:
         raise MatSegInputError(f"cannot encode an image of shape {arr.shape} as {ext}")
     return buf.tobytes()
+
+
+def list_images(folder: PathLike) -> List[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MatSegInputError(f"{folder} is not a folder of images")
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)
+                  and not p.name.startswith("."))
