@@ -185,7 +185,7 @@ def test_cli_writes_official_layout(cli_run, capsys):
 
 def test_3d_folders_stream_like_2d_scenes(cli_run):
     from matseg_hub.synthetic.streaming import folder_scene_stream
-    from matseg_hub.synthetic.layout import row_to_scene
+    from matseg_hub.synthetic.rows import row_to_scene
 
     rows = list(folder_scene_stream(cli_run))
     assert len(rows) == 2 and {r["source"] for r in rows} == {"matseg_hub.render3d"}

@@ -12,8 +12,8 @@ import pytest
 
 from matseg_hub.errors import MatSegError, MatSegFormatError, MatSegInputError
 from matseg_hub.synthetic.layout import (SyntheticScene, encode_scene, is_complete_scene, iter_scene_folders,
-                                         preview_grid, read_scene, remove_stale_partials, row_to_scene, scene_features,
-                                         scene_row, scene_row_from_folder, write_scene)
+                                         preview_grid, read_scene, remove_stale_partials, write_scene)
+from matseg_hub.synthetic.rows import row_to_scene, scene_features, scene_row, scene_row_from_folder
 
 
 def _scene(h=40, w=56, k=3, seed=0):
@@ -252,7 +252,7 @@ def test_row_metadata_has_no_absolute_paths(tmp_path):
 
 
 def test_license_column():
-    from matseg_hub.synthetic.layout import scene_license
+    from matseg_hub.synthetic.rows import scene_license
 
     assert scene_license({"license": "CC-BY-4.0"}) == "CC-BY-4.0"
     assert scene_license({"licences": {"a.glb": "CC0", "b.hdr": "", "c.png": "CC-BY-4.0"}}) == \
@@ -273,24 +273,24 @@ def test_mask_png_bytes_decode_identically_in_opencv_and_pillow(shape):
     import cv2
     from PIL import Image
 
-    from matseg_hub.synthetic.layout import _png
+    from matseg_hub.utils.images import encode_mask_png
 
     rng = np.random.default_rng(shape[0])
     mask = rng.integers(0, 256, shape, dtype=np.uint8)
     mask[: shape[0] // 2] = 255  # long runs, like real masks
-    data = _png(mask)
+    data = encode_mask_png(mask)
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), mask)
     image = Image.open(io.BytesIO(data))
     image.load()  # Pillow checks every chunk's CRC
     assert image.mode == "L" and np.array_equal(np.asarray(image), mask)
     with pytest.raises(MatSegInputError):
-        _png(np.zeros((4, 4, 3), np.uint8))
+        encode_mask_png(np.zeros((4, 4, 3), np.uint8))
 
 
 def test_mask_deflate_is_the_standard_zlib_stream_whatever_the_library():
     import zlib
 
-    from matseg_hub.synthetic.layout import _deflate_rle
+    from matseg_hub.utils.images import _deflate_rle
 
     rng = np.random.default_rng(7)
     for data in (bytes(5000), b"\xff" * 3073, rng.integers(0, 4, 20000, dtype=np.uint8).tobytes() * 3):

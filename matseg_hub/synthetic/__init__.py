@@ -4,6 +4,7 @@
 * :mod:`.scenes2d` — source pools, scene settings and the 2D scene generator.
 * :mod:`.layout` — the official scene-folder layout (``RGB__RGB.jpg``, ``maskNNN.png``, ...): writer and reader,
   shared with the 3D renderer.
+* :mod:`.rows` — scenes as Hub rows: the row schema (declared once), per-row licences.
 * :mod:`.streaming` — scenes as ``datasets.IterableDataset`` streams (generated, folders, mixtures).
 * :mod:`.dataset` — resumable folder and Parquet writers of generated scenes, and the synthetic Hub dataset.
 """

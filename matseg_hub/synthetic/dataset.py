@@ -6,7 +6,7 @@ Both writers are resumable and split into jobs (``shard_index`` of ``num_shards`
 
 * :func:`generate_folders` — one folder per scene (``<output>/<index>/``); finished scenes are skipped on a rerun,
   unfinished ones are redone.
-* :func:`generate_parquet` — rows of :func:`~matseg_hub.synthetic.layout.scene_features` in size-bounded shards through
+* :func:`generate_parquet` — rows of :func:`~matseg_hub.synthetic.rows.scene_features` in size-bounded shards through
   :class:`~matseg_hub.hub.writer.DatasetRepoWriter`, with a dataset card.
 * :func:`folders_to_parquet` — package existing scene folders (e.g. 3D renders, the authors' data) as a Hub dataset.
 
@@ -31,9 +31,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from ..errors import MatSegInputError
 from ..hub.writer import SETTINGS_FILE, _differences, check_run_fingerprint
-from .layout import (METADATA_FILE, NO_ASSET_LICENSE, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
-                     remove_scene_files, remove_stale_partials, scene_features, scene_license, scene_row,
-                     scene_row_from_folder, write_scene)
+from .layout import (METADATA_FILE, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
+                     remove_scene_files, remove_stale_partials, write_scene)
+from .rows import NO_ASSET_LICENSE, scene_features, scene_license, scene_row, scene_row_from_folder
 from ..utils.files import claim_output_folder, files_fingerprint
 from ..utils.images import swap_rb
 from ..utils.licenses import UNKNOWN_LICENSE
@@ -353,7 +353,7 @@ def folders_to_parquet(root: PathLike, output: PathLike, *, max_shard_size: Unio
                        overwrite: bool = False) -> Optional[Path]:
     """Package the complete scene folders under ``root`` (sub-scenes included) as a Hub dataset folder.
 
-    Every folder is read in full (:func:`~matseg_hub.synthetic.layout.scene_row_from_folder` with ``decode=True``: image
+    Every folder is read in full (:func:`~matseg_hub.synthetic.rows.scene_row_from_folder` with ``decode=True``: image
     and masks decodable, masks of the image's size) before it becomes a row; with ``skip_bad`` a bad folder is left
     out and listed in the card, otherwise its :class:`~matseg_hub.errors.MatSegFormatError` (naming the file) stops
     the build. ``metadata["folder"]`` is the path relative to ``root``. A rerun resumes an interrupted build (folders

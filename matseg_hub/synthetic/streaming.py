@@ -44,7 +44,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
-from .layout import FINISHED_FILE, iter_scene_folders, scene_features, scene_license, scene_row, scene_row_from_folder
+from .layout import FINISHED_FILE, iter_scene_folders
+from .rows import scene_features, scene_license, scene_row, scene_row_from_folder
 from ..utils.logging import get_logger
 from ..utils.memory import keep_freed_memory
 
@@ -106,7 +107,7 @@ def _array_row(scene, source: str):
 
 def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = None,
                  num_shards: int = DEFAULT_NUM_SHARDS, encoded: bool = True):
-    """Generated 2D scenes as a :class:`datasets.IterableDataset` with :func:`~matseg_hub.synthetic.layout.scene_features`.
+    """Generated 2D scenes as a :class:`datasets.IterableDataset` with :func:`~matseg_hub.synthetic.rows.scene_features`.
 
     Args:
         seed: the stream's seed; scene ``i`` is ``generate_scene(seed, i, sources, config)``.
@@ -206,7 +207,7 @@ def scene_tensors(row) -> dict:
     """
     import torch
 
-    from .layout import row_gray, row_image
+    from .rows import row_gray, row_image
 
     if isinstance(row["masks"], np.ndarray):  # a row of scene_stream(encoded=False): uint8 0-255
         rgb = row["image"]

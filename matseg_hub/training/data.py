@@ -62,7 +62,7 @@ class BatchSettings:
 
 def build_source(spec: Dict[str, Any], seed: int = 0):
     """One ``data_sources`` entry -> ``datasets.IterableDataset`` of scene rows
-    (:func:`~matseg_hub.synthetic.layout.scene_features`)."""
+    (:func:`~matseg_hub.synthetic.rows.scene_features`)."""
     from dataclasses import fields
 
     kind = spec.get("type")
@@ -104,7 +104,7 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
 
 def _row_arrays(row: Dict[str, Any]):
     """A scene row (decoded or bytes) -> (rgb uint8 [H, W, 3], masks float32 [K, H, W], annotated float32 [H, W])."""
-    from ..synthetic.layout import row_to_scene
+    from ..synthetic.rows import row_to_scene
 
     scene = row_to_scene(row)
     return scene.rgb, scene.masks, scene.annotated

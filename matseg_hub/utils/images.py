@@ -320,3 +320,43 @@ def list_images(folder: PathLike) -> List[Path]:
         raise MatSegInputError(f"{folder} is not a folder of images")
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)
                   and not p.name.startswith("."))
+
+
+# mask PNGs: deterministic and fast (the scene writers' encoder)
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+def _deflate_rle(data) -> bytes:
+    """zlib stream of ``data`` with run-length deflate (``Z_RLE``, level 1, memLevel 9).
+
+    ``Z_RLE`` only looks back one byte, so the stream depends on the data alone: zlib-ng (the ``zlib-ng``
+    dependency, about 2x faster) and the standard library's zlib give the same bytes on every machine. (ISA-L is
+    faster still but was measured to give different bytes for the same input from run to run.)
+    """
+    try:
+        from zlib_ng import zlib_ng as zlib
+    except ImportError:  # pragma: no cover - zlib-ng is a dependency; the same bytes, slower
+        import zlib
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # level 1: fast; PNG is lossless anyway
+    return compressor.compress(data) + compressor.flush()
+
+
+def encode_mask_png(gray_u8: np.ndarray) -> bytes:
+    """8-bit grayscale PNG bytes of a mask: rows unfiltered, run-length deflate (lossless, deterministic).
+
+    The fastest lossless settings on MatSeg masks (long runs of 0 and 255 with soft edges): 2x faster than
+    OpenCV's encoder with the same settings, 2.7x faster than its default ones, files within 1 %.
+    """
+    gray_u8 = np.ascontiguousarray(gray_u8, dtype=np.uint8)
+    if gray_u8.ndim != 2:
+        raise MatSegInputError(f"a mask must be [H, W], got {gray_u8.shape}")
+    h, w = gray_u8.shape
+    raw = np.empty((h, w + 1), dtype=np.uint8)  # each row: filter type 0 (none), then the pixels
+    raw[:, 0] = 0
+    raw[:, 1:] = gray_u8
+    header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8-bit grayscale, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", _deflate_rle(memoryview(raw)))
+            + _png_chunk(b"IEND", b""))
