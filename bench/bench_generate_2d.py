@@ -64,7 +64,8 @@ class Ours:
     """Our generator, sources loaded once; ``step(i)`` makes and writes scene ``i`` and returns the two timings."""
 
     def __init__(self, natural, textures, size, seed=0, scratch=None):
-        from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+        from matseg_hub.synthetic.scenes2d import SceneConfig
+        from matseg_hub.synthetic.sources import SceneSources
         from matseg_hub.utils.memory import keep_freed_memory
 
         keep_freed_memory()  # as in the generator's worker processes (matseg generate 2d, DataLoader workers)
@@ -185,7 +186,8 @@ def bench_side_by_side(natural, textures, reference, ref_num, ours_per_ref, size
 def bench_dataloader(natural, textures, num, size, workers, seed=0, encoded=True):
     import torch
 
-    from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.synthetic.scenes2d import SceneConfig
+    from matseg_hub.synthetic.sources import SceneSources
     from matseg_hub.synthetic.streaming import scene_stream, scene_tensors
 
     sources = SceneSources.from_folders(natural, textures)

@@ -141,14 +141,13 @@ def test_shared_textures_and_materials(shared_data, tmp_path):
 
 
 def test_both_datasets_stream_into_the_2d_generator_sources(tmp_path):
-    scenes2d = pytest.importorskip("matseg_hub.synthetic.scenes2d")
-    if not hasattr(scenes2d, "SourcePool") or not hasattr(scenes2d.SourcePool, "from_hub_dataset"):
-        pytest.skip("the 2D generator has no Hub-dataset source")
+    from matseg_hub.synthetic.sources import SourcePool
+
     make_texture_folder(tmp_path / "tex", 3)
     tex = build_textures_dataset(tmp_path / "tex", tmp_path / "ds_tex")
     make_pbr_folder(tmp_path / "pbr", 2)
     pbr = build_pbr_dataset(tmp_path / "pbr", tmp_path / "ds_pbr")
-    pool = scenes2d.SourcePool.from_hub_dataset(str(tex), streaming=True)
+    pool = SourcePool.from_hub_dataset(str(tex), streaming=True)
     assert len(pool) == 3
-    pool = scenes2d.SourcePool.from_hub_dataset(str(pbr), column="albedo", streaming=True)
+    pool = SourcePool.from_hub_dataset(str(pbr), column="albedo", streaming=True)
     assert len(pool) == 2

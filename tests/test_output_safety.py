@@ -36,7 +36,8 @@ ENV = dict(os.environ, MATSEG_DISABLE_PROGRESS="1")
 def inputs(tmp_path_factory):
     """A source folder for every writing command: raw benchmark, photos, textures, PBR materials, scene folders."""
     from matseg_hub.materials.pbr_generation import generate_pbr_folder
-    from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.synthetic.scenes2d import SceneConfig
+    from matseg_hub.synthetic.sources import SceneSources
     from matseg_hub.synthetic.dataset import generate_folders
     from matseg_hub.materials.texture_extraction import extract_textures_folder
 

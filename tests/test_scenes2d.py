@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene, scene_rng
+from matseg_hub.synthetic.scenes2d import SceneConfig, generate_scene, scene_rng
+from matseg_hub.synthetic.sources import SceneSources, SourcePool
 from matseg_hub.synthetic.layout import encode_scene
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegInputError
-from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, generate_scene
+from matseg_hub.synthetic.sources import SceneSources, SourcePool
 from matseg_hub.synthetic.streaming import (folder_scene_stream, mix_scene_streams, scene_stream, scene_tensors,
                                             stream_indices)
 from matseg_hub.synthetic.layout import write_scene

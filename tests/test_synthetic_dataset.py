@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, SourcePool, generate_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, generate_scene
+from matseg_hub.synthetic.sources import SceneSources, SourcePool
 from matseg_hub.synthetic.layout import write_scene
 from matseg_hub.synthetic import dataset as synthetic_dataset
 from matseg_hub.synthetic.dataset import RUN_FILE, folders_to_parquet, generate_folders, generate_parquet

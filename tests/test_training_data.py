@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources, generate_scene
+from matseg_hub.synthetic.scenes2d import SceneConfig, generate_scene
+from matseg_hub.synthetic.sources import SceneSources
 from matseg_hub.training.config import load_config
 from matseg_hub.training.data import _row_arrays, build_loader, build_source
 from matseg_hub.training.model import convert_sync_batchnorm

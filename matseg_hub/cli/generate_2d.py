@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import MatSegInputError
-    from ..synthetic.scenes2d import SceneConfig, SceneSources, generate_scene
+    from ..synthetic.scenes2d import SceneConfig, generate_scene
+    from ..synthetic.sources import SceneSources
     from ..synthetic.dataset import generate_folders, generate_parquet, job_indices, preview_png
     from ..utils.files import atomic_write_bytes, cannot_write, check_output_folder, check_sources_apart
     from ..utils.logging import disable_progress_bars, get_logger

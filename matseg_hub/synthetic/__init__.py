@@ -1,7 +1,8 @@
 """Synthetic 2D data made by implanting natural-image patterns (paper §3.1, SPEC §4).
 
 * :mod:`.patterns` — pattern maps: a property of a natural image under a fuzzy threshold.
-* :mod:`.scenes2d` — source pools, scene settings and the 2D scene generator.
+* :mod:`.sources` — the source images of the 2D generator (folders, Hub datasets, built-in photos).
+* :mod:`.scenes2d` — scene settings and the 2D scene generator.
 * :mod:`.layout` — the official scene-folder layout (``RGB__RGB.jpg``, ``maskNNN.png``, ...): writer and reader,
   shared with the 3D renderer.
 * :mod:`.rows` — scenes as Hub rows: the row schema (declared once), per-row licences.

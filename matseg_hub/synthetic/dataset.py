@@ -175,9 +175,10 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
 
     Returns ``{"written": n, "skipped": n_already_finished}``.
     """
-    from .scenes2d import SceneConfig, _as_sources
+    from .scenes2d import SceneConfig
+    from .sources import as_scene_sources
 
-    sources = _as_sources(sources)
+    sources = as_scene_sources(sources)
     config = config or SceneConfig()
     output = claim_output_folder(output, "generate 2d --format folders", sources=source_folders)
     fingerprint = run_fingerprint(seed=seed, config=config, sources=sources, fmt="folders")
@@ -314,9 +315,10 @@ def generate_parquet(output: PathLike, num: int, *, seed: int = 0, sources=None,
     Returns the final folder, or ``None`` while other jobs of the array are still running.
     """
     from ..hub.writer import DatasetRepoWriter
-    from .scenes2d import SceneConfig, _as_sources, generate_scene
+    from .scenes2d import SceneConfig, generate_scene
+    from .sources import as_scene_sources
 
-    sources = _as_sources(sources)
+    sources = as_scene_sources(sources)
     config = config or SceneConfig()
     features = scene_features()
     mine = job_indices(num, shard_index, num_shards)  # argument checks before anything is written

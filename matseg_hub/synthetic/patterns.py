@@ -124,7 +124,7 @@ HALF_RES_SCALE = 2.0  # crops that shrink the source at least this much are take
 
 def half_resolution(image: np.ndarray) -> np.ndarray:
     """``image`` averaged over 2x2 blocks (an odd last row/column is dropped): the copy :func:`warp_source` reads
-    for crops that shrink the source 2x or more. :class:`~matseg_hub.synthetic.scenes2d.SourcePool` keeps one per image."""
+    for crops that shrink the source 2x or more. :class:`~matseg_hub.synthetic.sources.SourcePool` keeps one per image."""
     import cv2
 
     h, w = image.shape[0] // 2, image.shape[1] // 2

@@ -25,7 +25,8 @@ its shards and iterates them one after the other, so
 
 Example::
 
-    from matseg_hub.synthetic.scenes2d import SceneConfig, SceneSources
+    from matseg_hub.synthetic.scenes2d import SceneConfig
+    from matseg_hub.synthetic.sources import SceneSources
     from matseg_hub.synthetic.streaming import scene_stream, scene_tensors
 
     sources = SceneSources.from_folders("photos/", "textures/")          # or SceneSources.builtin()
@@ -111,7 +112,7 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
 
     Args:
         seed: the stream's seed; scene ``i`` is ``generate_scene(seed, i, sources, config)``.
-        sources: :class:`~matseg_hub.synthetic.scenes2d.SceneSources` / ``SourcePool``; default the built-in photos.
+        sources: :class:`~matseg_hub.synthetic.sources.SceneSources` / ``SourcePool``; default the built-in photos.
             Decoded once in this process and shared with DataLoader workers (fork).
         config: :class:`~matseg_hub.synthetic.scenes2d.SceneConfig`.
         num: number of scenes, or ``None`` for an infinite stream.
@@ -128,7 +129,8 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
     """
     from datasets import IterableDataset
 
-    from .scenes2d import SceneConfig, _as_sources
+    from .scenes2d import SceneConfig
+    from .sources import as_scene_sources
 
     if int(seed) < 0:
         raise MatSegInputError(f"seed must be >= 0, got {seed}")
@@ -136,7 +138,7 @@ def scene_stream(seed: int = 0, sources=None, config=None, num: Optional[int] = 
         raise MatSegInputError(f"num must be >= 0 or None, got {num}")
     if int(num_shards) < 1:
         raise MatSegInputError(f"num_shards must be >= 1, got {num_shards}")
-    sources = _as_sources(sources)
+    sources = as_scene_sources(sources)
     config = config or SceneConfig()
     num = None if num is None else int(num)
     shards = int(num_shards) if num is None else max(1, min(num, int(num_shards)))

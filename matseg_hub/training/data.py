@@ -67,7 +67,8 @@ def build_source(spec: Dict[str, Any], seed: int = 0):
 
     kind = spec.get("type")
     if kind == "scenes2d":
-        from ..synthetic.scenes2d import SceneConfig, SceneSources
+        from ..synthetic.scenes2d import SceneConfig
+        from ..synthetic.sources import SceneSources
         from ..synthetic.streaming import scene_stream
 
         known = {f.name for f in fields(SceneConfig)}
