@@ -197,16 +197,16 @@ def test_assets_from_generated_folders(tmp_path):
     (tmp_path / "objs").mkdir()
     (tmp_path / "objs" / "thing.gltf").write_text("{}")
     assets = assets_from_folders(natural_images=tmp_path / "nat", pbr=tmp_path / "pbr", objects=tmp_path / "objs",
-                                 builtin=False, licences={str((tmp_path / "nat").resolve()): "CC-BY 4.0"})
+                                 builtin=False, licenses={str((tmp_path / "nat").resolve()): "CC-BY 4.0"})
     assert [p.split("/")[-1] for p in assets.pattern_sources] == ["a.png", "b.jpg"]
     assert assets.environment_images == assets.pattern_sources
     assert len(assets.pbr_folders) == 1 and assets.objects[0].endswith("thing.gltf")
-    assert assets.licence_of(assets.pattern_sources[1]) == "CC-BY 4.0"
+    assert assets.license_of(assets.pattern_sources[1]) == "CC-BY 4.0"
     config = Scene3DConfig(gltf_prob=1.0, pbr_prob=1.0, pattern_resolution=32)
     s = sample_scene(0, 0, assets, config)
     assert s.objects[0].shape == "gltf" and s.objects[0].path.endswith("thing.gltf")
     assert {m.kind for m in s.objects[0].layout.materials} == {"pbr"}
-    assert any(lic == "CC-BY 4.0" for lic in s.asset_licences().values())
+    assert any(lic == "CC-BY 4.0" for lic in s.asset_licenses().values())
 
 
 def test_assets_from_shared_data(shared_data):
@@ -220,6 +220,6 @@ def test_assets_from_shared_data(shared_data):
 
 def test_every_builtin_asset_has_a_licence():
     s = sample_scene(0, 4, config=Scene3DConfig(materials=(5, 5), pattern_resolution=32))
-    licences = s.asset_licences()
-    assert licences and all(v.startswith("scikit-image sample data: ") and not v.endswith("unknown")
-                            for v in licences.values())
+    licenses = s.asset_licenses()
+    assert licenses and all(v.startswith("scikit-image sample data: ") and not v.endswith("unknown")
+                            for v in licenses.values())

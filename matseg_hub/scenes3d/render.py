@@ -302,7 +302,7 @@ def finish_scene(scene, render_dir: PathLike, folder: PathLike, *,
             "seed": scene.seed, "index": scene.index, "attempt": scene.attempt, "scene_file": SCENE_FILE,
             "num_materials": int(masks.shape[0]), "materials": materials,
             "dropped_materials": sum(not m["kept"] for m in materials),
-            "licences": scene.asset_licences(),
+            "licences": scene.asset_licenses(),
             "render": {"width": scene.render.width, "height": scene.render.height, "samples": scene.render.samples,
                        "denoise": scene.render.denoise}}
     meta.update(extra_metadata or {})

@@ -324,7 +324,7 @@ class Scene3D:
         """``"<object>/<material>"`` for every mask, in mask order."""
         return [f"{o.name}/{m.name}" for o in self.annotated_objects for m in o.layout.materials]
 
-    def asset_licences(self) -> Dict[str, str]:
+    def asset_licenses(self) -> Dict[str, str]:
         """Every file or built-in asset the scene uses -> its licence (empty when unknown)."""
         out: Dict[str, str] = {}
         for obj in self.objects + self.occluders:
@@ -425,7 +425,7 @@ def _from_data(tp, value, where: str, path):
 class SceneAssets:
     """What :func:`sample_scene` draws from. Paths are strings; ``skimage:<name>`` names a scikit-image photo.
 
-    ``licences`` maps a path (or a folder prefix) to its licence; it is recorded in every scene that uses it.
+    ``licenses`` maps a path (or a folder prefix) to its licence; it is recorded in every scene that uses it.
     """
 
     pattern_sources: List[str] = field(default_factory=list)
@@ -434,17 +434,17 @@ class SceneAssets:
     hdris: List[str] = field(default_factory=list)
     environment_images: List[str] = field(default_factory=list)
     objects: List[str] = field(default_factory=list)
-    licences: Dict[str, str] = field(default_factory=dict)
+    licenses: Dict[str, str] = field(default_factory=dict)
 
-    def licence_of(self, path: str) -> str:
+    def license_of(self, path: str) -> str:
         if path.startswith(SKIMAGE_PREFIX):
             return "scikit-image sample data: " + SKIMAGE_LICENSES.get(path[len(SKIMAGE_PREFIX):], "unknown")
         best = ""
-        for key, lic in self.licences.items():
+        for key, lic in self.licenses.items():
             if path == key or path.startswith(key.rstrip("/") + "/"):
                 if len(key) > len(best):
                     best = key
-        return self.licences.get(best, "") if best else ""
+        return self.licenses.get(best, "") if best else ""
 
     def __post_init__(self):
         if not self.pattern_sources:
@@ -473,7 +473,7 @@ def _files(folder: Optional[PathLike], exts: Sequence[str]) -> List[str]:
 def assets_from_folders(natural_images: Optional[PathLike] = None, textures: Optional[PathLike] = None,
                         pbr: Optional[PathLike] = None, hdri: Optional[PathLike] = None,
                         objects: Optional[PathLike] = None, environment_images: Optional[PathLike] = None,
-                        licences: Optional[Dict[str, str]] = None, builtin: bool = True) -> SceneAssets:
+                        licenses: Optional[Dict[str, str]] = None, builtin: bool = True) -> SceneAssets:
     """Assets from folders (any may be ``None``); the built-in photos fill in pattern sources and textures
     when ``builtin`` (always when no natural image is given).
 
@@ -496,7 +496,7 @@ def assets_from_folders(natural_images: Optional[PathLike] = None, textures: Opt
         pattern_sources=nat + (base.pattern_sources if builtin or not nat else []),
         textures=tex + (base.textures if builtin or not (tex or pbr_dirs) else []),
         pbr_folders=pbr_dirs, hdris=hdris, environment_images=env_images, objects=objs,
-        licences=dict(licences or {}))
+        licenses=dict(licenses or {}))
 
 
 @lru_cache(maxsize=64)
@@ -613,10 +613,10 @@ def sample_material(rng: np.random.Generator, assets: SceneAssets, config: Scene
                   recipe_seed=int(rng.integers(2 ** 31)))
     if assets.pbr_folders and u < config.pbr_prob:
         path = _pick(rng, assets.pbr_folders)
-        return MaterialSpec(kind="pbr", path=path, licence=assets.licence_of(path), **common)
+        return MaterialSpec(kind="pbr", path=path, licence=assets.license_of(path), **common)
     if assets.textures and u < config.pbr_prob + config.texture_prob:
         path = _pick(rng, assets.textures)
-        return MaterialSpec(kind="texture", path=path, licence=assets.licence_of(path), **common)
+        return MaterialSpec(kind="texture", path=path, licence=assets.license_of(path), **common)
     return MaterialSpec(kind="uniform", base_color=_colour(rng), roughness=float(rng.uniform(0.05, 1.0)),
                        metallic=float(rng.random() < 0.25) * float(rng.uniform(0.5, 1.0)), **common)
 
@@ -663,7 +663,7 @@ def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: Scene3D
             scale=float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
             rotation=tuple(float(v) for v in rng.uniform(0, 360, size=3)),
             offset=tuple(float(v) for v in rng.uniform(-1, 1, size=3)),
-            blend=float(rng.uniform(0.05, 0.4)), licence=assets.licence_of(source)))
+            blend=float(rng.uniform(0.05, 0.4)), licence=assets.license_of(source)))
     return MaterialLayout(materials=mats, patterns=pats)
 
 
@@ -713,7 +713,7 @@ def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: Scene3
     """One annotated object (a displaced/subdivided primitive or a glTF mesh) standing on the ground at ``xy``."""
     if assets.objects and rng.random() < config.gltf_prob:
         path = _pick(rng, assets.objects)
-        shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.licence_of(path)
+        shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.license_of(path)
     else:
         path, shape, licence = None, _pick(rng, config.primitives), ""
         displaced = rng.random() < config.displacement_prob
@@ -800,12 +800,12 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     if assets.hdris and u < config.hdri_prob:
         path = _pick(rng, assets.hdris)
         environment = Environment(kind="hdri", path=path, strength=float(rng.uniform(0.6, 1.6)),
-                                  rotation=env_rotation, sun=sun, licence=assets.licence_of(path))
+                                  rotation=env_rotation, sun=sun, licence=assets.license_of(path))
     elif assets.environment_images and u < config.hdri_prob + config.image_env_prob:
         path = _pick(rng, assets.environment_images)
         environment = Environment(kind="image", path=path, strength=float(rng.uniform(0.6, 1.6)),
                                   rotation=env_rotation, sun=sun or float(rng.uniform(1.0, 3.0)),
-                                  licence=assets.licence_of(path))
+                                  licence=assets.license_of(path))
     else:
         environment = Environment(kind="sky", strength=float(rng.uniform(0.3, 1.0)), rotation=env_rotation,
                                   sun_elevation=float(rng.uniform(5.0, 80.0)), sun_rotation=float(rng.uniform(0, 360)),
