@@ -126,4 +126,3 @@ def run(args: argparse.Namespace) -> int:
             raise cannot_write(args.preview, exc) from exc
         logger.info("preview grid: %s", args.preview)
     return 0
-

@@ -441,8 +441,6 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
         return writer.finalize(card, extra_files=extra)
 
 
-
-
 def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Union[int, str] = "500MB",
                       skip_bad: bool = False, require_finished: bool = False, shard_index: int = 0,
                       num_shards: int = 1, resume: bool = True, overwrite: bool = False,

@@ -458,8 +458,6 @@ def default_assets() -> SceneAssets:
     return SceneAssets(pattern_sources=photos, textures=photos)
 
 
-
-
 def _files(folder: Optional[PathLike], exts: Sequence[str]) -> List[str]:
     if folder is None:
         return []

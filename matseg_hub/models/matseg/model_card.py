@@ -95,4 +95,3 @@ def model_card_text(config: Any, *, license: Optional[str] = None, tags: Sequenc
         lines += [""]
     lines += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return "\n".join(lines)
-
