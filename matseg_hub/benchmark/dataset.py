@@ -206,9 +206,7 @@ def build_benchmark_dataset(source: PathLike, output: PathLike, *, max_shard_siz
             writer.write(item.to_row(), key=item.image_id)
             if on_progress is not None:
                 on_progress(n + 1, len(todo))
-        writer.close()
-        if writer.num_shards == 1 and writer.split_info()["num_examples"] == 0:
-            raise MatSegFormatError("no usable annotated photo; nothing to build", path=source)
+        writer.close_nonempty("no usable annotated photo; nothing to build", source)
 
         def preview() -> Dict[str, bytes]:  # from the whole source, so any split or resume draws the same one
             first = next(iter_benchmark_items(source, ids, allow_pickle=allow_pickle, skip_bad=True), None)

@@ -383,6 +383,24 @@ class DatasetRepoWriter:
         self.write(row, key=key)
         return row
 
+    def write_all(self, items: Iterable[Any], key: Callable[[Any], str], make_row: Callable[[Any], Mapping[str, Any]],
+                  skip_bad: bool, *, desc: str, unit: str) -> None:
+        """:meth:`write_from` for every item whose ``key(item)`` is not done yet, with a progress bar."""
+        from ..utils.logging import progress
+
+        todo = [item for item in items if key(item) not in self.done_keys]
+        for item in progress(todo, total=len(todo), desc=desc, unit=unit):
+            self.write_from(key(item), lambda: make_row(item), skip_bad)
+
+    def close_nonempty(self, nothing: str, source: PathLike) -> Dict[str, int]:
+        """:meth:`close`, then :meth:`split_info`; a single job that wrote no row raises
+        ``MatSegFormatError(nothing, path=source)`` (nothing to build: the output folder is left as it was)."""
+        self.close()
+        info = self.split_info()
+        if info["num_examples"] == 0 and self.num_shards == 1:
+            raise MatSegFormatError(nothing, path=source)
+        return info
+
     def _flush(self) -> None:
         if not self._buffer:
             return

@@ -37,7 +37,7 @@ from ..utils.licenses import UNKNOWN_LICENSE, license_for, load_license_map
 from .textures import parse_texture_file_name
 from ..utils.files import files_fingerprint
 from ..utils.images import decode_image
-from ..utils.logging import get_logger, progress
+from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
 
@@ -418,13 +418,9 @@ def build_textures_dataset(source: PathLike, output: PathLike, *, max_shard_size
                            row_group_size=row_group_size, shard_index=shard_index, num_shards=num_shards,
                            resume=resume, kind="build textures", sources=[source], overwrite=overwrite,
                            inputs=inputs) as writer:
-        todo = [p for p in files if p.name not in writer.done_keys]
-        for p in progress(todo, total=len(todo), desc="building textures", unit="tex"):
-            writer.write_from(p.name, lambda: texture_row(p, metadata, licenses), skip_bad)
-        writer.close()
-        info = writer.split_info()
-        if info["num_examples"] == 0 and num_shards == 1:
-            raise MatSegFormatError("no readable texture image; nothing to build", path=source)
+        writer.write_all(files, lambda p: p.name, lambda p: texture_row(p, metadata, licenses), skip_bad,
+                         desc="building textures", unit="tex")
+        info = writer.close_nonempty("no readable texture image; nothing to build", source)
         counts: Dict[str, int] = {}
         for p in all_files:
             lic = (metadata.get(p.name, {}).get("license")
@@ -461,13 +457,9 @@ def build_pbr_dataset(source: PathLike, output: PathLike, *, max_shard_size: Uni
     with DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=32,
                            shard_index=shard_index, num_shards=num_shards, resume=resume, kind="build pbr",
                            sources=[source], overwrite=overwrite, inputs=inputs) as writer:
-        todo = [f for f in folders if f.name not in writer.done_keys]
-        for f in progress(todo, total=len(todo), desc="building PBR", unit="mat"):
-            writer.write_from(f.name, lambda: pbr_row(f, licenses), skip_bad)
-        writer.close()
-        info = writer.split_info()
-        if info["num_examples"] == 0 and num_shards == 1:
-            raise MatSegFormatError("no readable material folder; nothing to build", path=source)
+        writer.write_all(folders, lambda f: f.name, lambda f: pbr_row(f, licenses), skip_bad,
+                         desc="building PBR", unit="mat")
+        info = writer.close_nonempty("no readable material folder; nothing to build", source)
         counts: Dict[str, int] = {}
         for f in all_folders:
             lic = UNKNOWN_LICENSE
