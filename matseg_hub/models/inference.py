@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import MatSegInputError
-from ..metrics.triplet import MAX_POINT_VALUE, _disc
+from ..metrics.triplet import _check_points, _disc
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -172,20 +172,16 @@ def _parse_points(points: PointsLike, radius: Optional[int], height: int, width:
         array = np.stack([np.append(row, r_default) if row.shape[0] == 2 else row for row in rows])
     if array.shape[1] not in (2, 3) or array.shape[0] == 0:
         raise MatSegInputError(f"{what} must have shape [N, 2] (x, y) or [N, 3] (x, y, radius) with N >= 1, got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise MatSegInputError(f"{what} contain non-finite values")
     if array.shape[1] == 2:
         array = np.concatenate([array, np.full((array.shape[0], 1), r_default, dtype=np.float64)], axis=1)
-    if (np.abs(array) > MAX_POINT_VALUE).any():
-        raise MatSegInputError(f"{what}: values beyond +-{MAX_POINT_VALUE} pixels (x, y and radius are pixels of "
-                               f"the image)")
-    out = np.round(array).astype(np.int64)
+    try:  # finite, within MAX_POINT_VALUE, rounded half to even, radius >= 0: the metric's one check of points
+        out = _check_points(array)
+    except MatSegInputError as exc:
+        raise MatSegInputError(f"{what}: {exc}") from None
     bad = (out[:, 0] < 0) | (out[:, 0] >= width) | (out[:, 1] < 0) | (out[:, 1] >= height)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise MatSegInputError(f"{what}[{i}] = (x={out[i, 0]}, y={out[i, 1]}) lies outside the {width}x{height} image")
-    if (out[:, 2] < 0).any():
-        raise MatSegInputError(f"{what}: radius must be >= 0")
     return out
 
 
