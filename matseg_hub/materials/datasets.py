@@ -516,25 +516,24 @@ def iter_textures(source: PathLike, *, split: str = SPLIT, streaming: bool = Tru
     path = Path(source)
     if path.is_dir() and not is_built_dataset_folder(path):
         metadata, licenses = _texture_metadata(path), load_license_map(path)
-        for p in iter_job_items(list_images(path), shard_index, num_shards):
-            try:
-                row = texture_row(p, metadata, licenses, validate=False)
-                image = decode_image(row["image"]["bytes"], str(p))
-            except MatSegFormatError as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", p, exc)
-                continue
-            yield _texture_record(row, image)
-        return
-    ds = _load_hub(source, {"image", "source_id", "license"}, split, streaming)
-    for row in iter_job_items(ds, shard_index, num_shards):
+
+        def from_file(p: Path):
+            row = texture_row(p, metadata, licenses, validate=False)
+            return row, decode_image(row["image"]["bytes"], str(p))
+
+        items, load, where = iter_job_items(list_images(path), shard_index, num_shards), from_file, str
+    else:
+        ds = _load_hub(source, {"image", "source_id", "license"}, split, streaming)
+        items = iter_job_items(ds, shard_index, num_shards)
+        load = lambda row: (row, decode_image(row["image"]["bytes"], f"{source}:{row.get('file_name')}"))  # noqa: E731
+        where = lambda row: f"a row of {source}"  # noqa: E731
+    for item in items:
         try:
-            image = decode_image(row["image"]["bytes"], f"{source}:{row.get('file_name')}")
+            row, image = load(item)
         except MatSegFormatError as exc:
             if not skip_bad:
                 raise
-            logger.warning("skipping a row of %s: %s", source, exc)
+            logger.warning("skipping %s: %s", where(item), exc)
             continue
         yield _texture_record(row, image)
 
