@@ -10,7 +10,7 @@ import pytest
 
 from matseg_hub.materials.datasets import (TexturePool, build_pbr_dataset, build_textures_dataset, iter_materials,
                                            iter_textures, material_from_row)
-from matseg_hub.errors import MatSegFormatError
+from matseg_hub.errors import MatSegFormatError, MatSegInputError
 from matseg_hub.materials.pbr import read_pbr_folder, texture_to_pbr, write_pbr_folder
 from matseg_hub.materials.textures import texture_file_name
 
@@ -151,3 +151,15 @@ def test_both_datasets_stream_into_the_2d_generator_sources(tmp_path):
     assert len(pool) == 3
     pool = SourcePool.from_hub_dataset(str(pbr), column="albedo", streaming=True)
     assert len(pool) == 2
+    # a built folder given where a folder of images is expected is read as the dataset, not as its preview picture
+    assert len(SourcePool.from_folder(tex)) == 3 and len(SourcePool.from_folder(pbr)) == 2
+    assert all("preview" not in name for name in SourcePool.from_folder(tex).names)
+
+
+def test_3d_assets_refuse_a_built_dataset_folder(tmp_path):
+    from matseg_hub.scenes3d.scene import assets_from_folders
+
+    make_texture_folder(tmp_path / "tex", 2)
+    built = build_textures_dataset(tmp_path / "tex", tmp_path / "ds_tex")
+    with pytest.raises(MatSegInputError, match="is a built dataset"):
+        assets_from_folders(textures=built)

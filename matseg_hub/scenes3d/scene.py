@@ -464,6 +464,11 @@ def _files(folder: Optional[PathLike], exts: Sequence[str]) -> List[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise MatSegInputError(f"asset folder {folder} does not exist")
+    from ..hub.writer import is_built_dataset_folder
+
+    if is_built_dataset_folder(folder):
+        raise MatSegInputError(f"asset folder {folder} is a built dataset (Parquet shards), not a folder of files: "
+                               "give the folder it was built from")
     return sorted(str(p.resolve()) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError
+from ..hub.writer import is_built_dataset_folder
 from ..utils.builtin_photos import BUILTIN_NATURAL, BUILTIN_TEXTURES, SKIMAGE_PREFIX, skimage_data_dir
 from ..utils.images import IMAGE_EXTENSIONS, is_image_file
 from ..utils.logging import get_logger
@@ -126,6 +127,9 @@ class SourcePool:
         folder = Path(folder)
         if not folder.is_dir():
             raise MatSegInputError(f"source folder {folder} does not exist or is not a folder")
+        if is_built_dataset_folder(folder):  # Parquet shards + card (e.g. `matseg build textures`): read its rows
+            return cls.from_hub_dataset(str(folder), column=_image_column(folder), limit=limit, max_side=max_side,
+                                        on_error=on_error)
         pattern = "**/*" if recursive else "*"
         files = sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p)
                        and not any(part.startswith(".") for part in p.relative_to(folder).parts))
@@ -234,6 +238,19 @@ class SceneSources:
         nat = _pool_from_spec(natural or "builtin", "natural", max_side, limit, on_error)
         tex = _pool_from_spec(textures or "builtin", "textures", max_side, limit, on_error)
         return cls(nat, tex)
+
+
+def _image_column(dataset_folder: Path) -> str:
+    """The image column of a built dataset folder: ``image`` (textures, scenes) or ``albedo`` (PBR materials)."""
+    import pyarrow.parquet as pq
+
+    shard = sorted((dataset_folder / "data").glob("*.parquet"))[0]
+    names = pq.read_schema(shard).names
+    for column in ("image", "albedo"):
+        if column in names:
+            return column
+    raise MatSegFormatError(f"a dataset folder without an image column (columns: {names}); give a folder of images, "
+                            "a textures or PBR dataset, or hub:<id>:<split>:<column>", path=shard)
 
 
 def _pool_from_spec(spec: str, kind: str, max_side: int, limit: Optional[int], on_error: str) -> SourcePool:
