@@ -20,6 +20,13 @@ def test_sweep_equals_the_plain_sweep_on_random_maps(seed):
     assert np.array_equal(iou_sweep(sim, region), iou_sweep_plain(sim, region))
 
 
+def test_maps_larger_than_one_block():
+    rng = np.random.default_rng(11)
+    sim = rng.choice(np.concatenate([DEFAULT_THRESHOLDS, rng.random(50)]), size=(300, 301))  # 90,300 px > 65,536
+    region = rng.random((300, 301)) < 0.4
+    assert np.array_equal(iou_sweep(sim, region), iou_sweep_plain(sim, region))
+
+
 def test_uneven_thresholds_nan_and_float32_maps():
     rng = np.random.default_rng(7)
     sim = rng.random((40, 30)).astype(np.float32)
