@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import MatSegFormatError, MatSegInputError, MatSegOutputError
-from ..utils.files import (OUTPUT_MANIFEST, atomic_write_bytes, atomic_write_text, cannot_write, check_output_folder,
-                           check_sources_apart, holds_lock, lock_holder, read_output_manifest, release_lock,
-                           remove_own_files, take_lock, write_output_manifest)
+from ..utils.files import (OUTPUT_MANIFEST, RUN_PARAMS_FILE, atomic_write_bytes, atomic_write_text, cannot_write,
+                           check_output_folder, check_run_fingerprint, check_sources_apart, holds_lock, lock_holder,
+                           read_output_manifest, release_lock, remove_own_files, take_lock, write_output_manifest)
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -61,7 +61,6 @@ def parse_size(size: Union[int, str]) -> int:
 
 
 _MANIFEST_VERSION = 2
-SETTINGS_FILE = ".matseg_run.json"  # a run's settings (see ``settings=``), in the progress folder
 
 
 @dataclass
@@ -92,60 +91,6 @@ class _Manifest:
     @property
     def done_keys(self) -> Set[str]:
         return {key for key, _ in self.inputs[: self.committed]}
-
-
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> List[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {json.dumps(a)} (earlier run) vs {json.dumps(b)} (this run)")
-    return out
-
-
-def check_run_fingerprint(path: PathLike, fingerprint: Dict[str, Any], *, output: PathLike,
-                          discard: bool = False) -> bool:
-    """Record ``fingerprint`` (a run's settings, JSON) at ``path`` on a first run; on a later run compare it.
-
-    Returns ``True`` when the earlier run had other settings and ``discard`` was given (the caller discards its
-    output; the new fingerprint is recorded), ``False`` otherwise.
-
-    Raises:
-        MatSegInputError: the settings differ and ``discard`` is false; says what differs and how to proceed.
-    """
-    path = Path(path)
-    text = json.dumps(fingerprint, indent=1, sort_keys=True)
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            old = {"unreadable": str(path)}
-        diffs = _differences(old, fingerprint)
-        if not diffs:
-            return False
-        if not discard:
-            raise MatSegInputError(
-                f"{output} holds an earlier run with other settings, so resuming it would mix two kinds of scenes:\n  "
-                + "\n  ".join(diffs) + "\nUse a new --output folder, rerun with the earlier settings to finish it, "
-                "or pass --no-resume (resume=False) to discard the earlier run's scenes.")
-        logger.warning("discarding the earlier run in %s (other settings: %s)", output, "; ".join(diffs))
-        atomic_write_text(path, text)
-        return True
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    try:
-        os.link(tmp, path)  # exclusive: two jobs starting together cannot both record theirs
-    except FileExistsError:
-        tmp.unlink()
-        return check_run_fingerprint(path, fingerprint, output=output, discard=discard)
-    except OSError:  # no hard links on this file system
-        os.replace(tmp, path)
-    else:
-        tmp.unlink()
-    return False
 
 
 class DatasetRepoWriter:
@@ -264,8 +209,8 @@ class DatasetRepoWriter:
 
     def _check_settings(self, settings: Dict[str, Any], resume: bool) -> None:
         progress_dir = self.work_dir / _PROGRESS_DIR
-        run_file = progress_dir / SETTINGS_FILE
-        earlier = [p for p in progress_dir.glob("*.json") if p.name != SETTINGS_FILE]
+        run_file = progress_dir / RUN_PARAMS_FILE
+        earlier = [p for p in progress_dir.glob("*.json") if p.name != RUN_PARAMS_FILE]
         if not run_file.is_file() and earlier:  # an interrupted run from before settings were recorded
             if resume:
                 raise MatSegInputError(f"{self.work_dir} holds an interrupted run whose settings were not recorded; "

@@ -134,7 +134,7 @@ def generate_pbr_folder(textures: PathLike, output_dir: PathLike, num: int, *, s
     Material ``i`` depends only on ``(seed, i)`` and the textures (:func:`material_for_item`), so results are the
     same for any ``workers`` and any split into ``shard_index``/``num_shards`` jobs. Each folder is written
     atomically with ``Finished.txt`` last; a rerun skips the items whose folder is finished. ``seed``,
-    ``mix_ratio`` and the texture source are recorded in ``output_dir/.matseg-run.json``
+    ``mix_ratio`` and the texture source are recorded in ``output_dir/.matseg_run.json``
     (:func:`~matseg_hub.utils.files.check_run_params`); a rerun or job with other values is refused. Unreadable
     textures are skipped and listed in :attr:`PBRRunReport.bad_textures`.
 

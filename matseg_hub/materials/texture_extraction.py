@@ -92,7 +92,7 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
     Output (``output_dir``): the textures as ``<source>_<i>_Score_<s>_TileSize<c>_Texture.jpg`` (the authors'
     naming), ``metadata.csv`` (one row per texture: file, source id and file, index, score, cell size, box,
     licence; rewritten from every finished photo at the end of each run or job), ``.done/<photo>.json`` per finished
-    photo (written after its textures, so a rerun skips exactly the finished photos) and ``.matseg-run.json`` (the
+    photo (written after its textures, so a rerun skips exactly the finished photos) and ``.matseg_run.json`` (the
     extraction parameters, :func:`check_run_params`). Photos with no texture are done (their reason is recorded);
     unreadable photos are reported in :attr:`ExtractionRunReport.failed`, never fatal, and not recorded as done, so
     a rerun retries them. Results do not depend on ``workers``.

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import MatSegInputError
-from ..hub.writer import SETTINGS_FILE, _differences, check_run_fingerprint
 from .layout import (METADATA_FILE, encode_scene, is_complete_scene, iter_scene_folders, preview_grid,
                      remove_scene_files, remove_stale_partials, write_scene)
 from .rows import NO_ASSET_LICENSE, scene_features, scene_license, scene_row, scene_row_from_folder
-from ..utils.files import claim_output_folder, files_fingerprint
+from ..utils.files import (RUN_PARAMS_FILE, check_run_fingerprint, claim_output_folder, files_fingerprint,
+                           settings_differences)
 from ..utils.images import swap_rb
 from ..utils.licenses import UNKNOWN_LICENSE
 from ..utils.logging import get_logger, progress
@@ -104,7 +104,7 @@ def _run(func: Callable, indices: Sequence[int], workers: int, initargs: tuple, 
             yield out
 
 
-RUN_FILE = SETTINGS_FILE
+RUN_FILE = RUN_PARAMS_FILE
 _SCENE_DIR_RE = re.compile(r"^\d+$")
 
 
@@ -138,7 +138,7 @@ def _legacy_scene_check(output: Path, fingerprint: Dict[str, Any], discard: bool
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 return False
             old = {"seed": meta.get("seed"), "config": meta.get("config")}
-            diffs = _differences(old, {"seed": fingerprint["seed"], "config": fingerprint["config"]})
+            diffs = settings_differences(old, {"seed": fingerprint["seed"], "config": fingerprint["config"]})
             if diffs and not discard:
                 raise MatSegInputError(
                     f"{output} holds scenes of an earlier run with other settings (scene {entry.name}):\n  "

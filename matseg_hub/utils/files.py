@@ -24,7 +24,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Set, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Union
 
 from ..errors import MatSegFormatError, MatSegInputError, MatSegOutputError
 from .logging import get_logger
@@ -326,11 +326,12 @@ def files_fingerprint(paths: Iterable[PathLike], extra: str = "") -> str:
     return digest.hexdigest()[:32]
 
 
-RUN_PARAMS_FILE = ".matseg-run.json"
+#: a resumable run's recorded settings, in its output (or work) folder: one name for every generator and builder
+RUN_PARAMS_FILE = ".matseg_run.json"
 
 
 def check_run_params(output_dir: PathLike, generator: str, params: Mapping[str, Any], *, record: bool = True) -> None:
-    """Record a generator's parameters in ``output_dir/.matseg-run.json``, or check them against the recorded ones.
+    """Record a generator's parameters in ``output_dir/.matseg_run.json``, or check them against the recorded ones.
 
     A resumable output folder must be finished with the parameters it was started with, or it would mix two
     datasets. The first run writes the file; a later run (a rerun, another job of a job array) with different
@@ -364,3 +365,58 @@ def check_run_params(output_dir: PathLike, generator: str, params: Mapping[str, 
         return
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"generator": generator, "params": wanted}, indent=1, sort_keys=True) + "\n")
+
+
+def settings_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> List[str]:
+    """``"key.sub: <old> (earlier run) vs <new> (this run)"`` for every setting that differs (nested dicts walked)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {json.dumps(a)} (earlier run) vs {json.dumps(b)} (this run)")
+    return out
+
+
+def check_run_fingerprint(path: PathLike, fingerprint: Dict[str, Any], *, output: PathLike,
+                          discard: bool = False) -> bool:
+    """Record ``fingerprint`` (a run's settings, JSON) at ``path`` on a first run; on a later run compare it.
+
+    Returns ``True`` when the earlier run had other settings and ``discard`` was given (the caller discards its
+    output; the new fingerprint is recorded), ``False`` otherwise.
+
+    Raises:
+        MatSegInputError: the settings differ and ``discard`` is false; says what differs and how to proceed.
+    """
+    path = Path(path)
+    text = json.dumps(fingerprint, indent=1, sort_keys=True)
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            old = {"unreadable": str(path)}
+        diffs = settings_differences(old, fingerprint)
+        if not diffs:
+            return False
+        if not discard:
+            raise MatSegInputError(
+                f"{output} holds an earlier run with other settings, so resuming it would mix two kinds of scenes:\n  "
+                + "\n  ".join(diffs) + "\nUse a new --output folder, rerun with the earlier settings to finish it, "
+                "or pass --no-resume (resume=False) to discard the earlier run's scenes.")
+        logger.warning("discarding the earlier run in %s (other settings: %s)", output, "; ".join(diffs))
+        atomic_write_text(path, text)
+        return True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        os.link(tmp, path)  # exclusive: two jobs starting together cannot both record theirs
+    except FileExistsError:
+        tmp.unlink()
+        return check_run_fingerprint(path, fingerprint, output=output, discard=discard)
+    except OSError:  # no hard links on this file system
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
+    return False
