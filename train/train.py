@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from matseg_hub.errors import MatSegError, MatSegInputError, describe_os_error, require_extra
+from matseg_hub.errors import MatSegInputError, require_extra
 from matseg_hub.training.config import TrainConfig, load_config, save_config
 from matseg_hub.training.progress import (CHECKPOINTS, TrainerState, has_accelerator_device, latest_checkpoint,
                                           save_loss_curve)
@@ -55,21 +55,11 @@ def parse_args(argv: Optional[List[str]] = None) -> TrainConfig:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Train; a user's or the machine's error ends in one line on stderr and a non-zero exit status."""
-    try:
-        return train(argv)
-    except MatSegError as exc:
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("train.py: interrupted; the checkpoints written so far are kept: resume with "
-              "--resume_from_checkpoint latest", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        line = describe_os_error(exc)
-        if line is None:
-            raise
-        print(f"train.py: error: {line}", file=sys.stderr)
-        return 1
+    from matseg_hub.cli import run_reporting_errors
+
+    return run_reporting_errors(lambda: train(argv), prog="train.py",
+                                interrupted="train.py: interrupted; the checkpoints written so far are kept: resume "
+                                            "with --resume_from_checkpoint latest")
 
 
 def resume_folder(cfg: TrainConfig, out: Path, rank: int) -> Optional[Path]:

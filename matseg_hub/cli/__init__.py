@@ -13,13 +13,45 @@ import logging
 import pkgutil
 import sys
 import traceback
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from ..errors import MatSegError, describe_os_error
 from ..utils.logging import set_verbosity
 
 INTERRUPTED = "matseg: interrupted; finished output is kept: rerun the same command to resume"
 BUG = "matseg: unexpected error, a bug in matseg-hub: please report it with the traceback below"
+
+
+def run_reporting_errors(fn: Callable[[], Optional[int]], prog: str = "matseg", interrupted: str = INTERRUPTED,
+                         verbose: bool = False) -> int:
+    """``fn()``'s exit status; a user's or the machine's error ends in one line on stderr and a non-zero status.
+
+    :class:`MatSegError` -> ``<prog>: error: <message>``, 1; Ctrl-C -> ``interrupted`` (the line to print), 130;
+    an environment ``OSError`` (permissions, full or read-only disk, a file in the way) -> one line naming the path
+    and what to do, 1 (``verbose``: the traceback too). Anything else is a bug: a line saying so, then the traceback.
+    Used by the ``matseg`` command and by ``train/train.py``.
+    """
+    bug = BUG.replace("matseg:", f"{prog}:", 1)
+    try:
+        return int(fn() or 0)
+    except MatSegError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+    except OSError as exc:
+        line = describe_os_error(exc)
+        if line is None:
+            print(bug, file=sys.stderr)
+            raise
+        if verbose:
+            traceback.print_exc()
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        return 1
+    except Exception:
+        print(bug, file=sys.stderr)
+        raise
 
 GROUP_HELP = {
     "build": "build a Hub dataset folder (Parquet shards + dataset card) from raw data",
@@ -68,27 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if run is None:
         (getattr(args, "_group_parser", None) or parser).print_help()
         return 2
-    # A user's or the machine's error ends in one line and a non-zero exit; a traceback means a bug in the package.
-    try:
-        return int(run(args) or 0)
-    except MatSegError as exc:
-        print(f"matseg: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130  # 128 + SIGINT, what a shell reports for Ctrl-C
-    except OSError as exc:
-        line = describe_os_error(exc)
-        if line is None:
-            print(BUG, file=sys.stderr)
-            raise
-        if args.verbose:
-            traceback.print_exc()
-        print(f"matseg: error: {line}", file=sys.stderr)
-        return 1
-    except Exception:
-        print(BUG, file=sys.stderr)
-        raise
+    return run_reporting_errors(lambda: run(args), verbose=args.verbose)
 
 
 if __name__ == "__main__":  # pragma: no cover
