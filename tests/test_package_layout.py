@@ -108,7 +108,9 @@ ALLOWED = {
     "scenes3d": {"hub", "synthetic", "materials"},
     "models": {"metrics"},
     "training": {"models", "synthetic", "benchmark", "metrics", "hub"},
-    "cli": {"", "benchmark", "metrics", "synthetic", "materials", "scenes3d", "models", "training", "hub"},
+    "segmentation": {"metrics", "hub", "models", "synthetic", "benchmark"},
+    "cli": {"", "benchmark", "metrics", "synthetic", "materials", "scenes3d", "models", "training", "hub",
+            "segmentation"},
 }
 BASE = {"errors", "citation", "utils"}
 
