@@ -256,3 +256,19 @@ print(json.dumps(metric.compute(**args)))
     got = json.loads(result.stdout.strip().splitlines()[-1])
     expected = score_images([d for d, _, _ in images], [g for _, g, _ in images], [s for _, _, s in images])[0]
     assert got == expected
+
+
+def test_module_scores_promptable_similarity_rows_and_average_ties(metric):
+    """A promptable model's per-anchor rows (NaN = left out) and ties="average" give the library's numbers."""
+    rng = np.random.default_rng(5)
+    rows = [np.round(rng.random((6, 6)), 1) for _ in range(2)]  # rounded: exact ties on purpose
+    rows[0][0, 3] = np.nan
+    groups = [["a", "a", "b", "b", "c", "c"], ["x", "y", "x", "y", "x", "y"]]
+    for ties in ("first", "average"):
+        got = metric.compute(predictions=rows, references=groups, similarities=True, ties=ties, mode="hard")
+        want, _ = score_images(rows, groups, mode="hard", similarities=True, ties=ties)
+        for key in METRIC_KEYS:
+            assert got[key] == pytest.approx(want[key], abs=1e-12), (ties, key)
+    first = metric.compute(predictions=rows, references=groups, similarities=True, mode="hard")
+    average = metric.compute(predictions=rows, references=groups, similarities=True, mode="hard", ties="average")
+    assert first["point_triplet"] != average["point_triplet"]  # the ties are real and the rule reaches the metric

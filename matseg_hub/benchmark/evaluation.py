@@ -1,8 +1,9 @@
 """Scoring a model on the MatSeg benchmark with triplet accuracy (SPEC §3), image by image.
 
-A *model* here is anything that maps an RGB image (uint8 [H, W, 3], at evaluation resolution) to a descriptor
-map (float [H, W, D]): the built-in baselines ``"rgb"`` and ``"hsv"``, a Python callable, or a MatSeg model
-folder / Hub id (loaded with ``transformers``).
+A *model* is any scorer of :mod:`matseg_hub.models.scorers`: a descriptor model (``"rgb"``, ``"hsv"``, a MatSeg
+model folder / Hub id, ``"features:ORG/NAME"``, a Python callable ``uint8 [H, W, 3] -> float [H, W, D]`` or an
+integer [H, W] label map) is scored on its point descriptors (SPEC §3); a promptable model (``"sam:ORG/NAME"``,
+``"materialistic:FOLDER"``) on the similarity of every point to each anchor's prompt (SPEC §9).
 
 Example::
 
@@ -15,86 +16,61 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
 from .format import DEFAULT_MAX_SIZE
 from ..errors import MatSegFormatError, MatSegInputError
-from ..metrics.triplet import METRIC_KEYS, MODES, aggregate, point_descriptors, triplet_accuracy
+from ..metrics.triplet import METRIC_KEYS, MODES, TIES, aggregate, point_descriptors, triplet_accuracy
+from ..models.scorers import BASELINES as _BASELINE_FNS, Scorer, hsv_descriptors, point_similarities, \
+    resolve_scorer, rgb_descriptors
 from ..utils.logging import get_logger, progress
 
 logger = get_logger(__name__)
 
 DescriptorFn = Callable[[np.ndarray], np.ndarray]
-BASELINES = ("rgb", "hsv")
+BASELINES = tuple(_BASELINE_FNS)
 
 
-def rgb_descriptors(image: np.ndarray) -> np.ndarray:
-    """The ``rgb`` baseline: the image's three channels as a float32 [H, W, 3] descriptor map."""
-    return np.asarray(image, dtype=np.float32)
+def _image_rng(seed: int, image_id: str) -> np.random.Generator:
+    """The generator that draws an image's extra prompt points: keyed by the seed and the image id, so that a
+    result never depends on which images were scored before it."""
+    import zlib
 
-
-def hsv_descriptors(image: np.ndarray) -> np.ndarray:
-    """The ``hsv`` baseline: OpenCV's 8-bit HSV of the RGB image (H in 0-179) as float32 [H, W, 3]."""
-    import cv2
-
-    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-
-
-@dataclass
-class ResolvedModel:
-    name: str
-    fn: DescriptorFn
-
-
-def resolve_model(model: Union[str, os.PathLike, DescriptorFn], *, device: Optional[str] = None,
-                  bgr: bool = False) -> ResolvedModel:
-    """Turn ``"rgb"``, ``"hsv"``, a callable, a MatSeg model folder or a Hub model id into a descriptor function.
-
-    Args:
-        bgr: feed the network BGR images, reproducing the reference ``Evaluate.py`` (which reads with cv2).
-    """
-    if callable(model):
-        return ResolvedModel(getattr(model, "__name__", "callable"), model)
-    name = str(model)
-    if name == "rgb":
-        return ResolvedModel("rgb", rgb_descriptors)
-    if name == "hsv":
-        return ResolvedModel("hsv", hsv_descriptors)
-    if "/" not in name and not os.path.exists(name):
-        raise MatSegInputError(f"unknown model {name!r}: use 'rgb', 'hsv', a MatSeg model folder or a Hub model id "
-                               f"('namespace/name')")
-    try:
-        from ..models.inference import load_descriptor_fn
-    except ImportError as exc:  # pragma: no cover - the model module ships with the package
-        raise MatSegInputError(f"unknown model {name!r}: use 'rgb', 'hsv', a MatSeg model folder or a Hub id") from exc
-    return ResolvedModel(name, load_descriptor_fn(name, device=device, bgr=bgr))
+    return np.random.default_rng([int(seed), zlib.crc32(image_id.encode("utf-8"))])
 
 
 def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Union[str, DescriptorFn] = "rgb", *,
                        mode: str = "soft", max_size: Optional[int] = DEFAULT_MAX_SIZE, split: str = "test",
                        limit: Optional[int] = None, device: Optional[str] = None, bgr: bool = False,
                        allow_pickle: bool = False, skip_bad: bool = False,
-                       show_progress: Optional[bool] = None) -> Dict[str, Any]:
+                       show_progress: Optional[bool] = None, ties: str = "first", seed: int = 0,
+                       layer: Optional[int] = None, prompt_points: int = 1, negative_points: int = 0,
+                       multimask: str = "auto") -> Dict[str, Any]:
     """Score a model on a benchmark source with triplet accuracy.
 
     Args:
         data: raw benchmark folder, built dataset folder or Hub dataset id; ``None`` = the built-in sample.
-        model: ``"rgb"``, ``"hsv"``, a callable ``uint8 [h, w, 3] RGB -> float [h, w, D]``, a MatSeg model
-            folder or a Hub model id.
+        model: a model spec (``"rgb"``, ``"hsv"``, a MatSeg model folder or Hub id, ``"features:…"``,
+            ``"sam:…"``, ``"materialistic:…"``), a :class:`~matseg_hub.models.scorers.Scorer` or a callable
+            ``uint8 [h, w, 3] RGB -> float [h, w, D]`` (or an integer [h, w] label map: a hard segmentation).
         mode: ``"soft"`` (the paper's numbers), ``"hard"`` or ``"soft_only"``.
         max_size: evaluation resolution (longer side); ``None`` = full resolution.
         limit: score only the first ``limit`` images.
         skip_bad: leave out photos that fail validation (listed under ``"bad"``) instead of stopping at the first:
             in a raw folder, those the reader rejects; from any source, those whose points cannot be scored at
             evaluation size (a disc with no pixel inside the resized image, a point outside the photo).
+        ties: ``"first"`` (the reference's order of equal similarities) or ``"average"`` (a tie counts as half;
+            see :func:`~matseg_hub.metrics.triplet.triplet_accuracy`).
+        seed: draws the extra prompt points of promptable models (per image, keyed by the image id).
+        layer, prompt_points, negative_points, multimask: scorer options
+            (:func:`~matseg_hub.models.scorers.resolve_scorer`).
 
     Returns:
-        ``{"mean": {4 numbers + counts}, "images": {image_id: {4 numbers}}, "skipped": [image ids with no
-        scored anchor], "bad": [{"image_id", "reason"} left out by skip_bad], "model": name, "mode": mode,
-        "max_size": max_size}``.
+        ``{"task": "triplet", "model": name, "scorer": the scorer's settings, "mode": mode, "ties": ties,
+        "seed": seed, "max_size": max_size, "mean": {4 numbers + counts}, "images": {image_id: {4 numbers}},
+        "skipped": [image ids with no scored anchor], "bad": [{"image_id", "reason"} left out by skip_bad]}``.
     """
     from .format import evaluation_scale
     from .dataset import load_benchmark
@@ -103,8 +79,11 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
         raise MatSegInputError(f"mode must be one of {MODES}, got {mode!r}")
     if limit is not None and limit < 1:
         raise MatSegInputError(f"limit must be at least 1, got {limit}")
+    if ties not in TIES:
+        raise MatSegInputError(f"ties must be one of {TIES}, got {ties!r}")
     evaluation_scale(1, 1, max_size)  # validates max_size before any work
-    resolved = resolve_model(model, device=device, bgr=bgr)
+    resolved: Scorer = resolve_scorer(model, device=device, bgr=bgr, layer=layer, prompt_points=prompt_points,
+                                      negative_points=negative_points, multimask=multimask)
     per_image: List[Dict[str, Any]] = []
     images: Dict[str, Dict[str, Any]] = {}
     skipped: List[str] = []
@@ -125,13 +104,16 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
             logger.warning("skipping %s: %s", item.image_id, exc)
             leave_out(item.image_id, str(exc))
             continue
-        features = resolved.fn(ev.image)
-        if features.ndim != 3 or features.shape[:2] != ev.image.shape[:2]:
-            raise MatSegInputError(f"model {resolved.name!r} returned a map of shape {features.shape} for an image of "
-                                   f"shape {ev.image.shape}; expected [H, W, D] at the image's size")
-        desc = point_descriptors(features, ev.points)
-        result = triplet_accuracy(desc, ev.point_groups, ev.group_similarity, group_ids=range(len(ev.group_ids)),
-                                  mode=mode)
+        resolved.set_image(ev.image)
+        truth = {"point_groups": ev.point_groups, "group_similarity": ev.group_similarity,
+                 "group_ids": range(len(ev.group_ids)), "mode": mode, "ties": ties}
+        if resolved.kind == "descriptor":
+            desc = point_descriptors(resolved.descriptor_map(), ev.points)
+            result = triplet_accuracy(desc, **truth)
+        else:
+            rows, exclude = point_similarities(resolved, ev.points, ev.point_groups,
+                                               rng=_image_rng(seed, item.image_id))
+            result = triplet_accuracy(None, similarities=rows, exclude=exclude, **truth)
         per_image.append(result)
         if result["scored"]:
             images[item.image_id] = {k: result[k] for k in METRIC_KEYS}
@@ -139,8 +121,9 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
             skipped.append(item.image_id)
     if not per_image:
         raise MatSegInputError(f"no image to score in {data!r}")
-    return {"model": resolved.name, "mode": mode, "max_size": max_size, "mean": aggregate(per_image),
-            "images": images, "skipped": skipped, "bad": bad}
+    return {"task": "triplet", "model": resolved.name, "scorer": resolved.describe(), "mode": mode, "ties": ties,
+            "seed": seed, "max_size": max_size, "mean": aggregate(per_image), "images": images, "skipped": skipped,
+            "bad": bad}
 
 
 def format_table(runs: List[Dict[str, Any]]) -> str:
@@ -158,3 +141,6 @@ def format_table(runs: List[Dict[str, Any]]) -> str:
                      f"{f(m['point_triplet']):>14} {f(m['material_triplet']):>17} {f(m['point_top1']):>12} "
                      f"{f(m['material_top1']):>15}")
     return "\n".join(lines)
+
+
+__all__ = ["evaluate_benchmark", "format_table", "rgb_descriptors", "hsv_descriptors", "BASELINES"]

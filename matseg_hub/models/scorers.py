@@ -358,25 +358,52 @@ def resolve_scorer(model: Union[str, os.PathLike, Scorer, DescriptorFn], *, devi
     name = str(model)
     if name in BASELINES:
         return DescriptorScorer(BASELINES[name], name)
-    if name.startswith("features:"):
-        from .backbones import load_feature_scorer
-
-        return load_feature_scorer(_spec_target(name), device=device, layer=layer, **hub_kwargs)
-    if name.startswith("sam:"):
-        from .sam import load_sam_scorer
-
-        return load_sam_scorer(_spec_target(name), device=device, prompt_points=prompt_points,
-                               negative_points=negative_points, multimask=multimask, **hub_kwargs)
-    if name.startswith("materialistic:"):
-        from .materialistic import load_materialistic_scorer
-
-        return load_materialistic_scorer(_spec_target(name), device=device, prompt_points=prompt_points,
-                                         negative_points=negative_points, **hub_kwargs)
+    prefix = name.partition(":")[0] + ":" if ":" in name else None
+    if prefix in SCORER_LOADERS:
+        options = {"features:": {"layer": layer},
+                   "sam:": {"prompt_points": prompt_points, "negative_points": negative_points,
+                            "multimask": multimask}}.get(prefix, {"prompt_points": prompt_points,
+                                                                  "negative_points": negative_points})
+        return _loader(prefix)(_spec_target(name), device=device, **options, **hub_kwargs)
     if "/" not in name and not os.path.exists(name):
         raise MatSegInputError(f"unknown model {name!r}: use {SPEC_HELP}")
     from .inference import load_descriptor_fn
 
     return DescriptorScorer(load_descriptor_fn(name, device=device, bgr=bgr, **hub_kwargs), name)
+
+
+#: The model kinds a spec prefix names: ``prefix -> loader`` where a loader is ``f(target, *, device, **options)``
+#: returning a :class:`Scorer`, given as ``"module:function"`` (imported on first use, relative to this package) or
+#: as a callable. :func:`register_scorer` adds a kind (a plug-in's own prefix).
+SCORER_LOADERS: Dict[str, Union[str, Callable[..., Scorer]]] = {
+    "features:": ".backbones:load_feature_scorer",
+    "sam:": ".sam:load_sam_scorer",
+    "materialistic:": ".materialistic:load_materialistic_scorer",
+}
+
+
+def register_scorer(prefix: str, loader: Callable[..., Scorer]) -> None:
+    """Make ``PREFIX:TARGET`` model specs load with ``loader(target, device=..., **options)``.
+
+    Example::
+
+        register_scorer("mynet:", lambda target, device=None, **_: DescriptorScorer(my_fn(target), f"mynet:{target}"))
+    """
+    if not prefix.endswith(":") or len(prefix) < 2 or prefix in BASELINES:
+        raise MatSegInputError(f"a scorer prefix ends with ':' (e.g. 'mynet:'); got {prefix!r}")
+    if not callable(loader):
+        raise MatSegInputError(f"the loader for {prefix!r} must be callable")
+    SCORER_LOADERS[prefix] = loader
+
+
+def _loader(prefix: str) -> Callable[..., Scorer]:
+    loader = SCORER_LOADERS[prefix]
+    if isinstance(loader, str):
+        import importlib
+
+        module, _, function = loader.partition(":")
+        loader = getattr(importlib.import_module(module, __package__), function)
+    return loader
 
 
 def _spec_target(spec: str) -> str:
@@ -388,4 +415,4 @@ def _spec_target(spec: str) -> str:
 
 __all__ = ["Prompt", "Scorer", "DescriptorScorer", "PromptableScorer", "anchor_prompts", "disc_means",
            "point_similarities", "resolve_scorer", "rgb_descriptors", "hsv_descriptors", "BASELINES", "KINDS",
-           "PREFIXES", "SPEC_HELP", "MULTIMASK_CHOICES"]
+           "PREFIXES", "SPEC_HELP", "MULTIMASK_CHOICES", "SCORER_LOADERS", "register_scorer"]

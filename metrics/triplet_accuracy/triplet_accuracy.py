@@ -43,6 +43,11 @@ Args:
     mode: "soft" (default; partial similarities used, the paper's "all" numbers), "hard" (relations ignored) or
         "soft_only" (only comparisons with a partial similarity, the paper's "soft cases").
     normalize: L2-normalise the descriptor rows first (default False: rows that are not unit vectors are an error).
+    similarities: True when `predictions` hold, per image, a promptable model's (SAM, Materialistic) similarity rows
+        [N_i, N_i] instead of descriptors: row a = every point's similarity to anchor a's prompt, NaN for points
+        left out of that anchor's ranking (its other prompt points). The anchor is always ranked first.
+    ties: "first" (default: equal similarities ordered as the reference's numpy argsort leaves them) or "average"
+        (a tied pair of different ground truth counts as half an error; the fair rule for hard segmentations).
     return_per_image: also return the per-image results under "per_image" (default False).
 Returns:
     point_triplet, material_triplet, point_top1, material_top1: benchmark means of the per-image values (None when
@@ -80,9 +85,10 @@ class TripletAccuracy(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, group_similarity=None, group_ids=None, mode="soft",
-                 normalize=False, return_per_image=False):
+                 normalize=False, similarities=False, ties="first", return_per_image=False):
         score, per_image = score_images(
-            predictions, references, group_similarity, group_ids=group_ids, mode=mode, normalize=normalize)
+            predictions, references, group_similarity, group_ids=group_ids, mode=mode, normalize=normalize,
+            similarities=similarities, ties=ties)
         if return_per_image:
             score["per_image"] = per_image
         return score

@@ -26,13 +26,14 @@ class MatSegInputError(ValueError):
 #: compared points whose similarity to the anchor is partial (neither 0 nor 1).
 MODES = ("soft", "hard", "soft_only")
 
+
 #: The four per-image values returned by :func:`triplet_accuracy` and averaged by :func:`aggregate`.
 METRIC_KEYS = ("point_triplet", "material_triplet", "point_top1", "material_top1")
 
-# Number of float64 elements in the temporary anchors x points x D product of one similarity block.
+
 _SIM_BLOCK_ELEMENTS = 1 << 18
 
-# Number of anchor x point cells handled at once when ranking (bounds memory for very large point sets).
+
 _RANK_BLOCK_CELLS = 1 << 22
 
 
@@ -282,9 +283,117 @@ def _score_block_soft(rank: np.ndarray, n_levels: int, skip_level: Optional[np.n
     return acc, top1, scored
 
 
+#: How equal similarities are ranked (see :func:`triplet_accuracy`).
+TIES = ("first", "average")
+
+
+class _Truth:
+    """One image's ground truth as the ranking scorers use it: point groups, similarity levels, the mode."""
+
+    def __init__(self, gid: np.ndarray, groups: List[Hashable], group_similarity: Any,
+                 group_ids: Optional[Sequence[Hashable]], mode: str):
+        if mode == "hard":
+            if group_similarity is not None:  # still validated, so that a wrong call fails the same way in every mode
+                _similarity_matrix(group_similarity, group_ids, groups)
+            sim = np.eye(len(groups))
+        else:
+            sim = _similarity_matrix(group_similarity, group_ids, groups)
+        sim32 = sim.astype(np.float32)  # the reference stores the weights in a float32 array
+        self.levels, level_of = np.unique(sim32, return_inverse=True)
+        self.level_of = level_of.reshape(sim32.shape)
+        self.skip_level = np.isin(self.levels, np.array([0, 1], dtype=np.float32)) if mode == "soft_only" else None
+        self.gid = gid
+        self.mode = mode
+
+    def score_ordered(self, anchors: np.ndarray, order: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Anchors int [B] and, per anchor, the point indices int [B, M] in descending similarity (position 0 taken
+        as the anchor). Returns per-anchor accuracy, top-1 and scored flags."""
+        sorted_groups = self.gid[order]
+        if self.mode == "hard":
+            return _score_block_hard(sorted_groups == self.gid[anchors, None])
+        return _score_block_soft(self.level_of[self.gid[anchors, None], sorted_groups], self.levels.size,
+                                 self.skip_level)
+
+    def score_average(self, anchor: int, others: np.ndarray, sim: np.ndarray) -> Tuple[float, float, bool]:
+        """``ties="average"`` for one anchor: ``others`` int [M] the ranked points (not the anchor), ``sim`` [M]
+        their similarities. Pairwise: a wrongly ordered pair counts 1, a tied pair of different truth 1/2."""
+        if others.size == 0:
+            return 0.0, 0.0, False
+        best = sim == sim.max()
+        si, sq = sim[:, None], sim[None, :]  # rows: the other point i, columns: the scored position q
+        if self.mode == "hard":
+            same = self.gid[others] == self.gid[anchor]
+            top = float(same[best].mean())
+            n_other = int((~same).sum())
+            if not same.any() or n_other == 0:
+                return 0.0, top, False
+            ahead = (si > sq) + 0.5 * (si == sq)  # [M, M]: i counted before q
+            wrong = ahead[~same][:, same].sum(0)
+            return float(np.mean(1 - wrong / n_other)), top, True
+        w = self.level_of[self.gid[anchor], self.gid[others]]
+        top = float((w[best] >= w.max()).mean())
+        wi, wq = w[:, None], w[None, :]
+        errors = (((wi < wq) & (si > sq)) | ((wi > wq) & (si < sq))).sum(0) + 0.5 * ((wi != wq) & (si == sq)).sum(0)
+        possible = (wi != wq).sum(0)
+        valid = possible > 0
+        if self.skip_level is not None:
+            valid &= ~self.skip_level[w]
+        if not valid.any():
+            return 0.0, top, False
+        return float(np.mean(1 - errors[valid] / possible[valid])), top, True
+
+
+def _triplet_accuracy_rows(descriptors: Any, similarities: Any, exclude: Any, point_groups: Any,
+                           group_similarity: Any, *, group_ids: Optional[Sequence[Hashable]], mode: str,
+                           ties: str) -> Dict[str, Any]:
+    """:func:`triplet_accuracy` of per-anchor similarity rows (promptable models)."""
+    if descriptors is not None:
+        raise MatSegInputError("give descriptors or similarities, not both (descriptors=None with similarities)")
+    if similarities is None:
+        raise MatSegInputError("exclude is only used with similarities (per-anchor similarity rows)")
+    sim = _as_numpy(similarities, "similarities")
+    _check_numeric(sim, "similarities")
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] == 0:
+        raise MatSegInputError(f"similarities must be a square [N, N] array (row a: every point's similarity to "
+                               f"anchor a's query); got shape {sim.shape}")
+    n = sim.shape[0]
+    if sim.dtype not in (np.float32, np.float64):
+        sim = sim.astype(np.float64)
+    left = np.isnan(sim)
+    if np.isinf(sim).any():
+        where = tuple(int(i) for i in np.argwhere(np.isinf(sim))[0])
+        raise MatSegInputError(f"similarities hold inf at index {where}; use finite values (NaN = left out)")
+    if exclude is not None:
+        ex = _as_numpy(exclude, "exclude")
+        if ex.shape != sim.shape:
+            raise MatSegInputError(f"exclude must have the shape of similarities {sim.shape}; got {ex.shape}")
+        left = left | ex.astype(bool)
+    np.fill_diagonal(left, False)
+    gid, groups = _group_index(point_groups, n)
+    truth = _Truth(gid, groups, group_similarity, group_ids, mode)
+    acc = np.zeros(n, dtype=np.float64)
+    top1 = np.zeros(n, dtype=np.float64)
+    scored = np.zeros(n, dtype=bool)
+    for a in range(n):
+        keep = ~left[a]
+        keep[a] = False
+        others = np.flatnonzero(keep)
+        if others.size == 0:
+            continue
+        row = sim[a, others]
+        if ties == "first":
+            order = np.concatenate([[a], others[np.argsort(row)[::-1]]])[None]
+            block = truth.score_ordered(np.array([a]), order)
+            acc[a], top1[a], scored[a] = block[0][0], block[1][0], block[2][0]
+        else:
+            acc[a], top1[a], scored[a] = truth.score_average(a, others, row)
+    return _image_result(acc, top1, scored, gid, groups, mode, n, 0)
+
+
 def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any = None, *,
                      group_ids: Optional[Sequence[Hashable]] = None, mode: str = "soft",
-                     normalize: bool = False) -> Dict[str, Any]:
+                     normalize: bool = False, similarities: Any = None, exclude: Any = None,
+                     ties: str = "first") -> Dict[str, Any]:
     """Triplet and top-1 accuracy of one image's point descriptors (SPEC §3.2-3.5).
 
     For each anchor point, all points (itself included) are ordered by descending cosine similarity to it
@@ -304,6 +413,18 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
     their first scored anchor) of the mean over their scored anchors. With no relations, soft and hard modes
     give the same numbers.
 
+    Promptable models (SAM, Materialistic) have no descriptors: they give, per anchor, a similarity of every
+    point to the anchor's prompt. Pass those as ``similarities`` [N, N] (row ``a`` = anchor ``a``) with
+    ``descriptors=None``; the anchor is then always placed first, and points marked in ``exclude`` (or NaN in
+    ``similarities``) are left out of that anchor's ranking (the anchor's other prompt points).
+
+    Ties. ``ties="first"`` (default) orders equal similarities as the reference does (``numpy.argsort`` reversed:
+    the order numpy's sort leaves them in, not a principled rule, but the published numbers' rule).
+    ``ties="average"`` scores the expectation over all orders of tied points: a pair of points with equal
+    similarity and different ground truth counts as half an error, and top-1 is the fraction of the points tied
+    for the best similarity that are a right answer. It is the fair rule for hard segmentations (a label map
+    gives every point of a segment the same similarity); without exact ties both rules give the same numbers.
+
     Args:
         descriptors: float [N, D] point descriptors, rows L2-normalised (zero rows allowed), e.g. from
             :func:`point_descriptors`. float32 and float64 are kept as given (the similarities are computed in
@@ -319,6 +440,11 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         mode: ``"soft"``, ``"hard"`` or ``"soft_only"``.
         normalize: L2-normalise the descriptor rows (in float64) first. Without it, rows whose norm is not 1
             (within 1e-3; 1e-2 for float16) are an error, since the dot product would not be the cosine similarity.
+        similarities: instead of ``descriptors``: float [N, N], ``similarities[a, j]`` = similarity of point ``j``
+            to anchor ``a``'s query (any real scale, higher = more similar; the diagonal is ignored; NaN = left out).
+        exclude: optional bool [N, N]: ``exclude[a, j]`` leaves point ``j`` out of anchor ``a``'s ranking (the
+            diagonal is ignored). Only with ``similarities``.
+        ties: ``"first"`` or ``"average"`` (see above).
 
     Returns:
         dict with ``point_triplet``, ``material_triplet``, ``point_top1``, ``material_top1`` (float, or None when
@@ -331,6 +457,11 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
     """
     if mode not in MODES:
         raise MatSegInputError(f"mode must be one of {MODES}; got {mode!r}")
+    if ties not in TIES:
+        raise MatSegInputError(f"ties must be one of {TIES}; got {ties!r}")
+    if similarities is not None or exclude is not None:
+        return _triplet_accuracy_rows(descriptors, similarities, exclude, point_groups, group_similarity,
+                                      group_ids=group_ids, mode=mode, ties=ties)
     desc = _as_numpy(descriptors, "descriptors")
     _check_numeric(desc, "descriptors")
     if desc.ndim != 2:
@@ -355,32 +486,27 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         raise MatSegInputError(f"descriptors[{i}] has L2 norm {norms[i]:.6g}; rows must be L2-normalised "
                                f"({off.size} row(s) are not): normalise them, or pass normalize=True")
     gid, groups = _group_index(point_groups, n)
-    if mode == "hard":
-        if group_similarity is not None:  # still validated, so that a wrong call fails the same way in every mode
-            _similarity_matrix(group_similarity, group_ids, groups)
-        sim = np.eye(len(groups))
-    else:
-        sim = _similarity_matrix(group_similarity, group_ids, groups)
-    sim32 = sim.astype(np.float32)  # the reference stores the weights in a float32 array
-    levels, level_of = np.unique(sim32, return_inverse=True)
-    level_of = level_of.reshape(sim32.shape)
-    skip_level = np.isin(levels, np.array([0, 1], dtype=np.float32)) if mode == "soft_only" else None
-
+    truth = _Truth(gid, groups, group_similarity, group_ids, mode)
     acc = np.zeros(n, dtype=np.float64)
-    top1 = np.zeros(n, dtype=bool)
+    top1 = np.zeros(n, dtype=np.float64)
     scored = np.zeros(n, dtype=bool)
-    if n > 1:
+    if n > 1 and ties == "first":
         step = max(1, _RANK_BLOCK_CELLS // n)
         for a in range(0, n, step):
             b = min(n, a + step)
             order = np.argsort(_similarities(desc, slice(a, b)), axis=1)[:, ::-1]
-            sorted_groups = gid[order]
-            if mode == "hard":
-                block = _score_block_hard(sorted_groups == gid[a:b, None])
-            else:
-                block = _score_block_soft(level_of[gid[a:b, None], sorted_groups], levels.size, skip_level)
-            acc[a:b], top1[a:b], scored[a:b] = block
+            acc[a:b], top1[a:b], scored[a:b] = truth.score_ordered(np.arange(a, b), order)
+    elif n > 1:
+        for a in range(n):
+            others = np.flatnonzero(np.arange(n) != a)
+            row = _similarities(desc, slice(a, a + 1))[0]
+            acc[a], top1[a], scored[a] = truth.score_average(a, others, row[others])
+    return _image_result(acc, top1, scored, gid, groups, mode, n, int(zero.sum()))
 
+
+def _image_result(acc: np.ndarray, top1: np.ndarray, scored: np.ndarray, gid: np.ndarray, groups: List[Hashable],
+                  mode: str, n: int, num_zero: int) -> Dict[str, Any]:
+    """Per-image means (point and material) of per-anchor values."""
     result: Dict[str, Any] = {
         "scored": bool(scored.any()),
         "mode": mode,
@@ -388,7 +514,7 @@ def triplet_accuracy(descriptors: Any, point_groups: Any, group_similarity: Any 
         "num_groups": len(groups),
         "num_anchors": int(scored.sum()),
         "num_scored_groups": 0,
-        "num_zero_descriptors": int(zero.sum()),
+        "num_zero_descriptors": num_zero,
     }
     if not result["scored"]:
         result.update({key: None for key in METRIC_KEYS})
@@ -447,7 +573,8 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
 
 def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any],
                  group_similarity: Optional[Sequence[Any]] = None, *, group_ids: Optional[Sequence[Any]] = None,
-                 mode: str = "soft", normalize: bool = False) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+                 mode: str = "soft", normalize: bool = False, similarities: bool = False,
+                 ties: str = "first") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """Score a list of images: :func:`triplet_accuracy` per image, then :func:`aggregate`.
 
     This is what the ``evaluate`` module ``triplet_accuracy`` computes. Errors name the image (its index).
@@ -458,7 +585,9 @@ def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any],
         group_similarity: None (no relations anywhere) or, per image, anything :func:`triplet_accuracy` accepts
             (None, a dict of dicts, a dense matrix, or ``{"group_ids": [...], "matrix": [[...]]}``).
         group_ids: None or, per image, the row ids of that image's dense ``group_similarity``.
-        mode, normalize: as in :func:`triplet_accuracy`.
+        mode, normalize, ties: as in :func:`triplet_accuracy`.
+        similarities: ``descriptors`` holds, per image, a promptable model's [N_i, N_i] similarity rows (row ``a``:
+            every point's similarity to anchor ``a``'s query, NaN = left out) instead of descriptors.
 
     Returns:
         ``(aggregate(per_image), per_image)``.
@@ -483,8 +612,12 @@ def score_images(descriptors: Sequence[Any], point_groups: Sequence[Any],
     results = []
     for i in range(n_images):
         try:
-            results.append(triplet_accuracy(descriptors[i], point_groups[i], per_image_args["group_similarity"][i],
-                                            group_ids=per_image_args["group_ids"][i], mode=mode, normalize=normalize))
+            rows = {"descriptors": None, "similarities": descriptors[i]} if similarities else \
+                {"descriptors": descriptors[i]}
+            results.append(triplet_accuracy(point_groups=point_groups[i],
+                                            group_similarity=per_image_args["group_similarity"][i],
+                                            group_ids=per_image_args["group_ids"][i], mode=mode, normalize=normalize,
+                                            ties=ties, **rows))
         except MatSegInputError as exc:
             raise MatSegInputError(f"image {i}: {exc}") from exc
     return aggregate(results), results
