@@ -253,9 +253,9 @@ def _check_layer(layer: Optional[int], count: int, what: str, name: str) -> Opti
     if layer is None:
         return None
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise MatSegInputError(f"features:{name}: layer must be an integer index into {what}, got {layer!r}")
+        raise MatSegInputError(f"layer must be an integer index into the {what} of {name!r}, got {layer!r}")
     if not -count <= int(layer) < count:
-        raise MatSegInputError(f"features:{name}: layer {layer} is out of range: the model has {count} {what} "
+        raise MatSegInputError(f"layer {layer} is out of range for {name!r}: it has {count} {what} "
                                f"(use {-count}..{count - 1})")
     return int(layer)
 
@@ -287,7 +287,7 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
 
     name = str(name_or_path)
     if _looks_like_path(name) and not Path(name).expanduser().is_dir():
-        raise MatSegInputError(f"features:{name}: the model folder does not exist; give a folder written by "
+        raise MatSegInputError(f"the model folder {name} does not exist; give a folder written by "
                                f"save_pretrained (config.json + weights) or a Hub model id such as "
                                f"'facebook/dinov2-small'")
     if _looks_like_path(name):
@@ -297,7 +297,7 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
     try:
         config = AutoConfig.from_pretrained(name, **hub_kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        raise MatSegInputError(f"features:{name}: cannot read the model's config: {_first_line(exc)}") from exc
+        raise MatSegInputError(f"cannot read the config of model {name!r}: {_first_line(exc)}") from exc
     model_type = str(getattr(config, "model_type", ""))
     if model_type in VISION_TOWERS:  # a full CLIP / SigLIP: its vision tower
         config = config.vision_config
@@ -320,19 +320,19 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
             cls = MODEL_FOR_BACKBONE_MAPPING[type(config)]
             stages = list(getattr(config, "stage_names", []) or [])
             if not stages:
-                raise MatSegInputError(f"features:{name}: the {model_type!r} backbone lists no stages")
+                raise MatSegInputError(f"the {model_type!r} backbone {name!r} lists no stages (config.stage_names)")
             stage = _check_layer(layer, len(stages), "stages (stage_names, 0 = stem)", name)
             index = (len(stages) - 1) if stage is None else stage % len(stages)
             layer = stage
             model = cls.from_pretrained(name, out_indices=[index], **hub_kwargs)
         else:
-            raise MatSegInputError(f"features:{name}: {model_type or type(config).__name__!r} is not a vision "
+            raise MatSegInputError(f"{name!r} is a {model_type or type(config).__name__!r} model, not a vision "
                                    f"backbone; features: takes a ViT (DINOv2, ViT, CLIP, SigLIP) or a model with "
                                    f"an AutoBackbone class (ConvNeXt, ResNet, Swin, ...)")
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         if isinstance(exc, MatSegInputError):
             raise
-        raise MatSegInputError(f"features:{name}: cannot load the {model_type!r} model: {_first_line(exc)}") from exc
+        raise MatSegInputError(f"cannot load the {model_type!r} model {name!r}: {_first_line(exc)}") from exc
     model = model.to(device).eval()
     mean, std, rescale, source = _mean_std(name, model_type, hub_kwargs)
     if vit:
