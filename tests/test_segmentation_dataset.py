@@ -203,6 +203,7 @@ def test_labpics_layout(tmp_path):
 
 def test_materialistic_layout(tmp_path):
     truth = make_materialistic_folder(tmp_path / "real")
+    assert detect_format(tmp_path / "real") == "materialistic"
     out = build_segmentation_dataset(tmp_path / "real", tmp_path / "out", format="materialistic")
     _check_built(out, truth)
 

@@ -501,7 +501,8 @@ def _root(root: PathLike) -> Path:
 def detect_format(root: PathLike) -> str:
     """The layout of a raw folder when exactly one fits (see the module docstring).
 
-    ``images/`` + ``masks/`` is ``materialistic`` when ``masks/`` holds ``.exr`` files, else ``masks``; folders
+    ``images/`` + ``masks/`` is ``materialistic`` when ``masks/`` holds ``.exr`` (or ``.tif``) label maps, else
+    ``masks``; folders
     holding ``Data.json`` make ``labpics``; complete scene folders ``scenes``.
 
     Raises:
@@ -510,8 +511,8 @@ def detect_format(root: PathLike) -> str:
     root = _root(root)
     found = []
     if (root / "images").is_dir() and (root / "masks").is_dir():
-        exr = any(p.suffix.lower() == ".exr" for p in (root / "masks").iterdir())
-        found.append("materialistic" if exr else "masks")
+        float_maps = any(p.suffix.lower() in (".exr", ".tif", ".tiff") for p in (root / "masks").iterdir())
+        found.append("materialistic" if float_maps else "masks")
     if any((p / LABPICS_DATA).is_file() for p in root.iterdir() if p.is_dir()):
         found.append("labpics")
     from ..synthetic.layout import iter_scene_folders
