@@ -371,3 +371,31 @@ def test_wrong_source_and_format(tmp_path):
         list(load_segmentation(tmp_path / "raw", format="coco"))
     with pytest.raises(MatSegFormatError, match="not a LabPics folder"):
         list(load_segmentation(tmp_path / "raw", format="labpics"))
+
+
+HUB_CLIENT = """
+import json
+import numpy as np
+from matseg_hub.segmentation.dataset import load_segmentation
+out = [{"id": i.image_id, "masks": np.packbits(i.masks).tolist(), "shape": list(i.masks.shape),
+         "names": i.region_names, "license": i.license, "pixel": i.image[5, 7].tolist()}
+       for i in load_segmentation("testns/segmentation")]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.hub
+def test_load_segmentation_by_hub_id(local_hub, tmp_path):
+    from hubserver import run_client
+
+    truth = make_masks_folder(tmp_path / "raw", "per_region", num=3)
+    built = build_segmentation_dataset(tmp_path / "raw", tmp_path / "segmentation", max_shard_size="20KB")
+    local_hub.publish(built, "testns/segmentation", repo_type="dataset")
+    rows = json.loads(run_client(HUB_CLIENT, local_hub, timeout=300).stdout.strip().splitlines()[-1])
+    local = list(load_segmentation(tmp_path / "raw"))
+    assert [r["id"] for r in rows] == [i.image_id for i in local] == sorted(truth)
+    for row, item in zip(rows, local):
+        assert row["shape"] == list(item.masks.shape)
+        assert row["masks"] == np.packbits(item.masks).tolist()
+        assert row["names"] == item.region_names and row["license"] == item.license
+        assert row["pixel"] == item.image[5, 7].tolist()

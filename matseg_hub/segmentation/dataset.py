@@ -115,8 +115,8 @@ def dataset_card(features, split_info: Dict[str, int], skipped: Sequence[Mapping
     return f"""{header}
 # {pretty_name}
 
-A segmentation set for point-prompted IoU (MatSeg, SPEC §10): every row is an image with one binary mask per
-ground-truth region. Built with `matseg build segmentation --format {format}` from `{source_name}`;
+A segmentation set for the point-prompted IoU evaluation of zero-shot material-state segmentation (MatSeg,
+NeurIPS 2024 Datasets & Benchmarks): every row is an image with one binary mask per ground-truth region. Built with `matseg build segmentation --format {format}` from `{source_name}`;
 **{split_info["num_examples"]}** images in the `{SPLIT}` split.
 
 ## Fields
