@@ -195,7 +195,8 @@ def iou_markdown(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
     lines += ["", "## Paper (reference): published numbers, not measured by this run", "",
               f"From {PAPER_CITATION}: oracle IoU (best threshold per image) on the paper's external sets.", ""]
     lines += _table(["dataset (paper)"] + list(PAPER_IOU_MODELS),
-                    [[name] + [f"{v:.2f}" for v in values] for name, values in PAPER_IOU], ["---", "---:", "---:", "---:"])
+                    [[name] + [f"{v:.2f}" for v in values] for name, values in PAPER_IOU],
+                    ["---"] + ["---:"] * len(PAPER_IOU_MODELS))
     return "\n".join(lines) + "\n"
 
 

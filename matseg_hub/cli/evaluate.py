@@ -192,13 +192,22 @@ def _accepts(fn, name: str) -> bool:
     return name in inspect.signature(fn).parameters
 
 
-def _row_name(spec: str, scorer: Any, k: Optional[int], negative: int) -> str:
-    if k is None:
+def _spec_name(spec: Any) -> str:
+    """How a model is named in tables and error lines: the spec as typed (``run(args)`` also takes a Scorer or a
+    callable in ``args.model``: then its name)."""
+    if isinstance(spec, str):
         return spec
-    return f"{spec} ({k} pt, {negative} neg)" if negative else f"{spec} ({k} pt)"
+    return str(getattr(spec, "name", None) or getattr(spec, "__name__", None) or type(spec).__name__)
 
 
-def _score_model(spec: str, args: argparse.Namespace, evaluate, modes: List[str]) -> List[Dict[str, Any]]:
+def _row_name(spec: Any, k: Optional[int], negative: int) -> str:
+    base = _spec_name(spec)
+    if k is None:
+        return base
+    return f"{base} ({k} pt, {negative} neg)" if negative else f"{base} ({k} pt)"
+
+
+def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]) -> List[Dict[str, Any]]:
     """Every run of one model: load it once, score it per prompt-point count and per mode."""
     from ..errors import MatSegInputError
     from ..models.scorers import DescriptorScorer, resolve_scorer
@@ -210,15 +219,15 @@ def _score_model(spec: str, args: argparse.Namespace, evaluate, modes: List[str]
     new_api = _accepts(evaluate, "prompt_points")
     runs = []
     for k in (ks if promptable else [None]):
-        name = _row_name(spec, scorer, k, args.negative_points)
+        name = _row_name(spec, k, args.negative_points)
         if promptable:
             scorer.prompt_points = k
         scorer.name = name  # the progress bar, describe() and the table show the row's name
         model: Any = scorer
         if not new_api:  # an evaluate_benchmark that predates scorers takes a descriptor callable
             if not isinstance(scorer, DescriptorScorer):
-                raise MatSegInputError(f"{spec} is a promptable model, which this evaluate_benchmark cannot score; "
-                                       f"update matseg-hub")
+                raise MatSegInputError(f"{_spec_name(spec)} is a promptable model, which this evaluate_benchmark "
+                                       f"cannot score; update matseg-hub")
             model = scorer.fn
         common = dict(max_size=args.max_size or None, split=args.split, limit=args.limit, device=args.device,
                       skip_bad=args.skip_bad)
@@ -281,9 +290,10 @@ def run(args: argparse.Namespace) -> int:
         check_results_path(args.output, args.overwrite)
     if args.report:
         check_report_folder(args.report, overwrite=args.overwrite, sources=[args.data])
-    evaluate, format_table = _evaluators(args.task)
     _check_data(args)
-    models = _unique(args.model or ["rgb", "hsv"])
+    evaluate, format_table = _evaluators(args.task)
+    models = list(args.model) if args.model else ["rgb", "hsv"]
+    models = [m for i, m in enumerate(models) if not isinstance(m, str) or m not in models[:i]]
     modes = _unique(args.mode or ["soft"])
     verbose = bool(getattr(args, "verbose", False))
     runs: List[Dict[str, Any]] = []
@@ -296,9 +306,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception as exc:  # one model's failure must not lose the others' numbers; reported in one line
             if verbose:
                 traceback.print_exc()
-            line = _failure_line(spec, exc, verbose)
+            line = _failure_line(_spec_name(spec), exc, verbose)
             print(line, file=sys.stderr, flush=True)
-            failed.append({"model": spec, "error": line.split(": ", 2)[-1]})
+            failed.append({"model": _spec_name(spec), "error": line.split(": ", 2)[-1]})
     if not runs:
         print("matseg: error: no model could be scored; nothing was written", file=sys.stderr)
         return 1
@@ -324,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.output, json.dumps(payload, indent=2))
         print(f"wrote {args.output}")
     if args.report:
-        settings = _settings(args, models, modes)
+        settings = _settings(args, [_spec_name(m) for m in models], modes)
         settings["failed"] = failed
         written = write_report(runs, args.report, overwrite=args.overwrite, settings=settings, sources=[args.data])
         print(f"wrote {', '.join(str(p) for p in written.values())}")
