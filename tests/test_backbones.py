@@ -324,3 +324,21 @@ def test_load_by_hub_id_from_the_local_hub(local_hub, folders, image):  # noqa: 
     assert reply["described"]["image_mean"] == pytest.approx(MEAN)  # the processor came from the Hub too
     local = _fmap(load_feature_scorer(str(folders["dinov2_reg"]), device="cpu"), image)
     np.testing.assert_allclose(np.array(reply["values"]), local[3::P, 3::P].ravel(), atol=1e-6)
+
+
+def test_scorer_from_a_model_in_memory(folders, image):
+    from transformers import ConvNextBackbone, ConvNextConfig, Dinov2WithRegistersModel
+
+    from matseg_hub.models.backbones import feature_scorer_from_model
+
+    model = Dinov2WithRegistersModel.from_pretrained(folders["dinov2_reg"])
+    scorer = feature_scorer_from_model(model, image_mean=MEAN, image_std=STD, device="cpu")
+    loaded = load_feature_scorer(str(folders["dinov2_reg"]), device="cpu")
+    np.testing.assert_allclose(_fmap(scorer, image), _fmap(loaded, image), atol=1e-6)
+    assert scorer.prefix_tokens == 1 + REGISTERS
+    default = feature_scorer_from_model(model, device="cpu")  # no processor given: ImageNet's mean/std
+    assert default.image_mean == pytest.approx(IMAGENET_MEAN)
+    backbone = ConvNextBackbone(ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], out_indices=[3]))
+    assert feature_scorer_from_model(backbone, device="cpu", layer=-2).describe()["stage"] == "stage3"
+    with pytest.raises(MatSegInputError, match="out_indices"):
+        feature_scorer_from_model(backbone, layer=1)

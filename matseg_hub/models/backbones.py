@@ -281,7 +281,6 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
         MatSegInputError: the folder does not exist, the model cannot be loaded, it is not a vision model, or
             ``layer`` is out of range.
     """
-    import torch
     from transformers import AutoConfig, AutoModel
     from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING, MODEL_MAPPING
 
@@ -302,18 +301,15 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
     if model_type in VISION_TOWERS:  # a full CLIP / SigLIP: its vision tower
         config = config.vision_config
         model_type = VISION_TOWERS[model_type]
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
 
     vit = model_type in CLS_TOKENS or (type(config) not in MODEL_FOR_BACKBONE_MAPPING
                                        and getattr(config, "patch_size", None) is not None
                                        and type(config) in MODEL_MAPPING)
     try:
         if vit:
-            cls = MODEL_MAPPING[type(config)]
             count = int(getattr(config, "num_hidden_layers", 0)) + 1
             layer = _check_layer(layer, count, "hidden_states", name)
-            model = cls.from_pretrained(name, config=config, **hub_kwargs)
+            model = AutoModel.from_pretrained(name, config=config, **hub_kwargs)  # a full CLIP: CLIPVisionModel
         elif type(config) in MODEL_FOR_BACKBONE_MAPPING:
             # AutoBackbone.from_pretrained asks the Hub whether the id exists (a timm fallback) even for a
             # folder; the backbone class of the config type is what it would load.
@@ -333,21 +329,65 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
         if isinstance(exc, MatSegInputError):
             raise
         raise MatSegInputError(f"cannot load the {model_type!r} model {name!r}: {_first_line(exc)}") from exc
-    model = model.to(device).eval()
     mean, std, rescale, source = _mean_std(name, model_type, hub_kwargs)
-    if vit:
+    return feature_scorer_from_model(model, name=f"features:{name_or_path}", layer=layer, image_mean=mean,
+                                     image_std=std, rescale_factor=rescale, normalisation=source, device=device,
+                                     max_input_size=max_input_size)
+
+
+def feature_scorer_from_model(model: Any, *, name: Optional[str] = None, layer: Optional[int] = None,
+                              image_mean: Optional[Sequence[float]] = None,
+                              image_std: Optional[Sequence[float]] = None, rescale_factor: float = 1 / 255,
+                              normalisation: Optional[str] = None, device: Optional[str] = None,
+                              max_input_size: Optional[int] = None) -> FeatureBackboneScorer:
+    """The scorer of a model already in memory (what :func:`load_feature_scorer` builds after loading).
+
+    Args:
+        model: a ViT (``Dinov2Model``, ``Dinov2WithRegistersModel``, ``ViTModel``, ``CLIPVisionModel``,
+            ``SiglipVisionModel``, another ``AutoModel`` ViT) or an ``AutoBackbone`` model (its last
+            ``out_indices`` stage is used; ``layer`` must then be None).
+        layer: ViTs: index into ``hidden_states`` (default ``last_hidden_state``).
+        image_mean, image_std: normalisation after ``* rescale_factor`` (default: the per-family fallback of the
+            module docstring).
+        device: where to run (default: cuda when available); the model is moved there and put in eval mode.
+
+    Returns:
+        A :class:`FeatureBackboneScorer`.
+    """
+    import torch
+
+    config = model.config
+    model_type = str(getattr(config, "model_type", ""))
+    backbone = hasattr(model, "stage_names") and hasattr(model, "out_indices")
+    if not backbone and getattr(config, "patch_size", None) is None:
+        raise MatSegInputError(f"{name or type(model).__name__!r} is a {model_type or type(model).__name__!r} "
+                               f"model, not a vision backbone (no patch_size, no AutoBackbone stages)")
+    label = name if name is not None else f"features:{type(model).__name__}"
+    if backbone:
+        if layer is not None and layer % len(model.stage_names) != model.out_indices[-1] % len(model.stage_names):
+            raise MatSegInputError(f"{label}: layer {layer} is not the backbone's output stage "
+                                   f"{model.out_indices[-1]}; build the backbone with out_indices=[{layer}]")
+        patch, registers, prefix = (BACKBONE_MULTIPLE, BACKBONE_MULTIPLE), 0, None
+    else:
+        layer = _check_layer(layer, int(getattr(config, "num_hidden_layers", 0)) + 1, "hidden_states", label)
         patch = _pair(config.patch_size)
         registers = int(getattr(config, "num_register_tokens", 0) or 0)
         prefix = CLS_TOKENS[model_type] + registers if model_type in CLS_TOKENS else None
-    else:
-        patch, registers, prefix = (BACKBONE_MULTIPLE, BACKBONE_MULTIPLE), 0, None
-    logger.info("features:%s: %s (%s), layer %s, patch %s, %s", name, type(model).__name__, model_type,
-                "last" if layer is None else layer, patch, source)
-    return FeatureBackboneScorer(model, name=f"features:{name_or_path}", family="vit" if vit else "backbone",
-                                 model_type=model_type, layer=layer, patch_size=patch, prefix_tokens=prefix,
-                                 num_register_tokens=registers, image_mean=mean, image_std=std,
-                                 rescale_factor=rescale, mean_std_source=source, device=device,
+    if image_mean is None or image_std is None:
+        mean, std = FALLBACK_MEAN_STD.get(model_type, (IMAGENET_MEAN, IMAGENET_STD))
+        image_mean = mean if image_mean is None else image_mean
+        image_std = std if image_std is None else image_std
+        normalisation = normalisation or "default for the model family"
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    logger.info("%s: %s (%s), layer %s, patch %s, normalisation: %s", label, type(model).__name__, model_type,
+                "last" if layer is None else layer, patch, normalisation or "given")
+    return FeatureBackboneScorer(model, name=label, family="backbone" if backbone else "vit", model_type=model_type,
+                                 layer=layer, patch_size=patch, prefix_tokens=prefix, num_register_tokens=registers,
+                                 image_mean=image_mean, image_std=image_std, rescale_factor=rescale_factor,
+                                 mean_std_source=normalisation or "given", device=device,
                                  max_input_size=max_input_size)
 
 
-__all__ = ["FeatureBackboneScorer", "load_feature_scorer", "input_size", "BACKBONE_MULTIPLE"]
+__all__ = ["FeatureBackboneScorer", "load_feature_scorer", "feature_scorer_from_model", "input_size", "BACKBONE_MULTIPLE"]
