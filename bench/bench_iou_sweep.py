@@ -1,8 +1,11 @@
-"""Time the one-pass IoU threshold sweep (matseg_hub.metrics.iou.iou_sweep) against the plain sweep (one mask per
-threshold) on the same maps, and check that they agree exactly.
+"""Time the one-pass IoU threshold sweep (matseg_hub.metrics.iou.iou_sweep: one histogram pass, arithmetic buckets)
+against the brute-force sweep (iou_sweep_plain: ``mask = sim > t``, intersection / union, per threshold) on the same
+maps, and check that they agree exactly.
 
-A 700x700 similarity map (the evaluation size), a region covering about a third of it, thresholds 0 to 1 by 0.01
-(the paper's oracle sweep, 101 thresholds) and, with --steps, other sweep sizes.
+Maps of the evaluation size (700x700, float32 like every scorer's output), a region covering about a third of it:
+``[0, 1]`` (a promptable model's probabilities), ``[-1, 1]`` (a descriptor model's cosine), and a two-level 0/1 map
+(a hard answer: every pixel on a threshold, the slow path of the histogram). Thresholds 0 to 1 by 0.01 (the paper's
+oracle sweep, 101 thresholds) and by 0.001 (1001).
 
     python bench/bench_iou_sweep.py
     python bench/bench_iou_sweep.py --size 1000 --repeats 20
@@ -30,24 +33,31 @@ def best_of(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=700)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20, help="runs of the histogram sweep (best of)")
     parser.add_argument("--steps", type=int, nargs="+", default=[101, 1001])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     yy, xx = np.mgrid[: args.size, : args.size]
     region = (yy - args.size / 2) ** 2 + (xx - args.size / 2) ** 2 < (0.33 * args.size) ** 2
-    sim = np.clip(0.35 * region + 0.65 * rng.random((args.size, args.size)), 0, 1).astype(np.float32)
-    print(f"{args.size}x{args.size} map, region {region.mean():.0%} of the pixels, best of {args.repeats} runs")
-    for steps in args.steps:
-        thresholds = np.linspace(0.0, 1.0, steps)
-        fast = iou_sweep(sim, region, thresholds)
-        plain = iou_sweep_plain(sim, region, thresholds)
-        t_fast = best_of(lambda: iou_sweep(sim, region, thresholds), args.repeats)
-        t_plain = best_of(lambda: iou_sweep_plain(sim, region, thresholds), max(1, args.repeats // 5))
-        print(f"{steps:5d} thresholds: one pass {t_fast * 1e3:7.2f} ms, plain {t_plain * 1e3:8.1f} ms, "
-              f"{t_plain / t_fast:6.1f}x, identical: {bool(np.array_equal(fast, plain))}, "
-              f"best IoU {fast.max():.4f} at t = {thresholds[int(np.argmax(fast))]:.3f}")
+    noise = rng.random((args.size, args.size))
+    maps = {
+        "[0, 1]": np.clip(0.35 * region + 0.65 * noise, 0, 1).astype(np.float32),
+        "cosine [-1, 1]": (0.7 * region + 1.3 * noise - 1).astype(np.float32),
+        "two levels 0/1": (noise < 0.5 + 0.4 * region).astype(np.float32),
+    }
+    print(f"{args.size}x{args.size} float32 maps, region {region.mean():.0%} of the pixels; histogram sweep best of "
+          f"{args.repeats} runs, brute-force best of {max(1, args.repeats // 10)}")
+    print(f"{'map':<16} {'thresholds':>10} {'histogram ms':>13} {'brute-force ms':>15} {'ratio':>8} {'identical':>9}")
+    for name, sim in maps.items():
+        for steps in args.steps:
+            thresholds = np.round(np.linspace(0.0, 1.0, steps), 6)
+            fast = iou_sweep(sim, region, thresholds)
+            plain = iou_sweep_plain(sim, region, thresholds)
+            t_fast = best_of(lambda: iou_sweep(sim, region, thresholds), args.repeats)
+            t_plain = best_of(lambda: iou_sweep_plain(sim, region, thresholds), max(1, args.repeats // 10))
+            print(f"{name:<16} {steps:>10d} {t_fast * 1e3:>13.2f} {t_plain * 1e3:>15.1f} {t_plain / t_fast:>7.1f}x "
+                  f"{str(bool(np.array_equal(fast, plain))):>9}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,31 @@
 """IoU of a thresholded similarity map against a region, for every threshold of a sweep in one pass (SPEC §10).
 
-The paper's IoU protocol thresholds a scorer's similarity map (``similarity > t``) and reports the best ``t`` per
-image (an oracle) beside a fixed one. The plain sweep builds one mask per threshold; :func:`iou_sweep` gets every
-threshold's IoU from one pass over the pixels instead: each pixel falls into the bucket of how many thresholds lie
-strictly below its value, and cumulative counts of the buckets inside and outside the region give, for each
-threshold, the pixels above it inside (the intersection) and outside the region (union = region + those). The
-counts are integers, so the IoU values equal the plain sweep's exactly, thresholds on the pixel values included.
+The paper's IoU protocol thresholds a scorer's similarity map (``similarity > t``, a strict comparison of the map's
+values with the thresholds as real numbers) and reports the best ``t`` per query (an oracle) beside a fixed one. The
+plain sweep (:func:`iou_sweep_plain`) builds one mask per threshold. :func:`iou_sweep` gets every threshold's IoU
+from one histogram pass instead: each pixel falls into bucket ``k`` = how many thresholds lie strictly below its
+value, ``np.bincount`` of ``2 k + inside`` counts the buckets inside and outside the region, and cumulative sums
+from the top give, for each threshold, the pixels above it inside the region (the intersection) and outside it
+(union = region + those). The counts are integers, so the IoU values equal the plain sweep's exactly.
+
+How a pixel's bucket is found without a search (evenly spaced thresholds ``t_j = t_0 + j * step``):
+
+* A float32 map is compared in float32: for a float32 value ``v``, ``v > t_j`` holds exactly when ``v > tau_j``
+  where ``tau_j`` is the largest float32 not above ``t_j``. (float64 and integer maps: ``tau = t`` in float64.)
+* ``q = v * a`` in the map's float type, ``a = 1 / step``; the bucket is ``ceil(q) - j0`` clipped to ``[0, T]``,
+  ``j0 = round(t_0 * a)``. This is exact when every threshold satisfies ``tau_j * a <= j0 + j < next(tau_j) * a``
+  in exact arithmetic (checked once per threshold list and dtype) and ``q`` is not an integer: rounding ``v * a``
+  to the float type never jumps over an integer, it can only land on one. Pixels whose ``q`` is an integer (values
+  on or next to a threshold, maps of a few levels such as 0/1) are bucketed again by ``searchsorted`` on ``tau``.
+* Thresholds that fail the check (uneven spacing, spacing below the map's float resolution) fall back to
+  ``searchsorted`` for every pixel: the same counts, O(N log T).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -18,7 +33,7 @@ from ..errors import MatSegInputError
 
 #: the paper's oracle sweep: thresholds 0, 0.01, ..., 1
 DEFAULT_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)
-_BLOCK = 1 << 16  # pixels bucketed at once
+_BLOCK = 1 << 15  # pixels bucketed at once (a block's buffers stay in cache)
 
 
 def _as_thresholds(thresholds: Any) -> np.ndarray:
@@ -30,38 +45,8 @@ def _as_thresholds(thresholds: Any) -> np.ndarray:
     return t
 
 
-def _buckets(values: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """int64 [N]: how many thresholds lie strictly below each value (``searchsorted(t, v, "left")``).
-
-    Evenly spaced thresholds (a sweep) are bucketed arithmetically and then corrected against the thresholds
-    themselves, so the result is exactly ``searchsorted``'s, in O(N) instead of O(N log T)."""
-    if t.size > 2:
-        step = (t[-1] - t[0]) / (t.size - 1)
-        if step > 0 and np.allclose(np.diff(t), step, rtol=1e-9, atol=0):
-            k = np.clip(np.ceil((values - t[0]) / step), 0, t.size).astype(np.int64)
-            # exact correction: k thresholds below v means t[k-1] < v <= t[k]
-            below = np.concatenate(([-np.inf], t))  # below[k] = t[k-1]
-            above = np.concatenate((t, [np.inf]))  # above[k] = t[k]
-            k += (values > above[k]).astype(np.int64)
-            k -= (values <= below[k]).astype(np.int64)
-            return k
-    return np.searchsorted(t, values, side="left").astype(np.int64)
-
-
-def iou_sweep(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> np.ndarray:
-    """IoU of ``similarity > t`` with ``region`` for every threshold ``t``, from one pass over the pixels.
-
-    Args:
-        similarity: float [H, W] (any real values; NaN is never above a threshold).
-        region: bool (or 0/1) [H, W], the ground-truth region.
-        thresholds: strictly increasing floats [T] (default :data:`DEFAULT_THRESHOLDS`, 0 to 1 by 0.01).
-
-    Returns:
-        float64 [T]: ``|pred & region| / |pred | region|`` per threshold, 1.0 where both are empty.
-
-    Raises:
-        MatSegInputError: shapes differ, or the thresholds are not finite and increasing.
-    """
+def _check_maps(similarity: Any, region: Any) -> Tuple[np.ndarray, np.ndarray, Any]:
+    """``(similarity, bool region, the map's lowest value or None when empty)``, checked."""
     sim = np.asarray(similarity)
     reg = np.asarray(region)
     if sim.dtype.kind not in "fiub":
@@ -69,29 +54,140 @@ def iou_sweep(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS
     if sim.shape != reg.shape or sim.ndim != 2:
         raise MatSegInputError(f"similarity and region must be [H, W] maps of one shape, got {sim.shape} and "
                                f"{reg.shape}")
-    t = _as_thresholds(thresholds)
-    inside = reg.astype(bool).reshape(-1)
+    lowest = sim.min() if sim.size else None
+    if sim.dtype.kind == "f" and lowest is not None and np.isnan(lowest):  # min() is NaN when a value is
+        raise MatSegInputError("the similarity map holds NaN values: a NaN pixel is neither above nor below a "
+                               "threshold; fix the scorer (or replace NaN with a value) before the IoU sweep")
+    return sim, reg.astype(bool, copy=False), lowest
+
+
+def _map_dtype(sim: np.ndarray) -> np.dtype:
+    """The float type the map is compared in: float32 maps in float32 (exact, see the module docstring), every
+    other map in float64 (exact for float16/float64 values and integers below 2**53)."""
+    return np.dtype(np.float32) if sim.dtype == np.float32 else np.dtype(np.float64)
+
+
+def _round_down(t: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The largest value of ``dtype`` not above each threshold: ``v > t  <=>  v > tau`` for every ``v`` of
+    ``dtype``."""
+    tau = t.astype(dtype)
+    over = tau.astype(np.float64) > t
+    tau[over] = np.nextafter(tau[over], dtype.type(-np.inf))
+    return tau
+
+
+@lru_cache(maxsize=64)
+def _plan(t_bytes: bytes, dtype_str: str) -> Tuple[np.ndarray, Optional[Tuple[Any, int]]]:
+    """``(tau, arithmetic)``: the thresholds in the map's float type and, when the arithmetic bucketing is exact for
+    them, ``(a, j0)`` (else ``None``: searchsorted)."""
+    dtype = np.dtype(dtype_str)
+    t = np.frombuffer(t_bytes, dtype=np.float64)
+    tau = _round_down(t, dtype)
+    if t.size < 2 or np.any(np.diff(tau) <= 0):
+        return tau, None
+    step = (t[-1] - t[0]) / (t.size - 1)
+    a = dtype.type(1.0 / step)
+    if not np.isfinite(a) or a <= 0:
+        return tau, None
+    j0 = int(np.rint(float(t[0]) * float(a)))
+    limit = 2 ** (np.finfo(dtype).nmant + 1)  # integers up to here are exact in dtype
+    if abs(j0) + t.size + 1 >= limit:
+        return tau, None
+    nxt = np.nextafter(tau, dtype.type(np.inf))
+    fa = Fraction(float(a))
+    for j in range(t.size):  # exact: tau_j * a <= j0 + j < next(tau_j) * a
+        m = j0 + j
+        if not (Fraction(float(tau[j])) * fa <= m < Fraction(float(nxt[j])) * fa):
+            return tau, None
+    return tau, (a, j0)
+
+
+def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: Any = None) -> np.ndarray:
+    """int64 [T + 1, 2]: pixels (outside, inside the region) per bucket ``k`` = thresholds strictly below the value."""
+    dtype = _map_dtype(sim)
+    tau, arithmetic = _plan(t.tobytes(), dtype.str)
+    size = t.size
     flat = sim.reshape(-1)
-    counts = np.zeros(2 * (t.size + 1), dtype=np.int64)
-    for i in range(0, flat.size, _BLOCK):  # blocks that stay in cache: 2x faster than one pass over the map
-        values = flat[i:i + _BLOCK].astype(np.float64)
-        values[np.isnan(values)] = -np.inf  # NaN: above no threshold, like `nan > t`
-        k = _buckets(values, t)
-        counts += np.bincount(k * 2 + inside[i:i + _BLOCK], minlength=counts.size)
-    counts = counts.reshape(t.size + 1, 2)
+    if flat.dtype != dtype:  # integer, bool, float16 maps: their float64 values (exact)
+        flat = flat.astype(dtype)
+    ins = inside.reshape(-1)
+    counts = np.zeros(2 * (size + 1), dtype=np.int64)
+    if flat.size == 0:
+        return counts.reshape(size + 1, 2)
+    if arithmetic is not None:  # the buckets are monotone in the value: clip only the sides the map reaches
+        a, j0 = arithmetic
+        low = np.ceil(np.multiply(flat.min() if lowest is None else lowest, a)) - j0 < 0
+        high = np.ceil(np.multiply(flat.max(), a)) - j0 > size
+        tau_pad = np.append(tau, dtype.type(np.inf))  # tau_pad[T]: no value is above it
+    block = min(_BLOCK, flat.size)
+    q = np.empty(block, dtype=dtype)
+    k = np.empty(block, dtype=dtype)
+    codes = np.empty(block, dtype=np.intp)
+    equal = np.empty(block, dtype=bool)
+    for i in range(0, flat.size, block):
+        x = flat[i:i + block]
+        n = x.size
+        qb, kb, cb = q[:n], k[:n], codes[:n]
+        if arithmetic is None:
+            kb[...] = np.searchsorted(tau, x, side="left")
+        else:
+            np.multiply(x, a, out=qb)
+            np.ceil(qb, out=kb)
+            eb = equal[:n]
+            np.equal(qb, kb, out=eb)
+            if np.count_nonzero(eb):  # q on an integer m: bucket m - j0, or the next one when v > tau[m - j0]
+                on = np.flatnonzero(eb)
+                base = np.clip(kb[on] - j0, 0, size).astype(np.intp)
+                kb[on] = base + (x[on] > tau_pad[base]) + j0
+            if j0:
+                np.subtract(kb, j0, out=kb)
+            if low:
+                np.maximum(kb, 0, out=kb)
+            if high:
+                np.minimum(kb, size, out=kb)
+        np.add(kb, kb, out=kb)
+        np.add(kb, ins[i:i + block], out=kb)
+        np.copyto(cb, kb, casting="unsafe")
+        counts += np.bincount(cb, minlength=counts.size)
+    return counts.reshape(size + 1, 2)
+
+
+def iou_sweep(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> np.ndarray:
+    """IoU of ``similarity > t`` with ``region`` for every threshold ``t``, from one histogram pass over the pixels.
+
+    Args:
+        similarity: real-valued [H, W] map (float32 maps are compared in float32, others in float64; ``v > t``
+            is the exact comparison of the two numbers, as :func:`iou_sweep_plain` makes it).
+        region: bool (or 0/1) [H, W], the ground-truth region.
+        thresholds: strictly increasing floats [T] (default :data:`DEFAULT_THRESHOLDS`, 0 to 1 by 0.01). Evenly
+            spaced thresholds are bucketed arithmetically (O(N)); others by ``searchsorted`` (O(N log T)).
+
+    Returns:
+        float64 [T]: ``|pred & region| / |pred | region|`` per threshold, 1.0 where both are empty. Identical to
+        :func:`iou_sweep_plain`.
+
+    Raises:
+        MatSegInputError: shapes differ, the map holds NaN, or the thresholds are not finite and increasing.
+    """
+    sim, reg, lowest = _check_maps(similarity, region)
+    t = _as_thresholds(thresholds)
+    counts = _bucket_counts(sim, reg, t, lowest)
     # pixels above threshold j: buckets k > j (k thresholds strictly below the value)
     above = np.cumsum(counts[::-1], axis=0)[::-1][1:]  # [T, 2]: (outside, inside) counts above each threshold
     intersection = above[:, 1]
-    union = int(inside.sum()) + above[:, 0]
+    union = int(counts[:, 1].sum()) + above[:, 0]
     out = np.ones(t.size, dtype=np.float64)
     np.divide(intersection, union, out=out, where=union > 0)
     return out
 
 
 def iou_sweep_plain(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> np.ndarray:
-    """The plain sweep (one mask per threshold): the reference :func:`iou_sweep` is tested and timed against."""
-    sim = np.asarray(similarity, dtype=np.float64)
-    reg = np.asarray(region).astype(bool)
+    """The brute-force sweep, the reference :func:`iou_sweep` is tested and timed against: per threshold,
+    ``pred = similarity > t`` (in float64: the exact comparison) and ``|pred & region| / |pred | region|``.
+
+    Same arguments, result and errors as :func:`iou_sweep`."""
+    sim, reg, _ = _check_maps(similarity, region)
+    sim = sim.astype(np.float64)
     out = []
     for t in _as_thresholds(thresholds):
         pred = sim > t
@@ -101,8 +197,7 @@ def iou_sweep_plain(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRE
 
 
 def best_iou(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> tuple:
-    """``(iou, threshold)`` of the best threshold of the sweep (the paper's per-image oracle; the lowest threshold
-    among ties)."""
+    """``(iou, threshold)`` of the best threshold of the sweep (the oracle; the lowest threshold among ties)."""
     t = _as_thresholds(thresholds)
     ious = iou_sweep(similarity, region, t)
     j = int(np.argmax(ious))
