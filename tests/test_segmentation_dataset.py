@@ -399,3 +399,11 @@ def test_load_segmentation_by_hub_id(local_hub, tmp_path):
         assert row["masks"] == np.packbits(item.masks).tolist()
         assert row["names"] == item.region_names and row["license"] == item.license
         assert row["pixel"] == item.image[5, 7].tolist()
+
+
+def test_a_built_folder_is_not_a_raw_source(tmp_path):
+    make_masks_folder(tmp_path / "raw", "labels", num=1)
+    built = build_segmentation_dataset(tmp_path / "raw", tmp_path / "built")
+    with pytest.raises(MatSegFormatError, match="built dataset folder"):
+        build_segmentation_dataset(built, tmp_path / "again")
+    assert [i.image_id for i in load_segmentation(built)] == ["im00"]

@@ -252,6 +252,11 @@ def _row_mask(value: Any, what: str, source: str) -> np.ndarray:
 
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(value, (list, np.ndarray)):  # an Array2D / nested-list column: the pixels themselves
+        arr = np.asarray(value)
+        if arr.ndim != 2:
+            raise MatSegFormatError(f"the {what} is an array of shape {arr.shape}; expected [H, W]", path=source)
+        return arr
     data = _encoded(value, what, source)
     try:
         with Image.open(io.BytesIO(data)) as im:

@@ -521,6 +521,9 @@ def detect_format(root: PathLike) -> str:
         found.append("scenes")
     if len(found) == 1:
         return found[0]
+    if not found and (root / "data").is_dir() and any((root / "data").glob("*.parquet")):
+        raise MatSegFormatError("this is a built dataset folder (data/*.parquet), not a raw segmentation set: read it "
+                                "with load_segmentation(folder) or datasets.load_dataset(folder)", path=root)
     if not found:
         raise MatSegFormatError("not a segmentation set: expected images/ + masks/ (format masks or "
                                 "materialistic), LabPics folders with Data.json, or scene folders with Finished.txt",
