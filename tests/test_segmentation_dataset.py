@@ -361,6 +361,10 @@ def test_skip_bad_skips_lists_and_counts(tmp_path):
 
 
 def test_wrong_source_and_format(tmp_path):
+    from matseg_hub.cli.build_segmentation import FORMATS as CLI_FORMATS
+    from matseg_hub.segmentation.formats import FORMATS
+
+    assert CLI_FORMATS == FORMATS  # the command's --format choices are the readers'
     with pytest.raises(MatSegInputError, match="does not exist"):
         list(load_segmentation(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
