@@ -405,8 +405,7 @@ def write_report(runs: Sequence[Mapping[str, Any]], folder: Union[str, Path], *,
         MatSegInputError: no runs, not result dicts, or runs of two tasks.
         MatSegOutputError: a folder that may not be written (see :func:`check_report_folder`).
     """
-    from .. import __version__
-
+    __version__ = _package_version()
     task = report_task(runs)
     settings = dict(settings or {})
     sources = list(sources)
@@ -440,6 +439,16 @@ def write_report(runs: Sequence[Mapping[str, Any]], folder: Union[str, Path], *,
     except OSError as exc:
         raise cannot_write(path, exc) from exc
     return out
+
+
+def _package_version() -> str:
+    """The installed matseg-hub version (``benchmark/`` may not import the top-level package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("matseg-hub")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree that was never installed
+        return "unknown"
 
 
 def _json_default(value: Any) -> Any:
