@@ -314,3 +314,82 @@ def test_bad_options_are_typed_errors(sam_dir, scorer):
     with pytest.raises(MatSegInputError, match="Prompt"):
         scorer.similarity_maps([[[1, 1, 1]]])
     assert json.dumps(scorer.describe())   # reports can store it
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SAM 2: a tiny real Sam2Model. Sam2ImageProcessor needs torchvision (absent here), so without it the model path is
+# tested with a stand-in processor doing what Sam2Processor does (square resize, ImageNet normalisation; masks
+# bilinearly resized to the image); with torchvision the real Sam2Processor is used.
+def tiny_sam2_model():
+    from transformers import Sam2Config, Sam2Model
+
+    config = Sam2Config(
+        vision_config=dict(
+            backbone_config=dict(model_type="sam2_hiera_det_model", hidden_size=12, num_attention_heads=1,
+                                 image_size=[INPUT_SIZE, INPUT_SIZE], blocks_per_stage=[1, 1, 2, 1],
+                                 embed_dim_per_stage=[12, 24, 48, 96], num_attention_heads_per_stage=[1, 1, 1, 1],
+                                 window_size_per_stage=[8, 8, 8, 8], global_attention_blocks=[3],
+                                 window_positional_embedding_background_size=[2, 2]),
+            backbone_channel_list=[96, 48, 24, 12], backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+            fpn_hidden_size=32),
+        prompt_encoder_config=dict(hidden_size=32, image_size=INPUT_SIZE, patch_size=16),
+        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32))
+    model = Sam2Model(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            is_norm_weight = ("norm" in name) and name.endswith("weight")
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.2 + (1.0 if is_norm_weight else 0.0))
+    return model
+
+
+class Sam2LikeProcessor:
+    """What Sam2Processor does for one image (used only where torchvision is absent)."""
+
+    target_size = INPUT_SIZE
+
+    def __call__(self, images, return_tensors="pt"):
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.nn.functional.interpolate(x, (INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
+        std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None]
+        return {"pixel_values": (x - mean) / std, "original_sizes": torch.tensor([images.shape[:2]])}
+
+    def post_process_masks(self, masks, original_sizes, binarize=True, **_):
+        return [torch.nn.functional.interpolate(m, tuple(s), mode="bilinear", align_corners=False)
+                for m, s in zip(masks, original_sizes)]
+
+
+def sam2_processor():
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        return Sam2LikeProcessor()
+    from transformers import Sam2ImageProcessor, Sam2Processor
+
+    return Sam2Processor(Sam2ImageProcessor(size={"height": INPUT_SIZE, "width": INPUT_SIZE}))
+
+
+def test_sam2_model_batched_equals_per_prompt(image):
+    s = SamScorer(tiny_sam2_model(), sam2_processor(), name="sam2-tiny", chunk_size=3)
+    assert s.model_type == "sam2"
+    s.set_image(image)
+    prompts = mixed_prompts()
+    batched = s.similarity_maps(prompts)
+    assert batched.shape == (len(prompts),) + image.shape[:2] and batched.dtype == np.float32
+    assert float(batched.min()) >= 0.0 and float(batched.max()) <= 1.0
+    assert float(batched.std(axis=(1, 2)).min()) > 1e-4
+    np.testing.assert_allclose(batched, s.per_prompt_similarity_maps(prompts), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(s.input_coordinates(np.array([[30.0, 24.0]])), [[32.0, 32.0]])  # square input
+
+
+def test_sam2_folder_without_torchvision_is_a_typed_error(tmp_path):
+    import importlib.util
+
+    from matseg_hub.errors import MissingDependencyError
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: SAM 2 folders load")
+    tiny_sam2_model().save_pretrained(tmp_path / "sam2")
+    with pytest.raises(MissingDependencyError, match="torchvision"):
+        resolve_scorer(f"sam:{tmp_path / 'sam2'}")

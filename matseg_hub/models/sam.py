@@ -104,6 +104,10 @@ def load_sam_scorer(name_or_path: Union[str, os.PathLike], *, device: Optional[s
     if model_type == "sam":
         from transformers import SamModel as model_cls, SamProcessor as processor_cls
     else:
+        import importlib.util
+
+        if importlib.util.find_spec("torchvision") is None:   # Sam2ImageProcessor has no PIL backend
+            raise MissingDependencyError("torchvision", f"SAM 2 ({name!r}: Sam2Processor)")
         from transformers import Sam2Model as model_cls, Sam2Processor as processor_cls
     try:
         model = model_cls.from_pretrained(source, **hub_kwargs)
