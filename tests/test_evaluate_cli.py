@@ -225,18 +225,38 @@ def test_bad_options_are_one_line_errors(args, message):
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
 
 
+def segmentation_folder(root, num_images=2, size=96, seed=0):
+    """A raw segmentation folder in the ``masks`` layout: ``images/<id>.png`` + one label PNG ``masks/<id>.png``
+    per image (left half region 1, right half region 2, different noisy colours)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(num_images):
+        labels = np.ones((size, size), np.uint8)
+        labels[:, size // 2:] = 2
+        colours = rng.integers(30, 220, size=(3, 3))
+        image = colours[labels] + rng.integers(-25, 25, size=(size, size, 3))
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "images" / f"img{i}.png")
+        Image.fromarray(labels).save(root / "masks" / f"img{i}.png")
+    return root
+
+
 def test_task_iou_dispatches_to_evaluate_segmentation(tmp_path):
     seg = pytest.importorskip("matseg_hub.segmentation.evaluation",
                               reason="matseg_hub.segmentation.evaluation (evaluate_segmentation) has not landed yet")
-    from matseg_hub.testing import make_segmentation_folder  # noqa: F401  (the segmentation helpers' fixture writer)
-
-    data = make_segmentation_folder(tmp_path / "seg")
+    data = segmentation_folder(tmp_path / "seg")
     report = tmp_path / "rep"
-    proc = matseg("--task", "iou", "--data", data, "--model", "rgb", "hsv", "--threshold", 0.4, "--report", report)
+    proc = matseg("--task", "iou", "--data", data, "--format", "masks", "--model", "rgb", "hsv", "--threshold", 0.4,
+                  "--report", report)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith(f"Point-prompted IoU on {data} (fixed threshold 0.4")
     payload = json.loads((report / "results.json").read_text())
     assert payload["task"] == "iou" and [r["model"] for r in payload["runs"]] == ["rgb", "hsv"]
-    direct = seg.evaluate_segmentation(data, "rgb", threshold=0.4, show_progress=False)
-    assert payload["runs"][0]["mean"] == direct["mean"]
-    (header, rows), _ = parse_tables((report / "leaderboard.md").read_text())
-    assert header[1] == "oracle IoU per region" and rows[0][1] == f"{direct['mean']['oracle_region']:.5f}"
+    assert payload["settings"]["threshold"] == 0.4 and payload["settings"]["format"] == "masks"
+    for run in payload["runs"]:
+        direct = seg.evaluate_segmentation(data, run["model"], format="masks", threshold=0.4, show_progress=False)
+        assert run["mean"] == direct["mean"] and run["threshold"] == 0.4
+    assert payload["runs"][0]["mean"]["num_regions"] == 4
+    (header, rows), (paper_header, _) = parse_tables((report / "leaderboard.md").read_text())
+    assert header[1] == "oracle IoU per region" and paper_header[0] == "dataset (paper)"
+    assert rows[0][:2] == ["rgb", f"{payload['runs'][0]['mean']['oracle_region']:.5f}"]

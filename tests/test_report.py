@@ -141,7 +141,7 @@ def test_iou_report(tmp_path):
     assert header == ["model", "oracle IoU per region", "oracle IoU per image", "fixed IoU per region",
                       "fixed IoU per image", "images", "regions", "small regions left out"]
     assert rows[0] == ["rgb", "0.40000", "0.41000", "0.30000", "0.31000", "4", "9", "2"]
-    assert "threshold 0.5" in text and "published numbers, not measured by this run" in text
+    assert "one threshold for the whole set: 0.5." in text and "published numbers, not measured by this run" in text
     assert paper_header == ["dataset (paper)", "MatSeg", "Materialistic", "SAM 8 pt"]
     assert paper_rows[0] == ["Cu ore", "0.52", "0.36", "0.69"] and len(paper_rows) == len(PAPER_IOU)
     assert json.loads((tmp_path / "rep" / "results.json").read_text())["task"] == "iou"

@@ -51,7 +51,7 @@ PAPER_TRIPLET: Tuple[Tuple[str, float, float], ...] = (
     ("SAM 8 pt", 0.74, 0.65),
     ("random", 0.50, 0.50),
 )
-#: the paper's IoU on external segmentation sets (SPEC §8), best threshold per image: dataset -> (MatSeg,
+#: the paper's IoU on external segmentation sets (SPEC §8), the best threshold (oracle): dataset -> (MatSeg,
 #: Materialistic, SAM 8 pt)
 PAPER_IOU_MODELS = ("MatSeg", "Materialistic", "SAM 8 pt")
 PAPER_IOU: Tuple[Tuple[str, Tuple[float, float, float]], ...] = (
@@ -189,11 +189,12 @@ def iou_markdown(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any],
                     [str(mean.get(k, "n/a")) for k in ("num_images", "num_regions", "num_small_regions")])
     lines = ["# Segmentation-set leaderboard (point-prompted IoU)", "",
              f"IoU (SPEC §10) on {_data_name(runs, settings)}; measured by matseg-hub {version} on {date}.",
-             "Oracle = the best threshold per image (a sweep over [0, 1], as the paper reports it); fixed = the "
-             f"threshold {', '.join(thresholds)}.", ""]
+             "Oracle = the best threshold of a sweep over [0, 1] for each query map (as the authors' evaluation "
+             "picks it: it sees the ground truth, an upper bound); fixed = one threshold for the whole set: "
+             f"{', '.join(thresholds)}. Per region: the mean over regions; per image: over images.", ""]
     lines += _table(header, body, ["---"] + ["---:"] * (len(header) - 1))
     lines += ["", "## Paper (reference): published numbers, not measured by this run", "",
-              f"From {PAPER_CITATION}: oracle IoU (best threshold per image) on the paper's external sets.", ""]
+              f"From {PAPER_CITATION}: IoU with the best threshold (the oracle) on the paper's external sets.", ""]
     lines += _table(["dataset (paper)"] + list(PAPER_IOU_MODELS),
                     [[name] + [f"{v:.2f}" for v in values] for name, values in PAPER_IOU],
                     ["---"] + ["---:"] * len(PAPER_IOU_MODELS))
@@ -347,7 +348,8 @@ def triplet_chart(runs: Sequence[Mapping[str, Any]]) -> bytes:
 
 def iou_chart(runs: Sequence[Mapping[str, Any]], data: Any = None) -> bytes:
     """``leaderboard.png`` of IoU runs: oracle and fixed IoU per image, per model; the paper's numbers for a
-    dataset whose name matches the data's name drawn beside (oracle only: the paper reports the oracle)."""
+    dataset whose folder name matches one of the paper's sets drawn beside (as oracle bars: the paper reports the
+    best-threshold IoU)."""
     groups = [(str(run["model"]), [run["mean"].get("oracle_image"), run["mean"].get("fixed_image")], False)
               for run in runs]
     match = paper_iou_for(data)

@@ -189,7 +189,8 @@ def _evaluators(task: str):
 def _accepts(fn, name: str) -> bool:
     import inspect
 
-    return name in inspect.signature(fn).parameters
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _spec_name(spec: Any) -> str:
