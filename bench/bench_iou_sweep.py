@@ -47,7 +47,7 @@ def main() -> None:
         "two levels 0/1": (noise < 0.5 + 0.4 * region).astype(np.float32),
     }
     print(f"{args.size}x{args.size} float32 maps, region {region.mean():.0%} of the pixels; histogram sweep best of "
-          f"{args.repeats} runs, brute-force best of {max(1, args.repeats // 10)}")
+          f"{args.repeats} runs, brute-force best of {max(1, args.repeats // 4)}")
     print(f"{'map':<16} {'thresholds':>10} {'histogram ms':>13} {'brute-force ms':>15} {'ratio':>8} {'identical':>9}")
     for name, sim in maps.items():
         for steps in args.steps:
@@ -55,7 +55,7 @@ def main() -> None:
             fast = iou_sweep(sim, region, thresholds)
             plain = iou_sweep_plain(sim, region, thresholds)
             t_fast = best_of(lambda: iou_sweep(sim, region, thresholds), args.repeats)
-            t_plain = best_of(lambda: iou_sweep_plain(sim, region, thresholds), max(1, args.repeats // 10))
+            t_plain = best_of(lambda: iou_sweep_plain(sim, region, thresholds), max(1, args.repeats // 4))
             print(f"{name:<16} {steps:>10d} {t_fast * 1e3:>13.2f} {t_plain * 1e3:>15.1f} {t_plain / t_fast:>7.1f}x "
                   f"{str(bool(np.array_equal(fast, plain))):>9}")
 

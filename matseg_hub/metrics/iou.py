@@ -17,6 +17,8 @@ How a pixel's bucket is found without a search (evenly spaced thresholds ``t_j =
   in exact arithmetic (checked once per threshold list and dtype) and ``q`` is not an integer: rounding ``v * a``
   to the float type never jumps over an integer, it can only land on one. Pixels whose ``q`` is an integer (values
   on or next to a threshold, maps of a few levels such as 0/1) are bucketed again by ``searchsorted`` on ``tau``.
+* Values below the sweep keep buckets of their own (folded into bucket 0 after counting) rather than being clipped
+  into one: ``np.bincount`` is slow when many pixels hit the same counter (half of a cosine map is below 0).
 * Thresholds that fail the check (uneven spacing, spacing below the map's float resolution) fall back to
   ``searchsorted`` for every pixel: the same counts, O(N log T).
 """
@@ -114,10 +116,17 @@ def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: A
     counts = np.zeros(2 * (size + 1), dtype=np.int64)
     if flat.size == 0:
         return counts.reshape(size + 1, 2)
+    offset = 0
     if arithmetic is not None:  # the buckets are monotone in the value: clip only the sides the map reaches
         a, j0 = arithmetic
-        low = np.ceil(np.multiply(flat.min() if lowest is None else lowest, a)) - j0 < 0
-        high = np.ceil(np.multiply(flat.max(), a)) - j0 > size
+        bottom = float(np.ceil(np.multiply(flat.min() if lowest is None else lowest, a))) - j0
+        low = bottom < 0
+        high = float(np.ceil(np.multiply(flat.max(), a))) - j0 > size
+        if low and -bottom <= 8 * (size + 1):
+            # values below the sweep keep their own buckets (folded into bucket 0 afterwards) instead of being
+            # clipped into one: bincount slows down a lot when many pixels hit the same counter
+            offset, low = int(-bottom), False
+        counts = np.zeros(2 * (size + 1 + offset), dtype=np.int64)
         tau_pad = np.append(tau, dtype.type(np.inf))  # tau_pad[T]: no value is above it
     block = min(_BLOCK, flat.size)
     q = np.empty(block, dtype=dtype)
@@ -139,17 +148,20 @@ def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: A
                 on = np.flatnonzero(eb)
                 base = np.clip(kb[on] - j0, 0, size).astype(np.intp)
                 kb[on] = base + (x[on] > tau_pad[base]) + j0
-            if j0:
-                np.subtract(kb, j0, out=kb)
+            if j0 - offset:
+                np.subtract(kb, j0 - offset, out=kb)
             if low:
                 np.maximum(kb, 0, out=kb)
             if high:
-                np.minimum(kb, size, out=kb)
+                np.minimum(kb, size + offset, out=kb)
         np.add(kb, kb, out=kb)
         np.add(kb, ins[i:i + block], out=kb)
         np.copyto(cb, kb, casting="unsafe")
         counts += np.bincount(cb, minlength=counts.size)
-    return counts.reshape(size + 1, 2)
+    counts = counts.reshape(-1, 2)
+    if offset:
+        counts = np.concatenate([counts[:offset + 1].sum(axis=0, keepdims=True), counts[offset + 1:]])
+    return counts
 
 
 def iou_sweep(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> np.ndarray:
