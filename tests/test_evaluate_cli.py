@@ -260,3 +260,26 @@ def test_task_iou_dispatches_to_evaluate_segmentation(tmp_path):
     (header, rows), (paper_header, _) = parse_tables((report / "leaderboard.md").read_text())
     assert header[1] == "oracle IoU per region" and paper_header[0] == "dataset (paper)"
     assert rows[0][:2] == ["rgb", f"{payload['runs'][0]['mean']['oracle_region']:.5f}"]
+
+
+def test_ctrl_c_keeps_the_finished_runs(tmp_path, capsys):
+    """Ctrl-C while one model is scored (here: raised by the model itself) still prints and writes the runs that had
+    finished, marks the results as interrupted and ends with status 130."""
+    from matseg_hub.cli import build_parser
+    from matseg_hub.cli.evaluate import run
+    from matseg_hub.models.scorers import DescriptorScorer
+
+    def interrupted(image):
+        raise KeyboardInterrupt
+
+    out, report = tmp_path / "r.json", tmp_path / "rep"
+    args = build_parser().parse_args(["evaluate", "--mode", "soft", "hard", "--output", str(out), "--report",
+                                      str(report)])
+    args.model = ["rgb", DescriptorScorer(interrupted, name="slow"), "hsv"]
+    assert run(args) == 130
+    captured = capsys.readouterr()
+    assert "interrupted while scoring slow" in captured.err and captured.out.splitlines()[3].startswith("rgb ")
+    payload = json.loads(out.read_text())
+    assert [(r["model"], r["mode"]) for r in payload["runs"]] == [("rgb", "soft"), ("rgb", "hard")]
+    assert payload["interrupted"] == "slow"
+    assert json.loads((report / "results.json").read_text())["settings"]["interrupted"] == "slow"

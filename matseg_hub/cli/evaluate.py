@@ -208,8 +208,10 @@ def _row_name(spec: Any, k: Optional[int], negative: int) -> str:
     return f"{base} ({k} pt, {negative} neg)" if negative else f"{base} ({k} pt)"
 
 
-def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]) -> List[Dict[str, Any]]:
-    """Every run of one model: load it once, score it per prompt-point count and per mode."""
+def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str],
+                 runs: List[Dict[str, Any]]) -> None:
+    """Every run of one model, appended to ``runs`` as each finishes: load it once, score it per prompt-point count
+    and per mode."""
     from ..errors import MatSegInputError
     from ..models.scorers import DescriptorScorer, resolve_scorer
 
@@ -218,7 +220,6 @@ def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]
                             negative_points=args.negative_points, multimask=args.multimask)
     promptable = getattr(scorer, "kind", "descriptor") == "promptable"
     new_api = _accepts(evaluate, "prompt_points")
-    runs = []
     for k in (ks if promptable else [None]):
         name = _row_name(spec, k, args.negative_points)
         if promptable:
@@ -242,7 +243,6 @@ def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]
         else:
             common.update(format=args.format, threshold=args.threshold)
             runs.append(_call(evaluate, args.data, model, common, extra, name))
-    return runs
 
 
 _DEFAULTS = {"seed": 0, "layer": None, "prompt_points": 1, "negative_points": 0, "multimask": "auto", "ties": "first"}
@@ -299,11 +299,13 @@ def run(args: argparse.Namespace) -> int:
     verbose = bool(getattr(args, "verbose", False))
     runs: List[Dict[str, Any]] = []
     failed: List[Dict[str, str]] = []
+    interrupted: Optional[str] = None
     for spec in models:
         try:
-            runs.extend(_score_model(spec, args, evaluate, modes))
-        except KeyboardInterrupt:
-            raise
+            _score_model(spec, args, evaluate, modes, runs)
+        except KeyboardInterrupt:  # Ctrl-C: the runs finished so far are still printed and written
+            interrupted = _spec_name(spec)
+            break
         except Exception as exc:  # one model's failure must not lose the others' numbers; reported in one line
             if verbose:
                 traceback.print_exc()
@@ -311,6 +313,10 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
             failed.append({"model": _spec_name(spec), "error": line.split(": ", 2)[-1]})
     if not runs:
+        if interrupted is not None:
+            print(f"matseg: interrupted while scoring {interrupted}; no run had finished, nothing was written",
+                  file=sys.stderr)
+            return 130
         print("matseg: error: no model could be scored; nothing was written", file=sys.stderr)
         return 1
     source = args.data or "built-in sample (1 CC0 photo)"
@@ -331,14 +337,22 @@ def run(args: argparse.Namespace) -> int:
         payload = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
         if failed:
             payload["failed"] = failed
+        if interrupted is not None:
+            payload["interrupted"] = interrupted
         payload["written_by"] = WRITTEN_BY
         atomic_write_text(args.output, json.dumps(payload, indent=2))
         print(f"wrote {args.output}")
     if args.report:
         settings = _settings(args, [_spec_name(m) for m in models], modes)
         settings["failed"] = failed
+        if interrupted is not None:
+            settings["interrupted"] = interrupted
         written = write_report(runs, args.report, overwrite=args.overwrite, settings=settings, sources=[args.data])
         print(f"wrote {', '.join(str(p) for p in written.values())}")
+    if interrupted is not None:
+        print(f"matseg: interrupted while scoring {interrupted}: the table and the files written hold the runs that "
+              f"had finished; rerun the command to score the rest", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for Ctrl-C
     return 1 if failed else 0
 
 
