@@ -10,6 +10,14 @@ downloaded); ``--quick``: a tiny config (64 px input) that runs in seconds.
     python bench/bench_sam.py --quick
     python bench/bench_sam.py                 # ViT-B, ~1-2 minutes on 2 CPU cores
     python bench/bench_sam.py --device cuda
+
+Reference run (2 shared CPU cores, torch 2 threads, other jobs running; 700x525 image, 40 anchors), batched vs one
+decoder call per anchor:
+    --quick       decoder 6.1 ms vs 97.9 ms (16.0x, 1 pt), 6.3 ms vs 92.2 ms (14.6x, 4 pt); 0.4-0.6 s per image
+    SAM ViT-B     decoder 11.4 s vs 45.5 s (4.0x, 1 pt), 8.5 s vs 27.7 s (3.3x, 4 pt); embedding 247 s once per
+                  image; whole scorer 225 s per image (1 pt). On CPU the ViT-B decoder is compute-bound: each prompt
+                  updates its own copy of the 64x64 image tokens and upscales them, so batching removes only the
+                  per-call overhead (max |diff| batched vs per anchor: 3e-8 logits, 6e-8 maps).
 """
 
 from __future__ import annotations
