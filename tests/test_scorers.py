@@ -259,3 +259,20 @@ def test_a_descriptor_map_of_the_wrong_size_is_a_typed_error():
     scorer.set_image(np.zeros((10, 12, 3), np.uint8))
     with pytest.raises(MatSegInputError, match="shape"):
         scorer.descriptor_map()
+
+
+def test_several_modes_come_from_one_model_pass_per_image():
+    calls = []
+
+    def counted_hsv(image):
+        calls.append(image.shape)
+        return resolve_scorer("hsv").fn(image)
+
+    runs = evaluate_benchmark(None, counted_hsv, mode=["soft", "hard", "soft_only"], max_size=256,
+                              show_progress=False)
+    assert len(calls) == 1 and [r["mode"] for r in runs] == ["soft", "hard", "soft_only"]
+    for run in runs:
+        alone = evaluate_benchmark(None, "hsv", mode=run["mode"], max_size=256, show_progress=False)
+        assert run["mean"] == alone["mean"] and run["images"] == alone["images"]
+    with pytest.raises(MatSegInputError, match="mode"):
+        evaluate_benchmark(None, "hsv", mode=["soft", "soft"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def _image_rng(seed: int, image_id: str) -> np.random.Generator:
 
 
 def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Union[str, DescriptorFn] = "rgb", *,
-                       mode: str = "soft", max_size: Optional[int] = DEFAULT_MAX_SIZE, split: str = "test",
+                       mode: Union[str, Sequence[str]] = "soft", max_size: Optional[int] = DEFAULT_MAX_SIZE, split: str = "test",
                        limit: Optional[int] = None, device: Optional[str] = None, bgr: bool = False,
                        allow_pickle: bool = False, skip_bad: bool = False,
                        show_progress: Optional[bool] = None, ties: str = "first", seed: int = 0,
@@ -55,7 +55,8 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
         model: a model spec (``"rgb"``, ``"hsv"``, a MatSeg model folder or Hub id, ``"features:…"``,
             ``"sam:…"``, ``"materialistic:…"``), a :class:`~matseg_hub.models.scorers.Scorer` or a callable
             ``uint8 [h, w, 3] RGB -> float [h, w, D]`` (or an integer [h, w] label map: a hard segmentation).
-        mode: ``"soft"`` (the paper's numbers), ``"hard"`` or ``"soft_only"``.
+        mode: ``"soft"`` (the paper's numbers), ``"hard"`` or ``"soft_only"``; or a list of them, which scores
+            every mode from one model pass per image and returns one result per mode (a list, in that order).
         max_size: evaluation resolution (longer side); ``None`` = full resolution.
         limit: score only the first ``limit`` images.
         skip_bad: leave out photos that fail validation (listed under ``"bad"``) instead of stopping at the first:
@@ -75,8 +76,9 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
     from .format import evaluation_scale
     from .dataset import load_benchmark
 
-    if mode not in MODES:
-        raise MatSegInputError(f"mode must be one of {MODES}, got {mode!r}")
+    modes = [mode] if isinstance(mode, str) else list(mode)
+    if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
+        raise MatSegInputError(f"mode must be one of {MODES} (or a list of distinct ones), got {mode!r}")
     if limit is not None and limit < 1:
         raise MatSegInputError(f"limit must be at least 1, got {limit}")
     if ties not in TIES:
@@ -84,9 +86,9 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
     evaluation_scale(1, 1, max_size)  # validates max_size before any work
     resolved: Scorer = resolve_scorer(model, device=device, bgr=bgr, layer=layer, prompt_points=prompt_points,
                                       negative_points=negative_points, multimask=multimask)
-    per_image: List[Dict[str, Any]] = []
-    images: Dict[str, Dict[str, Any]] = {}
-    skipped: List[str] = []
+    per_image: Dict[str, List[Dict[str, Any]]] = {m: [] for m in modes}
+    images: Dict[str, Dict[str, Dict[str, Any]]] = {m: {} for m in modes}
+    skipped: Dict[str, List[str]] = {m: [] for m in modes}
     bad: List[Dict[str, str]] = []
 
     def leave_out(image_id: str, reason: str) -> None:
@@ -104,26 +106,27 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
             logger.warning("skipping %s: %s", item.image_id, exc)
             leave_out(item.image_id, str(exc))
             continue
-        resolved.set_image(ev.image)
-        truth = {"point_groups": ev.point_groups, "group_similarity": ev.group_similarity,
-                 "group_ids": range(len(ev.group_ids)), "mode": mode, "ties": ties}
+        resolved.set_image(ev.image)  # the model runs once per image, whatever the number of modes
         if resolved.kind == "descriptor":
-            desc = point_descriptors(resolved.descriptor_map(), ev.points)
-            result = triplet_accuracy(desc, **truth)
+            prediction: Dict[str, Any] = {"descriptors": point_descriptors(resolved.descriptor_map(), ev.points)}
         else:
             rows, exclude = point_similarities(resolved, ev.points, ev.point_groups,
                                                rng=_image_rng(seed, item.image_id))
-            result = triplet_accuracy(None, similarities=rows, exclude=exclude, **truth)
-        per_image.append(result)
-        if result["scored"]:
-            images[item.image_id] = {k: result[k] for k in METRIC_KEYS}
-        else:
-            skipped.append(item.image_id)
-    if not per_image:
+            prediction = {"descriptors": None, "similarities": rows, "exclude": exclude}
+        for m in modes:
+            result = triplet_accuracy(point_groups=ev.point_groups, group_similarity=ev.group_similarity,
+                                      group_ids=range(len(ev.group_ids)), mode=m, ties=ties, **prediction)
+            per_image[m].append(result)
+            if result["scored"]:
+                images[m][item.image_id] = {k: result[k] for k in METRIC_KEYS}
+            else:
+                skipped[m].append(item.image_id)
+    if not per_image[modes[0]]:
         raise MatSegInputError(f"no image to score in {data!r}")
-    return {"task": "triplet", "model": resolved.name, "scorer": resolved.describe(), "mode": mode, "ties": ties,
-            "seed": seed, "max_size": max_size, "mean": aggregate(per_image), "images": images, "skipped": skipped,
-            "bad": bad}
+    runs = [{"task": "triplet", "model": resolved.name, "scorer": resolved.describe(), "mode": m, "ties": ties,
+             "seed": seed, "max_size": max_size, "mean": aggregate(per_image[m]), "images": images[m],
+             "skipped": skipped[m], "bad": list(bad)} for m in modes]
+    return runs[0] if isinstance(mode, str) else runs
 
 
 def format_table(runs: List[Dict[str, Any]]) -> str:

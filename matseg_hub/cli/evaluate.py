@@ -171,26 +171,14 @@ def _check_data(args: argparse.Namespace) -> None:
 
 
 def _evaluators(task: str):
-    """(evaluate, format_table) of the task; iou needs ``matseg_hub.segmentation.evaluation``."""
+    """(evaluate, format_table) of the task."""
     if task == "triplet":
         from ..benchmark.evaluation import evaluate_benchmark, format_table
 
         return evaluate_benchmark, format_table
-    try:
-        from ..segmentation.evaluation import evaluate_segmentation, format_iou_table
-    except ImportError as exc:
-        from ..errors import MatSegInputError
+    from ..segmentation.evaluation import evaluate_segmentation, format_iou_table
 
-        raise MatSegInputError(f"--task iou needs matseg_hub.segmentation.evaluation, which this installation "
-                               f"lacks ({exc}); update matseg-hub") from None
     return evaluate_segmentation, format_iou_table
-
-
-def _accepts(fn, name: str) -> bool:
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _spec_name(spec: Any) -> str:
@@ -211,58 +199,24 @@ def _row_name(spec: Any, k: Optional[int], negative: int) -> str:
 def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str],
                  runs: List[Dict[str, Any]]) -> None:
     """Every run of one model, appended to ``runs`` as each finishes: load it once, score it per prompt-point count
-    and per mode."""
-    from ..errors import MatSegInputError
-    from ..models.scorers import DescriptorScorer, resolve_scorer
+    (promptable models), every mode from one model pass per image."""
+    from ..models.scorers import resolve_scorer
 
     ks = _unique(args.prompt_points or [1])
     scorer = resolve_scorer(spec, device=args.device, bgr=args.bgr, layer=args.layer, prompt_points=ks[0],
                             negative_points=args.negative_points, multimask=args.multimask)
-    promptable = getattr(scorer, "kind", "descriptor") == "promptable"
-    new_api = _accepts(evaluate, "prompt_points")
+    promptable = scorer.kind == "promptable"
     for k in (ks if promptable else [None]):
-        name = _row_name(spec, k, args.negative_points)
         if promptable:
             scorer.prompt_points = k
-        scorer.name = name  # the progress bar, describe() and the table show the row's name
-        model: Any = scorer
-        if not new_api:  # an evaluate_benchmark that predates scorers takes a descriptor callable
-            if not isinstance(scorer, DescriptorScorer):
-                raise MatSegInputError(f"{_spec_name(spec)} is a promptable model, which this evaluate_benchmark "
-                                       f"cannot score; update matseg-hub")
-            model = scorer.fn
+        scorer.name = _row_name(spec, k, args.negative_points)  # the progress bar, describe() and the table show it
         common = dict(max_size=args.max_size or None, split=args.split, limit=args.limit, device=args.device,
-                      skip_bad=args.skip_bad)
-        extra = dict(seed=args.seed, layer=args.layer, prompt_points=k or 1, negative_points=args.negative_points,
-                     multimask=args.multimask)
+                      skip_bad=args.skip_bad, seed=args.seed)
         if args.task == "triplet":
-            common.update(bgr=args.bgr, allow_pickle=args.allow_pickle)
-            extra["ties"] = args.ties
-            for mode in modes:
-                runs.append(_call(evaluate, args.data, model, dict(common, mode=mode), extra, name))
+            runs.extend(evaluate(args.data, scorer, mode=list(modes), bgr=args.bgr, allow_pickle=args.allow_pickle,
+                                 ties=args.ties, **common))
         else:
-            common.update(format=args.format, threshold=args.threshold)
-            runs.append(_call(evaluate, args.data, model, common, extra, name))
-
-
-_DEFAULTS = {"seed": 0, "layer": None, "prompt_points": 1, "negative_points": 0, "multimask": "auto", "ties": "first"}
-
-
-def _call(evaluate, data, model, common: Dict[str, Any], extra: Dict[str, Any], name: str) -> Dict[str, Any]:
-    """``evaluate(data, model, **options)``; an option this evaluate does not take is dropped when it has its default
-    value and refused otherwise (never silently ignored)."""
-    from ..errors import MatSegInputError
-
-    kwargs = dict(common)
-    for key, value in extra.items():
-        if _accepts(evaluate, key):
-            kwargs[key] = value
-        elif value != _DEFAULTS[key]:
-            raise MatSegInputError(f"--{key.replace('_', '-')} {value} needs a newer {evaluate.__name__}; this one "
-                                   f"does not take {key!r}")
-    run = dict(evaluate(data, model, **kwargs))
-    run["model"] = name
-    return run
+            runs.append(evaluate(args.data, scorer, format=args.format, threshold=args.threshold, **common))
 
 
 def _failure_line(spec: str, exc: BaseException, verbose: bool) -> str:
