@@ -123,6 +123,8 @@ def test_patch_centres_are_the_patch_tokens_without_cls_and_registers(folders, i
     if prefix:  # keeping the CLS token (and registers) and dropping the last tokens instead would show here
         wrong = tokens[:5 * 7].reshape(5, 7, 32).numpy()
         assert not np.allclose(fmap[3::P, 3::P], wrong, atol=1e-2)
+    grid_t = scorer.feature_grid(_pixels(image))  # channels-last with canonical strides: the fast upsampling path
+    assert tuple(grid_t.shape) == (1, 32, 5, 7) and grid_t.stride() == (5 * 7 * 32, 1, 7 * 32, 32)
     described = scorer.describe()
     assert described["dropped_tokens"] == prefix and described["patch_size"] == [P, P]
     assert described["image_mean"] == pytest.approx(MEAN) and "image processor" in described["normalisation"]

@@ -186,8 +186,8 @@ class FeatureBackboneScorer(DescriptorScorer):
                     f"model {self.name!r} ({self.model_type}) returned {tokens.shape[1]} tokens for a {gh}x{gw} patch "
                     f"grid: expected {expected if expected is not None else 'a few'} CLS/register tokens before "
                     f"the {gh * gw} patch tokens; this model's token layout is not supported by features:")
-            grid = tokens[0, prefix:].float().reshape(gh, gw, -1)
-            return grid.permute(2, 0, 1)[None]
+            grid = tokens[:, prefix:].float().contiguous().reshape(1, gh, gw, -1)
+            return grid.permute(0, 3, 1, 2)  # [1, D, gh, gw] with the canonical channels-last strides
 
     def _features(self, image: np.ndarray) -> np.ndarray:
         import torch
