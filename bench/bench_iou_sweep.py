@@ -2,9 +2,10 @@
 against the brute-force sweep (iou_sweep_plain: ``mask = sim > t``, intersection / union, per threshold) on the same
 maps, and check that they agree exactly.
 
-Maps of the evaluation size (700x700, float32 like every scorer's output), a region covering about a third of it:
+Maps of the evaluation size (700x700, float32 like every scorer's output unless said), a region covering about a third of it:
 ``[0, 1]`` (a promptable model's probabilities), ``[-1, 1]`` (a descriptor model's cosine), and a two-level 0/1 map
-(a hard answer: every pixel on a threshold, the slow path of the histogram). Thresholds 0 to 1 by 0.01 (the paper's
+(a hard answer: every pixel on a threshold, the slow path of the histogram), and the [0, 1] map in float64 (buckets
+checked against both neighbouring thresholds). Thresholds 0 to 1 by 0.01 (the paper's
 oracle sweep, 101 thresholds) and by 0.001 (1001).
 
     python bench/bench_iou_sweep.py
@@ -45,6 +46,7 @@ def main() -> None:
         "[0, 1]": np.clip(0.35 * region + 0.65 * noise, 0, 1).astype(np.float32),
         "cosine [-1, 1]": (0.7 * region + 1.3 * noise - 1).astype(np.float32),
         "two levels 0/1": (noise < 0.5 + 0.4 * region).astype(np.float32),
+        "float64 [0, 1]": np.clip(0.35 * region + 0.65 * noise, 0, 1),
     }
     print(f"{args.size}x{args.size} float32 maps, region {region.mean():.0%} of the pixels; histogram sweep best of "
           f"{args.repeats} runs, brute-force best of {max(1, args.repeats // 4)}")

@@ -56,7 +56,9 @@ def test_histogram_sweep_equals_brute_force_on_random_maps(dtype, sweep):
 def test_the_arithmetic_path_is_taken_for_float32_sweeps():
     # the buckets of an even float32 sweep come from arithmetic (plus the exact fix at integers), not a search
     for thresholds in SWEEPS:
-        assert iou._plan(np.asarray(thresholds, np.float64).tobytes(), "<f4")[1] is not None
+        assert iou._plan(np.asarray(thresholds, np.float64).tobytes(), "<f4")[1][2] is True
+        # float64 maps: the arithmetic bucket, then a comparison with both neighbouring thresholds
+        assert iou._plan(np.asarray(thresholds, np.float64).tobytes(), "<f8")[1][2] is False
     # thresholds closer than float32 can tell apart, or uneven ones: the search, still exact
     close = 0.5 + np.arange(5) * 1e-9
     assert iou._plan(close.tobytes(), "<f4")[1] is None
@@ -75,6 +77,17 @@ def test_maps_larger_than_one_block_and_integer_maps():
     assert np.array_equal(iou_sweep(labels, region[:30, :40], [-1, 0, 1, 2.5]),
                           brute_force(labels, region[:30, :40], [-1, 0, 1, 2.5]))
     assert np.array_equal(iou_sweep(region[:30, :40], region[:30, :40], [0.0, 0.5, 1.0]), [1.0, 1.0, 0.0])
+
+
+def test_evenly_spaced_thresholds_off_the_grid():
+    # t0 / step is not an integer (the arithmetic bucket is up to one off), for float32 and float64 maps
+    thresholds = 0.005 + np.arange(100) * 0.01
+    rng = np.random.default_rng(8)
+    for dtype in (np.float32, np.float64):
+        sim = rng.choice(np.concatenate([near_thresholds(thresholds, dtype), rng.random(30)]), size=(30, 40))
+        sim = sim.astype(dtype)
+        region = rng.random((30, 40)) < 0.5
+        assert np.array_equal(iou_sweep(sim, region, thresholds), brute_force(sim, region, thresholds))
 
 
 def test_uneven_thresholds():

@@ -19,8 +19,10 @@ How a pixel's bucket is found without a search (evenly spaced thresholds ``t_j =
   on or next to a threshold, maps of a few levels such as 0/1) are bucketed again by ``searchsorted`` on ``tau``.
 * Values below the sweep keep buckets of their own (folded into bucket 0 after counting) rather than being clipped
   into one: ``np.bincount`` is slow when many pixels hit the same counter (half of a cosine map is below 0).
-* Thresholds that fail the check (uneven spacing, spacing below the map's float resolution) fall back to
-  ``searchsorted`` for every pixel: the same counts, O(N log T).
+* Evenly spaced thresholds that fail the check (float64 maps, whose values can sit one float64 step from a float64
+  threshold) get the same arithmetic bucket, then every pixel is compared with the thresholds on either side of it
+  (exact once the bucket is at most one off). Uneven thresholds, or thresholds closer than the map's float type can
+  tell apart, use ``searchsorted`` for every pixel: the same counts, O(N log T).
 """
 
 from __future__ import annotations
@@ -79,9 +81,11 @@ def _round_down(t: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _plan(t_bytes: bytes, dtype_str: str) -> Tuple[np.ndarray, Optional[Tuple[Any, int]]]:
-    """``(tau, arithmetic)``: the thresholds in the map's float type and, when the arithmetic bucketing is exact for
-    them, ``(a, j0)`` (else ``None``: searchsorted)."""
+def _plan(t_bytes: bytes, dtype_str: str) -> Tuple[np.ndarray, Optional[Tuple[Any, int, bool]]]:
+    """``(tau, arithmetic)``: the thresholds in the map's float type and, for evenly spaced thresholds,
+    ``(a, j0, exact)``: ``exact`` when the arithmetic bucket is right for every value whose ``v * a`` is not an
+    integer, else it may be one bucket off next to a threshold (float64 maps: the thresholds are float64 themselves);
+    ``None`` for uneven thresholds (searchsorted)."""
     dtype = np.dtype(dtype_str)
     t = np.frombuffer(t_bytes, dtype=np.float64)
     tau = _round_down(t, dtype)
@@ -95,13 +99,16 @@ def _plan(t_bytes: bytes, dtype_str: str) -> Tuple[np.ndarray, Optional[Tuple[An
     limit = 2 ** (np.finfo(dtype).nmant + 1)  # integers up to here are exact in dtype
     if abs(j0) + t.size + 1 >= limit:
         return tau, None
+    if np.abs((t - t[0]) / step - np.arange(t.size)).max() > 0.25:  # not evenly spaced
+        return tau, None
     nxt = np.nextafter(tau, dtype.type(np.inf))
     fa = Fraction(float(a))
     for j in range(t.size):  # exact: tau_j * a <= j0 + j < next(tau_j) * a
         m = j0 + j
         if not (Fraction(float(tau[j])) * fa <= m < Fraction(float(nxt[j])) * fa):
-            return tau, None
-    return tau, (a, j0)
+            # off by at most one bucket near a threshold: every pixel is compared with its two neighbours
+            return tau, (a, j0, False)
+    return tau, (a, j0, True)
 
 
 def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: Any = None) -> np.ndarray:
@@ -117,8 +124,10 @@ def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: A
     if flat.size == 0:
         return counts.reshape(size + 1, 2)
     offset = 0
+    if arithmetic is not None and not arithmetic[2]:
+        return _corrected_counts(flat, ins, tau, *arithmetic[:2])
     if arithmetic is not None:  # the buckets are monotone in the value: clip only the sides the map reaches
-        a, j0 = arithmetic
+        a, j0, _ = arithmetic
         bottom = float(np.ceil(np.multiply(flat.min() if lowest is None else lowest, a))) - j0
         low = bottom < 0
         high = float(np.ceil(np.multiply(flat.max(), a))) - j0 > size
@@ -162,6 +171,34 @@ def _bucket_counts(sim: np.ndarray, inside: np.ndarray, t: np.ndarray, lowest: A
     if offset:
         counts = np.concatenate([counts[:offset + 1].sum(axis=0, keepdims=True), counts[offset + 1:]])
     return counts
+
+
+def _corrected_counts(flat: np.ndarray, ins: np.ndarray, tau: np.ndarray, a: Any, j0: int) -> np.ndarray:
+    """:func:`_bucket_counts` where the arithmetic bucket may be one off: each pixel's bucket ``k`` is moved up when
+    ``v > tau[k]`` and down when ``v <= tau[k - 1]``, which makes it exactly ``searchsorted(tau, v, "left")``."""
+    size = tau.size
+    upper = np.append(tau, tau.dtype.type(np.inf))  # upper[k] = tau[k]; nothing is above upper[T]
+    lower = np.insert(tau, 0, tau.dtype.type(-np.inf))  # lower[k] = tau[k - 1]; lower[0] is below every value
+    counts = np.zeros(2 * (size + 1), dtype=np.int64)
+    block = min(_BLOCK, flat.size)
+    q = np.empty(block, dtype=flat.dtype)
+    codes = np.empty(block, dtype=np.intp)
+    for i in range(0, flat.size, block):
+        x = flat[i:i + block]
+        qb, cb = q[:x.size], codes[:x.size]
+        np.multiply(x, a, out=qb)
+        np.ceil(qb, out=qb)
+        if j0:
+            np.subtract(qb, j0, out=qb)
+        np.clip(qb, 0, size, out=qb)
+        np.copyto(cb, qb, casting="unsafe")
+        cb += x > upper[cb]
+        cb -= x <= lower[cb]
+        np.maximum(cb, 0, out=cb)  # -inf <= lower[0]
+        cb += cb
+        cb += ins[i:i + block]
+        counts += np.bincount(cb, minlength=counts.size)
+    return counts.reshape(size + 1, 2)
 
 
 def iou_sweep(similarity: Any, region: Any, thresholds: Any = DEFAULT_THRESHOLDS) -> np.ndarray:
