@@ -304,7 +304,10 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
 def _describe_data(data: Any) -> str:
     if isinstance(data, (str, os.PathLike)):
         return str(data)
-    return f"<{type(data).__name__} of SegmentationItem>"
+    if isinstance(data, SegmentationItem):
+        return f"<SegmentationItem {data.image_id!r}>"
+    size = f" of {len(data)}" if hasattr(data, "__len__") else ""
+    return f"<{type(data).__name__}{size} SegmentationItem>"
 
 
 def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, seed: int, num_queries: int,
