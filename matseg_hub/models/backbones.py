@@ -104,7 +104,8 @@ def _pair(value: Any) -> Tuple[int, int]:
 class FeatureBackboneScorer(DescriptorScorer):
     """A descriptor scorer over a ``transformers`` vision model's dense features (see the module docstring).
 
-    Build it with :func:`load_feature_scorer`. :meth:`descriptor_map` gives float32 [H, W, D].
+    Build it with :func:`load_feature_scorer` (or :func:`feature_scorer_from_model`). :meth:`descriptor_map` gives
+    float32 [H, W, D].
 
     Attributes:
         model: the loaded model (eval mode, on ``device``).
@@ -190,11 +191,15 @@ class FeatureBackboneScorer(DescriptorScorer):
             return grid.permute(0, 3, 1, 2)  # [1, D, gh, gw] with the canonical channels-last strides
 
     def _features(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        return self.upsample(self.feature_grid(self.pixel_values(image)), height, width)
+
+    def upsample(self, grid: Any, height: int, width: int) -> np.ndarray:
+        """A feature grid float32 torch [1, D, gh, gw] upsampled bilinearly (``align_corners=False``) to the
+        image: float32 numpy [height, width, D]."""
         import torch
         import torch.nn.functional as F
 
-        height, width = image.shape[:2]
-        grid = self.feature_grid(self.pixel_values(image))
         with torch.inference_mode():
             # channels-last in, channels-last out: the [1, D, H, W] result is laid out as [H, W, D], so the map
             # needs no transposing copy (one pass over its memory; ~4x faster on CPU than upsampling planes)
