@@ -178,7 +178,7 @@ def load_materialistic_scorer(path: Union[str, os.PathLike], *, device: Optional
         MatSegInputError: the folder does not exist (and is no Hub id). MatSegFormatError: it holds no
         Materialistic model, or its weights cannot be read.
     """
-    from . import MaterialisticModel
+    from .modeling import MaterialisticModel
 
     target = Path(os.fspath(path)).expanduser()
     text = os.fspath(path)
