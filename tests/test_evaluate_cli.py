@@ -260,6 +260,13 @@ def test_task_iou_dispatches_to_evaluate_segmentation(tmp_path):
     (header, rows), (paper_header, _) = parse_tables((report / "leaderboard.md").read_text())
     assert header[1] == "oracle IoU per region" and paper_header[0] == "dataset (paper)"
     assert rows[0][:2] == ["rgb", f"{payload['runs'][0]['mean']['oracle_region']:.5f}"]
+    joint = matseg("--task", "iou", "--data", data, "--format", "masks", "--model", "rgb", "--queries", "joint",
+                   "--output", tmp_path / "joint.json")
+    assert joint.returncode == 0, joint.stderr
+    direct = seg.evaluate_segmentation(data, "rgb", format="masks", queries="joint", show_progress=False)
+    assert json.loads((tmp_path / "joint.json").read_text())["mean"] == direct["mean"]
+    # one map per disc and one joint map differ (the oracle does not depend on --threshold)
+    assert direct["mean"]["oracle_region"] != payload["runs"][0]["mean"]["oracle_region"]
 
 
 def test_ctrl_c_keeps_the_finished_runs(tmp_path, capsys):

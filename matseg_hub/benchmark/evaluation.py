@@ -130,17 +130,19 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
 
 
 def format_table(runs: List[Dict[str, Any]]) -> str:
-    """A plain-text table of the mean numbers of one or more :func:`evaluate_benchmark` results."""
-    header = f"{'model':<24} {'mode':<9} {'images':>6} {'point triplet':>14} {'material triplet':>17} " \
+    """A plain-text table of the mean numbers of one or more :func:`evaluate_benchmark` results (the model column
+    as wide as the longest name)."""
+    width = max([5] + [len(str(run["model"])) for run in runs])
+    header = f"{'model':<{width}} {'mode':<9} {'images':>6} {'point triplet':>14} {'material triplet':>17} " \
              f"{'point top-1':>12} {'material top-1':>15}"
     lines = [header, "-" * len(header)]
+
+    def f(v):
+        return f"{v:.5f}" if v is not None else "n/a"
+
     for run in runs:
         m = run["mean"]
-
-        def f(v):
-            return f"{v:.5f}" if v is not None else "n/a"
-
-        lines.append(f"{run['model'][-24:]:<24} {run['mode']:<9} {m['num_scored_images']:>6} "
+        lines.append(f"{run['model']:<{width}} {run['mode']:<9} {m['num_scored_images']:>6} "
                      f"{f(m['point_triplet']):>14} {f(m['material_triplet']):>17} {f(m['point_top1']):>12} "
                      f"{f(m['material_top1']):>15}")
     return "\n".join(lines)

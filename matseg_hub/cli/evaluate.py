@@ -48,6 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="iou: the fixed similarity threshold reported beside the best-threshold oracle "
                              "(default 0.5)")
+    parser.add_argument("--queries", choices=["each", "joint"], default="each",
+                        help="iou: 'each' (default, the authors' code): one similarity map per query disc; 'joint': "
+                             "one map for all 10 discs of a region (SAM: all of them as positive prompts)")
     parser.add_argument("--max-size", type=int, default=700,
                         help="evaluation resolution, longer side in pixels (default 700; 0 = full resolution)")
     parser.add_argument("--split", default="test", help="dataset split for built/Hub datasets (default: test)")
@@ -216,7 +219,8 @@ def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]
             runs.extend(evaluate(args.data, scorer, mode=list(modes), bgr=args.bgr, allow_pickle=args.allow_pickle,
                                  ties=args.ties, **common))
         else:
-            runs.append(evaluate(args.data, scorer, format=args.format, threshold=args.threshold, **common))
+            runs.append(evaluate(args.data, scorer, format=args.format, threshold=args.threshold,
+                                 queries=args.queries, **common))
 
 
 def _failure_line(spec: str, exc: BaseException, verbose: bool) -> str:
@@ -318,5 +322,5 @@ def _settings(args: argparse.Namespace, models: List[str], modes: List[str]) -> 
     if args.task == "triplet":
         out.update(modes=modes, ties=args.ties, allow_pickle=args.allow_pickle)
     else:
-        out.update(format=args.format, threshold=args.threshold)
+        out.update(format=args.format, threshold=args.threshold, queries=args.queries)
     return out

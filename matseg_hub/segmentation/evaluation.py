@@ -35,7 +35,7 @@ import itertools
 import math
 import os
 import zlib
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -375,7 +375,9 @@ def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, se
 def format_iou_table(runs: Iterable[Dict[str, Any]]) -> str:
     """A plain-text table of the mean numbers of one or more :func:`evaluate_segmentation` results: the oracle
     (best threshold per query map, labelled as such) and the fixed-threshold IoU, per region and per image."""
-    header = (f"{'model':<24} {'images':>6} {'regions':>7} {'small':>5} {'oracle/region':>13} {'oracle/image':>12} "
+    runs = list(runs)
+    width = max([5] + [len(str(run["model"])) for run in runs])
+    header = (f"{'model':<{width}} {'images':>6} {'regions':>7} {'small':>5} {'oracle/region':>13} {'oracle/image':>12} "
               f"{'threshold':>9} {'fixed/region':>12} {'fixed/image':>11}")
     lines = [header, "-" * len(header)]
 
@@ -384,7 +386,7 @@ def format_iou_table(runs: Iterable[Dict[str, Any]]) -> str:
 
     for run in runs:
         m = run["mean"]
-        lines.append(f"{str(run['model'])[-24:]:<24} {m['num_images']:>6} {m['num_regions']:>7} "
+        lines.append(f"{str(run['model']):<{width}} {m['num_images']:>6} {m['num_regions']:>7} "
                      f"{m['num_small_regions']:>5} {f(m['oracle_region']):>13} {f(m['oracle_image']):>12} "
                      f"{run['threshold']:>9.2f} {f(m['fixed_region']):>12} {f(m['fixed_image']):>11}")
     return "\n".join(lines)
