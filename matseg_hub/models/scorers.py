@@ -235,18 +235,23 @@ class DescriptorScorer(Scorer):
             self._map = out
         return self._map
 
-    def _unit_map(self) -> np.ndarray:
+    def _as_dense(self) -> np.ndarray:
+        """The map as float [H, W, D] (a label map as one-hot float32)."""
+        fmap = self.descriptor_map()
+        if fmap.ndim == 2:
+            labels, inverse = np.unique(fmap, return_inverse=True)
+            onehot = np.zeros(fmap.shape + (labels.size,), dtype=np.float32)
+            onehot.reshape(-1, labels.size)[np.arange(fmap.size), inverse.reshape(-1)] = 1
+            return onehot
+        return fmap
+
+    def _inverse_norms(self) -> np.ndarray:
+        """float32 [H, W]: 1 / max(||pixel descriptor||, 1e-12), so that cosines need no normalised copy of the map
+        (a backbone's map at 700 px is a gigabyte)."""
         if self._unit is None:
-            fmap = self.descriptor_map()
-            if fmap.ndim == 2:  # label map: one-hot
-                labels, inverse = np.unique(fmap, return_inverse=True)
-                unit = np.zeros(fmap.shape + (labels.size,), dtype=np.float32)
-                unit.reshape(-1, labels.size)[np.arange(fmap.size), inverse.reshape(-1)] = 1
-            else:
-                unit = fmap.astype(np.float32)
-                norm = np.sqrt((unit * unit).sum(2, keepdims=True))
-                unit = unit / np.maximum(norm, 1e-12)
-            self._unit = unit
+            fmap = self._as_dense()
+            norms = np.sqrt(np.einsum("hwd,hwd->hw", fmap, fmap, dtype=np.float64))
+            self._unit = (1.0 / np.maximum(norms, 1e-12)).astype(np.float32)
         return self._unit
 
     def material_descriptors(self, prompts: Sequence[Prompt]) -> np.ndarray:
@@ -254,9 +259,7 @@ class DescriptorScorer(Scorer):
         descriptor as :func:`~matseg_hub.metrics.triplet.point_descriptors` computes it)."""
         from ..metrics.triplet import point_descriptors
 
-        fmap = self.descriptor_map()
-        if fmap.ndim == 2:
-            fmap = self._unit_map()
+        fmap = self._as_dense()
         out = []
         for prompt in prompts:
             mean = point_descriptors(fmap, prompt.positive).mean(axis=0)
@@ -265,9 +268,10 @@ class DescriptorScorer(Scorer):
 
     def similarity_maps(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """float32 [P, H, W] cosine of every pixel's descriptor to each prompt's material descriptor."""
-        unit = self._unit_map()
+        fmap = self._as_dense()
         desc = self.material_descriptors(prompts).astype(np.float32)
-        return np.einsum("hwd,pd->phw", unit, desc, optimize=True).astype(np.float32)
+        dots = np.einsum("hwd,pd->phw", fmap.astype(np.float32, copy=False), desc, optimize=True)
+        return (dots * self._inverse_norms()[None]).astype(np.float32)
 
 
 class PromptableScorer(Scorer):
