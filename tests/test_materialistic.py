@@ -383,10 +383,12 @@ def test_evaluate_builtin_sample(model_dir):
 
 def test_cli_evaluate(model_dir):
     proc = subprocess.run([sys.executable, "-m", "matseg_hub", "evaluate", "--model", f"materialistic:{model_dir}",
-                           "--max-size", "128", "--device", "cpu"], capture_output=True, text=True, timeout=600)
+                           "--max-size", "128", "--device", "cpu", "--prompt-points", "1", "4"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line for line in proc.stdout.splitlines() if "materialistic (1 pt)" in line]
-    assert len(rows) == 1, proc.stdout
+    # one click per map: --prompt-points 1 4 scores it once, not once per k
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(f"materialistic:{model_dir} ")]
+    assert len(rows) == 1 and "pt)" not in rows[0], proc.stdout
     numbers = [float(tok) for tok in rows[0].split() if tok.replace(".", "", 1).isdigit() and "." in tok]
     assert len(numbers) == 4 and all(0.0 <= v <= 1.0 for v in numbers), proc.stdout
 

@@ -208,7 +208,9 @@ def _score_model(spec: Any, args: argparse.Namespace, evaluate, modes: List[str]
     ks = _unique(args.prompt_points or [1])
     scorer = resolve_scorer(spec, device=args.device, bgr=args.bgr, layer=args.layer, prompt_points=ks[0],
                             negative_points=args.negative_points, multimask=args.multimask)
-    promptable = scorer.kind == "promptable"
+    promptable = scorer.kind == "promptable" and scorer.takes_prompt_points
+    if scorer.kind == "promptable" and not promptable:
+        scorer.prompt_points = 1  # the model reads one click: other prompt points would only be left out
     for k in (ks if promptable else [None]):
         if promptable:
             scorer.prompt_points = k

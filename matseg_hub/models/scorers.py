@@ -282,6 +282,9 @@ class PromptableScorer(Scorer):
     """
 
     kind = "promptable"
+    #: False for a model that reads only the first positive point (Materialistic's click): ``matseg evaluate
+    #: --prompt-points 1 2 4 8`` then scores it once, with one-point prompts.
+    takes_prompt_points = True
 
     def __init__(self, name: str, *, prompt_points: int = 1, negative_points: int = 0):
         super().__init__(name)

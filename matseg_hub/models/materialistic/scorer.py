@@ -78,6 +78,8 @@ class MaterialisticScorer(PromptableScorer):
     :meth:`similarity_maps` decodes the prompts' clicks ``prompt_batch_size`` at a time.
     """
 
+    takes_prompt_points = False  # one click per map: --prompt-points 1 2 4 8 scores it once
+
     def __init__(self, model: Any, *, name: str = "materialistic", device: Optional[str] = None,
                  prompt_points: int = 1, negative_points: int = 0, prompt_batch_size: int = 4):
         super().__init__(name, prompt_points=prompt_points, negative_points=negative_points)
