@@ -142,3 +142,14 @@ def test_bad_input_is_typed():
             sweep(sim, np.zeros((3, 3), bool))
     with pytest.raises(MatSegInputError, match="real-valued"):
         iou_sweep(np.zeros((3, 3), complex), np.zeros((3, 3), bool))
+
+
+@pytest.mark.parametrize("counter", ["torch", "numpy"])
+def test_both_bincounts_give_the_brute_force_counts(monkeypatch, counter):
+    """torch's bincount (uint8 / int32 codes) where torch is installed, numpy's (intp codes) where it is not."""
+    monkeypatch.setattr(iou, "_counter", (lambda: iou._torch_bincount) if counter == "torch" else (lambda: np.bincount))
+    rng = np.random.default_rng(11)
+    for thresholds in (DEFAULT_THRESHOLDS, np.linspace(0.0, 1.0, 1001)):  # 202 codes fit uint8, 2002 do not
+        sim = rng.uniform(-1.2, 1.2, (300, 400)).astype(np.float32)  # more than one block
+        region = rng.random((300, 400)) < 0.4
+        assert np.array_equal(iou_sweep(sim, region, thresholds), brute_force(sim, region, thresholds))
