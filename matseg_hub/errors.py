@@ -132,3 +132,16 @@ def describe_os_error(exc: OSError) -> Optional[str]:
             where += f" -> {os.fsdecode(exc.filename2)}"
         where += ": "
     return f"{where}{reason} ({hint})"
+
+
+def skip_or_raise(exc: "MatSegError", key: str, *, skip_bad: bool, on_skip=None, logger=None) -> None:
+    """The ``--skip-bad`` rule of every reader and evaluator: re-raise ``exc`` unless ``skip_bad``; else log
+    ``skipping <key>: <reason>`` and report ``on_skip(key, reason)``. Call it in the ``except`` block, then
+    ``continue``."""
+    if not skip_bad:
+        raise exc
+    import logging
+
+    (logger or logging.getLogger("matseg_hub")).warning("skipping %s: %s", key, exc)
+    if on_skip is not None:
+        on_skip(key, str(exc))

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .format import DEFAULT_MAX_SIZE
-from ..errors import MatSegFormatError, MatSegInputError
+from ..errors import MatSegFormatError, MatSegInputError, skip_or_raise
 from ..metrics.triplet import METRIC_KEYS, MODES, TIES, aggregate, point_descriptors, triplet_accuracy
 from ..models.scorers import BASELINES as _BASELINE_FNS, Scorer, hsv_descriptors, point_similarities, \
     resolve_scorer, rgb_descriptors
@@ -101,10 +101,7 @@ def evaluate_benchmark(data: Optional[Union[str, os.PathLike]] = None, model: Un
         try:
             ev = item.for_evaluation(max_size=max_size)
         except MatSegFormatError as exc:  # e.g. a point whose disc has no pixel left at evaluation size
-            if not skip_bad:
-                raise
-            logger.warning("skipping %s: %s", item.image_id, exc)
-            leave_out(item.image_id, str(exc))
+            skip_or_raise(exc, item.image_id, skip_bad=skip_bad, on_skip=leave_out, logger=logger)
             continue
         resolved.set_image(ev.image)  # the model runs once per image, whatever the number of modes
         if resolved.kind == "descriptor":

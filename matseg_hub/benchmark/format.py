@@ -46,7 +46,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from ..errors import MatSegFormatError, MatSegInputError
+from ..errors import MatSegFormatError, MatSegInputError, skip_or_raise
 from ..utils.images import IMAGE_EXTENSIONS, decode_image, is_image_file, read_image_header
 from ..utils.logging import get_logger
 
@@ -583,11 +583,7 @@ def iter_benchmark_items(root: PathLike, image_ids: Optional[Sequence[str]] = No
         try:
             item = read_benchmark_item(root, image_id, allow_pickle=allow_pickle)
         except MatSegFormatError as exc:
-            if not skip_bad:
-                raise
-            logger.warning("skipping %s: %s", image_id, exc)
-            if on_skip is not None:
-                on_skip(image_id, str(exc))
+            skip_or_raise(exc, image_id, skip_bad=skip_bad, on_skip=on_skip, logger=logger)
             continue
         yield item
 

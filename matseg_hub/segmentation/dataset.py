@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from ..citation import CITATION
-from ..errors import MatSegFormatError, MatSegInputError
+from ..errors import MatSegFormatError, MatSegInputError, skip_or_raise
 from ..hub.writer import (DatasetRepoWriter, dataset_card_yaml, is_built_dataset_folder, iter_job_items,
                           load_dataset_source, looks_like_repo_id, size_category)
 from ..utils.images import decode_image, encode_mask_png
@@ -332,11 +332,7 @@ def _iter_dataset(data: PathLike, split: str, skip_bad: bool, on_skip) -> Iterat
             item = item_from_row(row, index, source=str(data))
         except MatSegFormatError as exc:
             key = str(row.get("image_id") if row.get("image_id") is not None else index)
-            if not skip_bad:
-                raise
-            logger.warning("skipping %s: %s", key, exc)
-            if on_skip is not None:
-                on_skip(key, str(exc))
+            skip_or_raise(exc, key, skip_bad=skip_bad, on_skip=on_skip, logger=logger)
             continue
         yield item
 

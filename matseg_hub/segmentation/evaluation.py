@@ -39,7 +39,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ..errors import MatSegFormatError, MatSegInputError
+from ..errors import MatSegFormatError, MatSegInputError, skip_or_raise
 from ..metrics.iou import DEFAULT_THRESHOLDS, iou_sweep
 from ..models.scorers import Prompt, Scorer, resolve_scorer
 from ..utils.logging import get_logger, progress
@@ -258,10 +258,7 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
         try:
             item = _check_item(raw)
         except MatSegFormatError as exc:
-            if not skip_bad:
-                raise
-            logger.warning("skipping %s: %s", raw.image_id, exc)
-            leave_out(raw.image_id, str(exc))
+            skip_or_raise(exc, raw.image_id, skip_bad=skip_bad, on_skip=leave_out, logger=logger)
             continue
         item = resize_item(item, max_size)
         try:

@@ -55,7 +55,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from ..errors import MatSegFormatError, MatSegInputError, MissingDependencyError
+from ..errors import MatSegFormatError, MatSegInputError, MissingDependencyError, skip_or_raise
 from ..utils.images import IMAGE_EXTENSIONS, is_image_file, read_image
 from ..utils.licenses import UNKNOWN_LICENSE, license_for, load_license_map
 from ..utils.logging import get_logger
@@ -578,11 +578,7 @@ def iter_segmentation_items(root: PathLike, format: Optional[str] = None, image_
         try:
             item = read_segmentation_item(root, image_id, format, licenses)
         except MatSegFormatError as exc:
-            if not skip_bad:
-                raise
-            logger.warning("skipping %s: %s", image_id, exc)
-            if on_skip is not None:
-                on_skip(image_id, str(exc))
+            skip_or_raise(exc, image_id, skip_bad=skip_bad, on_skip=on_skip, logger=logger)
             continue
         yield item
 
