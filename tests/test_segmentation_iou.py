@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from matseg_hub.errors import MatSegFormatError, MatSegInputError
-from matseg_hub.models.scorers import DescriptorScorer
+from matseg_hub.models.scorers import DescriptorScorer, Scorer
 from matseg_hub.segmentation.evaluation import (MIN_AREA, draw_queries, eroded_region, evaluate_segmentation,
                                                 format_iou_table, query_rng)
 from matseg_hub.segmentation.item import SegmentationItem
@@ -197,3 +197,36 @@ def test_generated_2d_scenes_end_to_end(tmp_path):
         assert entry["oracle_shared"] <= entry["oracle"] + 1e-12
     # the same set, the same seed: the same numbers
     assert evaluate_segmentation(tmp_path / "scenes", "rgb", show_progress=False)["mean"] == mean
+
+
+class _FixedMap(Scorer):
+    """A scorer whose every similarity map is one given float32 map (values exactly on thresholds)."""
+
+    kind = "descriptor"
+
+    def __init__(self, sim):
+        super().__init__("fixed-map")
+        self.sim = sim
+
+    def set_image(self, image):
+        pass
+
+    def similarity_maps(self, prompts):
+        return np.repeat(self.sim[None], len(prompts), axis=0)
+
+
+@pytest.mark.parametrize("threshold, iou", [(0.5, 0.0), (0.3, 50 / 60), (1 / 3, 50 / 60), (0.2, 50 / 90)])
+def test_fixed_threshold_is_strict_like_the_sweep(threshold, iou):
+    # region: the left 50 columns; the map is 0.5 on columns 0-29, 1/3 (float32) on 30-59, 0.3 on 60-89, 0 beyond
+    region = np.zeros((64, 120), bool)
+    region[:, :50] = True
+    sim = np.zeros((64, 120), np.float32)
+    sim[:, :30], sim[:, 30:60], sim[:, 60:90] = 0.5, np.float32(1 / 3), 0.3
+    item = SegmentationItem("strict", np.zeros((64, 120, 3), np.uint8), region[None], ["left"])
+    result = evaluate_segmentation([item], _FixedMap(sim), threshold=threshold, show_progress=False)
+    pred = sim.astype(np.float64) > threshold  # strict: a pixel exactly on the threshold is outside
+    expected = (pred & region).sum() / (pred | region).sum()
+    (entry,) = result["images"]["strict"]["regions"]
+    assert entry["fixed"] == pytest.approx(expected, abs=0)
+    assert expected == pytest.approx(iou)  # float32(1/3) is above the float64 1/3
+    assert entry["oracle"] == pytest.approx(50 / 60)  # t in [1/3, 0.5): columns 0-59

@@ -43,6 +43,7 @@ from ..errors import MatSegFormatError, MatSegInputError, skip_or_raise
 from ..metrics.iou import DEFAULT_THRESHOLDS, iou_sweep
 from ..models.scorers import Prompt, Scorer, resolve_scorer
 from ..utils.logging import get_logger, progress
+from ..utils.seeds import STREAMS, stream_rng
 from .item import SegmentationItem
 
 logger = get_logger(__name__)
@@ -56,7 +57,7 @@ QUERY_MODES = ("each", "joint")
 #: the oracle's sweep: 0, 0.01, ..., 1
 THRESHOLDS = DEFAULT_THRESHOLDS
 #: first word of every query generator's seed (the CRC-32 of the stream's name; see matseg_hub.utils.seeds)
-QUERY_STREAM = zlib.crc32(b"segmentation.iou.queries")
+QUERY_STREAM = STREAMS["segmentation.iou.queries"]
 SCORER_OPTIONS = ("layer", "prompt_points", "negative_points", "multimask", "bgr", "revision", "token",
                   "local_files_only", "cache_dir")
 _BATCH = 32  # prompts per similarity_maps call
@@ -87,10 +88,9 @@ def eroded_region(mask: np.ndarray, margin: int = MARGIN, query_radius: int = QU
 
 def query_rng(seed: int, image_id: str, region: int) -> np.random.Generator:
     """The generator of the queries of region ``region`` of image ``image_id``:
-    ``default_rng([QUERY_STREAM, seed, crc32(image_id), region])``."""
-    if int(seed) < 0:
-        raise MatSegInputError(f"seed must be 0 or more, got {seed}")
-    return np.random.default_rng([QUERY_STREAM, int(seed), zlib.crc32(str(image_id).encode("utf-8")), int(region)])
+    ``default_rng([QUERY_STREAM, seed, crc32(image_id), region])`` (the stream ``segmentation.iou.queries`` of
+    :func:`matseg_hub.utils.seeds.stream_rng`)."""
+    return stream_rng("segmentation.iou.queries", int(seed), zlib.crc32(str(image_id).encode("utf-8")), int(region))
 
 
 def draw_queries(eroded: np.ndarray, num_queries: int, query_radius: int, rng: np.random.Generator) -> np.ndarray:
@@ -251,7 +251,8 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
 
     items = _items(data, format, split, skip_bad, leave_out)
     disable = None if show_progress is None else not show_progress
-    seen = 0
+    unreadable = 0  # of those, images _check_item refused
+    seen = 0  # images read (bad ones the reader left out never arrive here)
     for raw in progress(itertools.islice(items, limit), total=limit, desc=f"IoU {scorer.name}", unit="img",
                         disable=disable):
         seen += 1
@@ -259,6 +260,7 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
             item = _check_item(raw)
         except MatSegFormatError as exc:
             skip_or_raise(exc, raw.image_id, skip_bad=skip_bad, on_skip=leave_out, logger=logger)
+            unreadable += 1
             continue
         item = resize_item(item, max_size)
         try:
@@ -277,7 +279,7 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
         raise MatSegInputError(f"no image to score in {_describe_data(data)}")
     if not images:
         raise MatSegInputError(f"no region to score in {_describe_data(data)}: all {len(small)} regions of the "
-                               f"{seen - len(bad)} readable images have fewer than {min_area} px left after "
+                               f"{seen - unreadable} readable images have fewer than {min_area} px left after "
                                f"erosion by {margin + query_radius} px (and {len(bad)} images were bad)")
     mean = {
         "oracle_region": _mean(region_oracle),
@@ -333,6 +335,9 @@ def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, se
             owner.append(i)
     scorer.set_image(item.image)
     height, width = item.image.shape[:2]
+    # the fixed threshold's IoU is read off the oracle's sweep when it is one of its thresholds (the same strict
+    # ``map > t``), else from a sweep of its own
+    on_grid = np.flatnonzero(THRESHOLDS == threshold)
     sweeps: List[List[np.ndarray]] = [[] for _ in regions]
     fixed: List[List[float]] = [[] for _ in regions]
     for start in range(0, len(prompts), _BATCH):
@@ -344,8 +349,9 @@ def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, se
         for j, sim in enumerate(maps):
             i = owner[start + j]
             mask = item.masks[regions[i][0]]
-            sweeps[i].append(iou_sweep(sim, mask, THRESHOLDS))
-            fixed[i].append(float(iou_sweep(sim, mask, [threshold])[0]))
+            sweep = iou_sweep(sim, mask, THRESHOLDS)
+            sweeps[i].append(sweep)
+            fixed[i].append(float(sweep[on_grid[0]] if on_grid.size else iou_sweep(sim, mask, [threshold])[0]))
     out_regions = []
     for i, (r, points, area) in enumerate(regions):
         ious = np.stack(sweeps[i])  # [maps, T]

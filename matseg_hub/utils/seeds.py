@@ -27,6 +27,7 @@ STREAM_NAMES = (
     "pbr.material",        # PBR material (seed, item) of a PBR build
     "training.batch",      # training batch (seed, rank, worker, batch)
     "scoring.points",      # points on held-out scene (seed, index)
+    "segmentation.iou.queries",  # IoU query discs of a region (seed, crc32(image id), region)
 )
 STREAMS: Dict[str, int] = {name: zlib.crc32(name.encode("ascii")) for name in STREAM_NAMES}
 assert len(set(STREAMS.values())) == len(STREAMS) and all(STREAMS.values())  # distinct, non-zero
