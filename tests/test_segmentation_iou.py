@@ -215,7 +215,7 @@ class _FixedMap(Scorer):
         return np.repeat(self.sim[None], len(prompts), axis=0)
 
 
-@pytest.mark.parametrize("threshold, iou", [(0.5, 0.0), (0.3, 50 / 60), (1 / 3, 50 / 60), (0.2, 50 / 90)])
+@pytest.mark.parametrize("threshold, iou", [(0.5, 0.0), (0.3, 50 / 90), (1 / 3, 50 / 60), (0.2, 50 / 90)])
 def test_fixed_threshold_is_strict_like_the_sweep(threshold, iou):
     # region: the left 50 columns; the map is 0.5 on columns 0-29, 1/3 (float32) on 30-59, 0.3 on 60-89, 0 beyond
     region = np.zeros((64, 120), bool)
@@ -228,5 +228,5 @@ def test_fixed_threshold_is_strict_like_the_sweep(threshold, iou):
     expected = (pred & region).sum() / (pred | region).sum()
     (entry,) = result["images"]["strict"]["regions"]
     assert entry["fixed"] == pytest.approx(expected, abs=0)
-    assert expected == pytest.approx(iou)  # float32(1/3) is above the float64 1/3
+    assert expected == pytest.approx(iou)  # float32(0.3) and float32(1/3) lie above 0.3, 1/3
     assert entry["oracle"] == pytest.approx(50 / 60)  # t in [1/3, 0.5): columns 0-59
