@@ -276,3 +276,48 @@ def test_several_modes_come_from_one_model_pass_per_image():
         assert run["mean"] == alone["mean"] and run["images"] == alone["images"]
     with pytest.raises(MatSegInputError, match="mode"):
         evaluate_benchmark(None, "hsv", mode=["soft", "soft"])
+
+
+@pytest.mark.parametrize("image", [np.zeros((0, 5, 3), np.uint8), np.zeros((4, 0, 3), np.uint8),
+                                   np.zeros((4, 5, 3), np.float32), [[[1, 2, 3]]]])
+def test_an_empty_or_wrong_type_image_is_a_typed_error(image):
+    with pytest.raises(MatSegInputError, match="RGB uint8"):
+        resolve_scorer("rgb").set_image(image)
+
+
+def test_a_label_map_is_one_hot_encoded_once_per_image_and_reset_by_set_image():
+    """A hard segmentation's one-hot map is built once per image (not once per similarity_maps /
+    material_descriptors call) and rebuilt for the next image."""
+    calls = []
+
+    def halves(image):
+        calls.append(image.shape)
+        labels = np.zeros(image.shape[:2], dtype=np.int64)
+        labels[:, image.shape[1] // 2:] = 1 + int(image[0, 0, 0])
+        return labels
+
+    scorer = DescriptorScorer(halves, "halves")
+    scorer.set_image(np.zeros((8, 10, 3), np.uint8))
+    dense = scorer._as_dense()
+    maps = scorer.similarity_maps([Prompt.of([[1, 1, 1]]), Prompt.of([[8, 4, 1]])])
+    assert scorer._as_dense() is dense and len(calls) == 1
+    assert maps.shape == (2, 8, 10)
+    np.testing.assert_allclose(maps[0, :, :5], 1)
+    np.testing.assert_allclose(maps[0, :, 5:], 0)
+    np.testing.assert_allclose(maps[1, :, 5:], 1)
+    scorer.set_image(np.full((6, 4, 3), 3, np.uint8))
+    assert scorer._as_dense().shape == (6, 4, 2) and len(calls) == 2
+    np.testing.assert_allclose(scorer.similarity_maps([Prompt.of([[3, 2, 0]])])[0, :, 2:], 1)
+
+
+def test_torch_device_is_checked_with_a_typed_error():
+    import torch
+
+    from matseg_hub.models.scorers import torch_device
+
+    assert torch_device("cpu") == torch.device("cpu")
+    assert torch_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(MatSegInputError, match="unknown torch device 'gpu'"):
+        torch_device("gpu")
+    with pytest.raises(MatSegInputError, match="not available"):
+        torch_device(f"cuda:{torch.cuda.device_count()}")

@@ -195,11 +195,55 @@ class Scorer:
 
 
 def _check_image(image: Any) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 \
+            or image.shape[0] < 1 or image.shape[1] < 1:
         shape = getattr(image, "shape", None)
-        raise MatSegInputError(f"a scorer takes an RGB uint8 [H, W, 3] image; got {type(image).__name__} "
+        raise MatSegInputError(f"a scorer takes a non-empty RGB uint8 [H, W, 3] image; got {type(image).__name__} "
                                f"shape {shape} dtype {getattr(image, 'dtype', None)}")
     return image
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type name when the message is empty), for one-line typed errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_errors() -> Tuple[type, ...]:
+    """What ``from_pretrained`` raises for a folder or Hub id that holds no loadable model (a missing or malformed
+    file, a config value of the wrong type, truncated or mismatched weights), to be re-raised as a typed error."""
+    errors: List[type] = [OSError, ValueError, KeyError, TypeError, RuntimeError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # pragma: no cover - safetensors is a transformers dependency
+        pass
+    return tuple(errors)
+
+
+def torch_device(device: Any = None) -> Any:
+    """The ``torch.device`` a network scorer runs on: ``device`` checked (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a
+    ``torch.device``), or ``cuda`` when available else ``cpu`` for None.
+
+    Raises:
+        MatSegInputError: an unknown device name, or a CUDA device on a machine without it (one line, not torch's
+            assertion).
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise MatSegInputError(f"unknown torch device {device!r} ({_first_line(exc)}); use 'cpu', 'cuda' or "
+                               f"'cuda:N'") from None
+    if out.type == "cuda" and (not torch.cuda.is_available()
+                               or (out.index is not None and out.index >= torch.cuda.device_count())):
+        raise MatSegInputError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA devices); "
+                               f"use --device cpu")
+    return out
 
 
 class DescriptorScorer(Scorer):
@@ -213,11 +257,14 @@ class DescriptorScorer(Scorer):
         self.fn = fn
         self._image: Optional[np.ndarray] = None
         self._map: Optional[np.ndarray] = None
+        self._dense: Optional[np.ndarray] = None
         self._unit: Optional[np.ndarray] = None
 
     def set_image(self, image: np.ndarray) -> None:
+        """Take the image (RGB uint8 [H, W, 3]); its map is computed on first use and kept until the next image."""
         self._image = _check_image(image)
         self._map = None
+        self._dense = None
         self._unit = None
 
     def descriptor_map(self) -> np.ndarray:
@@ -236,14 +283,16 @@ class DescriptorScorer(Scorer):
         return self._map
 
     def _as_dense(self) -> np.ndarray:
-        """The map as float [H, W, D] (a label map as one-hot float32)."""
-        fmap = self.descriptor_map()
-        if fmap.ndim == 2:
-            labels, inverse = np.unique(fmap, return_inverse=True)
-            onehot = np.zeros(fmap.shape + (labels.size,), dtype=np.float32)
-            onehot.reshape(-1, labels.size)[np.arange(fmap.size), inverse.reshape(-1)] = 1
-            return onehot
-        return fmap
+        """The map as float [H, W, D] (a label map as one-hot float32, built once per image)."""
+        if self._dense is None:
+            fmap = self.descriptor_map()
+            if fmap.ndim == 2:
+                labels, inverse = np.unique(fmap, return_inverse=True)
+                onehot = np.zeros(fmap.shape + (labels.size,), dtype=np.float32)
+                onehot.reshape(-1, labels.size)[np.arange(fmap.size), inverse.reshape(-1)] = 1
+                fmap = onehot
+            self._dense = fmap
+        return self._dense
 
     def _inverse_norms(self) -> np.ndarray:
         """float32 [H, W]: 1 / max(||pixel descriptor||, 1e-12), so that cosines need no normalised copy of the map
@@ -422,4 +471,4 @@ def _spec_target(spec: str) -> str:
 
 __all__ = ["Prompt", "Scorer", "DescriptorScorer", "PromptableScorer", "anchor_prompts", "disc_means",
            "point_similarities", "resolve_scorer", "rgb_descriptors", "hsv_descriptors", "BASELINES", "KINDS",
-           "PREFIXES", "SPEC_HELP", "MULTIMASK_CHOICES", "SCORER_LOADERS", "register_scorer"]
+           "PREFIXES", "SPEC_HELP", "MULTIMASK_CHOICES", "SCORER_LOADERS", "register_scorer", "torch_device"]
