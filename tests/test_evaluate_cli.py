@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,6 +219,9 @@ def test_prompt_points_score_a_promptable_model_once_per_k(related, tmp_path):
     (["--prompt-points", "0"], "--prompt-points must be at least 1, got 0"),
     (["--negative-points", "-1"], "--negative-points must be 0 or more"),
     (["--task", "iou", "--data", "/no/such/set"], "/no/such/set does not exist"),
+    (["--task", "iou", "--data", ".", "--format", "bogus"], "unknown --format 'bogus'"),
+    (["--limit", "0"], "--limit must be at least 1, got 0"),
+    (["--task", "iou", "--data", Path(__file__).parent, "--model", "rgb", "hsv"], "not a segmentation set"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     proc = matseg(*args, timeout=120)

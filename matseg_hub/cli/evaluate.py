@@ -133,6 +133,8 @@ def _check_options(args: argparse.Namespace) -> None:
             raise MatSegInputError(f"--prompt-points must be at least 1, got {k}")
     if args.negative_points < 0:
         raise MatSegInputError(f"--negative-points must be 0 or more, got {args.negative_points}")
+    if args.limit is not None and args.limit < 1:
+        raise MatSegInputError(f"--limit must be at least 1, got {args.limit}")
     from ..benchmark.format import evaluation_scale
 
     evaluation_scale(1, 1, args.max_size or None)  # validates --max-size once, before any model
@@ -142,6 +144,10 @@ def _check_options(args: argparse.Namespace) -> None:
                                    "folder or a Hub dataset id")
         if not 0.0 <= args.threshold <= 1.0:
             raise MatSegInputError(f"--threshold must be in [0, 1], got {args.threshold}")
+        from .build_segmentation import FORMATS  # light: matseg_hub.segmentation.formats.FORMATS
+
+        if args.format is not None and args.format not in FORMATS:
+            raise MatSegInputError(f"unknown --format {args.format!r}: use one of {', '.join(FORMATS)}")
     elif args.format is not None:
         raise MatSegInputError("--format is for --task iou (raw segmentation folders); the triplet task reads the "
                                "benchmark format")
@@ -171,6 +177,15 @@ def _check_data(args: argparse.Namespace) -> None:
     if not Path(args.data).exists() and not looks_like_repo_id(str(args.data)):
         raise MatSegInputError(f"{args.data} does not exist: give a segmentation folder, a built segmentation "
                                f"dataset folder or a Hub dataset id")
+    from ..segmentation.dataset import load_segmentation
+
+    # a folder that is no segmentation set (or a bad first image without --skip-bad) fails here once, not per model
+    items = load_segmentation(args.data, format=args.format, split=args.split, skip_bad=args.skip_bad,
+                              on_skip=lambda image_id, reason: None)
+    try:
+        next(items, None)
+    finally:
+        items.close()
 
 
 def _evaluators(task: str):
