@@ -411,3 +411,24 @@ def test_a_built_folder_is_not_a_raw_source(tmp_path):
     with pytest.raises(MatSegFormatError, match="built dataset folder"):
         build_segmentation_dataset(built, tmp_path / "again")
     assert [i.image_id for i in load_segmentation(built)] == ["im00"]
+
+
+def test_resume_redoes_rows_whose_licence_map_changed(tmp_path):
+    """A licences.json added while a build was interrupted reaches the rows of the shards closed before it."""
+    import pyarrow.parquet as pq
+
+    make_masks_folder(tmp_path / "raw", "labels", num=4)
+
+    def interrupt(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_segmentation_dataset(tmp_path / "raw", tmp_path / "a", max_shard_size=1, row_group_size=1,
+                                   on_progress=interrupt)
+    ids = sorted(p.stem for p in (tmp_path / "raw" / "images").iterdir())
+    (tmp_path / "raw" / "licenses.json").write_text(json.dumps({i: "cc-by-4.0" for i in ids}))
+    out = build_segmentation_dataset(tmp_path / "raw", tmp_path / "a", max_shard_size=1, row_group_size=1)
+    licences = [lic for f in sorted((out / "data").glob("*.parquet"))
+                for lic in pq.read_table(f, columns=["license"]).column("license").to_pylist()]
+    assert licences == ["cc-by-4.0"] * 4

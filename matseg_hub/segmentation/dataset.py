@@ -195,7 +195,10 @@ def build_segmentation_dataset(source: PathLike, output: PathLike, *, format: Op
     job_ids = list(iter_job_items(ids, shard_index, num_shards))
     from ..utils.files import files_fingerprint
 
-    inputs = [(i, files_fingerprint(segmentation_item_files(source, i, fmt))) for i in job_ids]
+    # the licence maps (formats._licenses) are an input of every row: a changed one redoes the rows on resume
+    licence_files = [folder / name for folder in (source, source / "images") for name in ("licenses.json",
+                                                                                          "metadata.csv")]
+    inputs = [(i, files_fingerprint([*segmentation_item_files(source, i, fmt), *licence_files])) for i in job_ids]
     features = segmentation_features()
     name = pretty_name or f"{source.resolve().name} (segmentation)"
     with DatasetRepoWriter(output, features, split=SPLIT, max_shard_size=max_shard_size, row_group_size=row_group_size,
