@@ -417,3 +417,31 @@ def test_bad_specs_are_typed_one_line_errors(tmp_path):
                            f"materialistic:{tmp_path / 'vit'}", "--max-size", "128"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "model_type" in proc.stderr
+
+
+@pytest.mark.parametrize("field, value", [("image_mean", 5), ("backbone_out_indices", 3), ("head_hidden_sizes", None),
+                                          ("weights", None)])
+def test_a_malformed_folder_is_a_typed_one_line_error(model_dir, tmp_path, field, value):
+    """A config.json value of the wrong type or truncated weights: MatSegFormatError naming the folder, not a raw
+    TypeError / SafetensorError."""
+    import json
+    import shutil
+
+    folder = tmp_path / "broken"
+    shutil.copytree(model_dir, folder)
+    if field == "weights":
+        (folder / "model.safetensors").write_bytes(b"not safetensors")
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config[field] = value
+        (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MatSegFormatError, match="cannot load a Materialistic model") as info:
+        load_materialistic_scorer(folder, device="cpu")
+    assert "\n" not in str(info.value) and str(folder) in str(info.value)
+
+
+def test_an_unusable_device_is_a_typed_error(model_dir):
+    with pytest.raises(MatSegInputError, match="unknown torch device 'gpu'"):
+        load_materialistic_scorer(model_dir, device="gpu")
+    with pytest.raises(MatSegInputError, match="not available"):
+        load_materialistic_scorer(model_dir, device=f"cuda:{torch.cuda.device_count()}")

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...errors import MatSegFormatError, MatSegInputError
 from ...utils.logging import get_logger
-from ..scorers import PromptableScorer, Prompt, _check_image
+from ..scorers import PromptableScorer, Prompt, _check_image, _first_line, _load_errors, torch_device
 
 logger = get_logger(__name__)
 
@@ -83,16 +83,9 @@ class MaterialisticScorer(PromptableScorer):
     def __init__(self, model: Any, *, name: str = "materialistic", device: Optional[str] = None,
                  prompt_points: int = 1, negative_points: int = 0, prompt_batch_size: int = 4):
         super().__init__(name, prompt_points=prompt_points, negative_points=negative_points)
-        import torch
-
         if prompt_batch_size < 1:
             raise MatSegInputError(f"prompt_batch_size must be at least 1, got {prompt_batch_size}")
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise MatSegInputError(f"unknown torch device {device!r}: {exc}") from None
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.config
         self.prompt_batch_size = int(prompt_batch_size)
@@ -196,9 +189,8 @@ def load_materialistic_scorer(path: Union[str, os.PathLike], *, device: Optional
                                f"save_pretrained or by python -m matseg_hub.models.materialistic.convert)")
     try:
         model = MaterialisticModel.from_pretrained(source, **hub_kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MatSegFormatError(f"cannot load a Materialistic model: {first}", path=source) from None
+    except _load_errors() as exc:  # a malformed config.json value, truncated weights, ...
+        raise MatSegFormatError(f"cannot load a Materialistic model: {_first_line(exc)}", path=source) from None
     return MaterialisticScorer(model, name=f"materialistic:{text}", device=device, prompt_points=prompt_points,
                                negative_points=negative_points, prompt_batch_size=prompt_batch_size)
 
