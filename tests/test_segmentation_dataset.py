@@ -432,3 +432,16 @@ def test_resume_redoes_rows_whose_licence_map_changed(tmp_path):
     licences = [lic for f in sorted((out / "data").glob("*.parquet"))
                 for lic in pq.read_table(f, columns=["license"]).column("license").to_pylist()]
     assert licences == ["cc-by-4.0"] * 4
+
+
+@pytest.mark.parametrize("fmt", ["masks", "materialistic"])
+def test_resume_fingerprint_names_the_mask_of_a_stem_with_glob_characters(tmp_path, fmt):
+    from matseg_hub.segmentation.formats import segmentation_item_files
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    _write_png(tmp_path / "images" / "a[1].png", _photo(np.random.default_rng(0)))
+    _write_png(tmp_path / "masks" / "a[1].png", np.ones(SIZE, np.uint8))
+    _write_png(tmp_path / "masks" / "a1.png", np.ones(SIZE, np.uint8))  # what the unescaped pattern a[1].* matched
+    names = [p.name for p in segmentation_item_files(tmp_path, "a[1]", fmt) if p.is_file()]
+    assert "a[1].png" in names[1:] and "a1.png" not in names

@@ -47,6 +47,7 @@ Masks are in the frame of the image as displayed (EXIF orientation applied to th
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import os
 import warnings
@@ -222,7 +223,7 @@ def _list_masks(root: Path) -> List[str]:
 
 def _files_masks(root: Path, image_id: str) -> List[Path]:
     image = _image_files(root / "images").get(image_id)
-    return [p for p in (image, root / "masks" / image_id, *((root / "masks").glob(f"{image_id}.*")))
+    return [p for p in (image, root / "masks" / image_id, *((root / "masks").glob(f"{glob.escape(image_id)}.*")))
             if p is not None]
 
 
@@ -385,7 +386,7 @@ def _list_materialistic(root: Path) -> List[str]:
 
 
 def _files_materialistic(root: Path, image_id: str) -> List[Path]:
-    return [root / "images" / f"{image_id}.png", *(root / "masks").glob(f"{image_id}.*")]
+    return [root / "images" / f"{image_id}.png", *(root / "masks").glob(f"{glob.escape(image_id)}.*")]
 
 
 def read_exr(path: PathLike) -> np.ndarray:
