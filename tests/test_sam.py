@@ -393,3 +393,46 @@ def test_sam2_folder_without_torchvision_is_a_typed_error(tmp_path):
     tiny_sam2_model().save_pretrained(tmp_path / "sam2")
     with pytest.raises(MissingDependencyError, match="torchvision"):
         resolve_scorer(f"sam:{tmp_path / 'sam2'}")
+
+
+def test_malformed_folders_and_devices_are_typed_one_line_errors(sam_dir, tmp_path):
+    """A config.json that is not an object, truncated weights, an unusable device: MatSegInputError, not a raw
+    AttributeError / SafetensorError / torch assertion."""
+    import shutil
+
+    listed = tmp_path / "listed"
+    shutil.copytree(sam_dir, listed)
+    (listed / "config.json").write_text("[1, 2]")
+    with pytest.raises(MatSegInputError, match="model_type None") as info:
+        load_sam_scorer(listed, device="cpu")
+    assert "\n" not in str(info.value)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(sam_dir, truncated)
+    (truncated / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(MatSegInputError, match="cannot load the SamModel weights") as info:
+        load_sam_scorer(truncated, device="cpu")
+    assert "\n" not in str(info.value) and str(truncated) in str(info.value)
+    with pytest.raises(MatSegInputError, match="unknown torch device 'gpu'"):
+        load_sam_scorer(sam_dir, device="gpu")
+    with pytest.raises(MatSegInputError, match="not available"):
+        load_sam_scorer(sam_dir, device=f"cuda:{torch.cuda.device_count()}")
+
+
+def test_prompt_points_outside_the_image_and_a_failed_set_image(scorer, image, monkeypatch):
+    """A prompt point outside the image is refused (SAM would silently extrapolate); a set_image whose model pass
+    fails leaves no stale embedding of the previous image to answer the next prompts."""
+    height, width = image.shape[:2]
+    with pytest.raises(MatSegInputError, match="outside"):
+        scorer.similarity_maps([Prompt.of([[width, 1, 1]])])
+    with pytest.raises(MatSegInputError, match="outside"):
+        scorer.similarity_maps([Prompt.of([[1, 1, 1]], [[1, height + 3, 1]])])
+    assert scorer.similarity_maps([Prompt.of([[width - 1, height - 1, 1]])]).shape == (1, height, width)
+
+    def out_of_memory(pixel_values):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(scorer.model, "get_image_embeddings", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        scorer.set_image(image[:20])
+    with pytest.raises(MatSegInputError, match="set_image"):
+        scorer.similarity_maps([Prompt.of([[1, 1, 1]])])

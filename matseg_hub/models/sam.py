@@ -27,9 +27,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import MatSegInputError, MissingDependencyError
+from ..errors import MatSegInputError, MissingDependencyError, require
 from ..utils.logging import get_logger
-from .scorers import MULTIMASK_CHOICES, Prompt, PromptableScorer, _check_image
+from .scorers import MULTIMASK_CHOICES, Prompt, PromptableScorer, _check_image, _first_line, _load_errors, torch_device
 
 logger = get_logger(__name__)
 
@@ -61,9 +61,9 @@ def _read_model_type(name: str, hub_kwargs: Dict[str, Any]) -> str:
         config_dict, _ = PretrainedConfig.get_config_dict(str(Path(name).expanduser()) if _looks_like_path(name)
                                                           else name, **hub_kwargs)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MatSegInputError(f"cannot load a SAM model from {name!r}: no readable config.json ({first})") from None
-    model_type = config_dict.get("model_type")
+        raise MatSegInputError(f"cannot load a SAM model from {name!r}: no readable config.json "
+                               f"({_first_line(exc)})") from None
+    model_type = config_dict.get("model_type") if isinstance(config_dict, dict) else None
     if model_type not in SAM_MODEL_TYPES:
         raise MatSegInputError(f"cannot load a SAM model from {name!r}: its config.json has model_type "
                                f"{model_type!r}, expected one of {SAM_MODEL_TYPES} (SamModel / Sam2Model); use "
@@ -92,41 +92,34 @@ def load_sam_scorer(name_or_path: Union[str, os.PathLike], *, device: Optional[s
         MatSegInputError: a missing folder, a folder or id that is not a SAM model, a bad option.
         MissingDependencyError: SAM 2's image processor needs ``torchvision``.
     """
-    import torch
-
     if multimask not in MULTIMASK_CHOICES:
         raise MatSegInputError(f"--multimask must be one of {MULTIMASK_CHOICES}, got {multimask!r}")
     if int(chunk_size) < 1:
         raise MatSegInputError(f"chunk_size must be at least 1, got {chunk_size}")
+    device = torch_device(device)
     name = str(name_or_path)
     source = str(Path(name).expanduser()) if _looks_like_path(name) else name
     model_type = _read_model_type(name, hub_kwargs)
     if model_type == "sam":
         from transformers import SamModel as model_cls, SamProcessor as processor_cls
     else:
-        import importlib.util
-
-        if importlib.util.find_spec("torchvision") is None:   # Sam2ImageProcessor has no PIL backend
-            raise MissingDependencyError("torchvision", f"SAM 2 ({name!r}: Sam2Processor)")
+        require("torchvision", f"SAM 2 ({name!r}: Sam2Processor)")  # Sam2ImageProcessor has no PIL backend
         from transformers import Sam2Model as model_cls, Sam2Processor as processor_cls
     try:
         model = model_cls.from_pretrained(source, **hub_kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MatSegInputError(f"cannot load the {model_cls.__name__} weights from {name!r}: {first}") from None
+    except _load_errors() as exc:  # a malformed config value, truncated weights, ...
+        raise MatSegInputError(f"cannot load the {model_cls.__name__} weights from {name!r}: "
+                               f"{_first_line(exc)}") from None
     try:
         processor = processor_cls.from_pretrained(source, **hub_kwargs)
     except ImportError as exc:
         if "torchvision" in str(exc).lower():
             raise MissingDependencyError("torchvision", f"SAM 2 ({processor_cls.__name__})") from None
         raise
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MatSegInputError(f"cannot load the {processor_cls.__name__} saved with {name!r} "
-                               f"(preprocessor_config.json): {first}; save the processor beside the model "
+                               f"(preprocessor_config.json): {_first_line(exc)}; save the processor beside the model "
                                f"(processor.save_pretrained(folder))") from None
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
     return SamScorer(model, processor, name=f"sam:{name}", prompt_points=prompt_points,
                      negative_points=negative_points, multimask=multimask, chunk_size=chunk_size)
@@ -177,18 +170,20 @@ class SamScorer(PromptableScorer):
         import torch
 
         image = _check_image(image)
+        self._image_size = self._input_size = self._embeddings = None   # no stale image if this one fails
         inputs = self.processor(images=image, return_tensors="pt")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
-        height, width = int(image.shape[0]), int(image.shape[1])
         if self.model_type == "sam":
             reshaped = inputs["reshaped_input_sizes"][0]
-            self._input_size = (int(reshaped[0]), int(reshaped[1]))
+            input_size = (int(reshaped[0]), int(reshaped[1]))
         else:
             side = int(self.processor.target_size)
-            self._input_size = (side, side)
+            input_size = (side, side)
         with torch.no_grad():
-            self._embeddings = self.model.get_image_embeddings(pixel_values)
-        self._image_size = (height, width)
+            embeddings = self.model.get_image_embeddings(pixel_values)
+        self._image_size = (int(image.shape[0]), int(image.shape[1]))
+        self._input_size = input_size
+        self._embeddings = embeddings
 
     def input_coordinates(self, xy: np.ndarray) -> np.ndarray:
         """float64 [..., 2] pixel centres ``(x, y)`` of the set image -> the model's input frame, as the processor
@@ -210,6 +205,10 @@ class SamScorer(PromptableScorer):
         neg = np.asarray(prompt.negative).reshape(-1, 3)
         if pos.shape[0] == 0:
             raise MatSegInputError("a prompt needs at least one positive point")
+        height, width = self._image_size
+        for point in np.concatenate([pos, neg]):
+            if not (0 <= point[0] < width and 0 <= point[1] < height):
+                raise MatSegInputError(f"prompt point ({point[0]}, {point[1]}) is outside the {width}x{height} image")
         xy = np.concatenate([pos[:, :2], neg[:, :2]]).astype(np.float64)
         labels = np.concatenate([np.ones(pos.shape[0], np.int64), np.zeros(neg.shape[0], np.int64)])
         return xy, labels
