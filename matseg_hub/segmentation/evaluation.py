@@ -4,7 +4,10 @@ Per ground-truth region of an image (at evaluation size, the longer side ``max_s
 
 1. erode the region's mask with ``cv2.erode`` and a square kernel of side ``margin + query_radius`` (10 + 10 =
    20 px: the authors' ``get_pointer_masks(mask, num_points=10, boundary_erosion=10, point_radius=10,
-   min_erode_area=400)`` in ``DisplaySegmentationResults.py``), so that a query disc stays clear of the boundary;
+   min_erode_area=400)`` in ``DisplaySegmentationResults.py``). A side-20 kernel anchored at its centre erodes
+   10 px on the top/left and 9 px on the bottom/right, so a radius-10 disc centred in the eroded mask stays inside
+   the region except for its last pixel row/column on the bottom/right (up to 2 px outside): it is an erosion by
+   the radius, not by margin + radius as SPEC §10 words it;
 2. skip the region when fewer than ``min_area`` (400) pixels remain (counted and listed under ``small_regions``);
 3. draw ``num_queries`` (10) pixels of the eroded mask uniformly with replacement (the authors redraw random
    pixels of the image until one is inside: the same distribution), each the centre of a query disc of radius
