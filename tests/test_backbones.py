@@ -344,3 +344,37 @@ def test_scorer_from_a_model_in_memory(folders, image):
     assert feature_scorer_from_model(backbone, device="cpu", layer=-2).describe()["stage"] == "stage3"
     with pytest.raises(MatSegInputError, match="out_indices"):
         feature_scorer_from_model(backbone, layer=1)
+
+
+def test_truncated_weights_and_unusable_devices_are_typed_errors(folders, tmp_path):
+    import shutil
+
+    broken = tmp_path / "truncated"
+    shutil.copytree(folders["dinov2"], broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(MatSegInputError, match="cannot load the 'dinov2' model") as info:
+        load_feature_scorer(str(broken), device="cpu")
+    assert "\n" not in str(info.value)
+    with pytest.raises(MatSegInputError, match="unknown torch device 'gpu'"):
+        load_feature_scorer(str(folders["dinov2"]), device="gpu")
+    with pytest.raises(MatSegInputError, match="not available"):
+        load_feature_scorer(str(folders["dinov2"]), device=f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_bfloat16_backbone_gets_its_input_in_its_dtype(image):
+    """The input follows the model's dtype (a converted ConvNeXt raised 'Input type (float) and bias type
+    (BFloat16) should be the same'); the map stays float32."""
+    from transformers import ConvNextBackbone, ConvNextConfig
+
+    from matseg_hub.models.backbones import feature_scorer_from_model
+
+    torch.manual_seed(9)
+    backbone = ConvNextBackbone(ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]))
+    full = feature_scorer_from_model(backbone, device="cpu")
+    full.set_image(image)
+    reference = full.descriptor_map()
+    half = feature_scorer_from_model(backbone.to(torch.bfloat16), device="cpu")
+    half.set_image(image)
+    fmap = half.descriptor_map()
+    assert fmap.dtype == np.float32 and fmap.shape == reference.shape
+    assert np.abs(fmap - reference).max() <= 0.05 * np.abs(reference).max()

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import MatSegInputError
 from ..utils.logging import get_logger
-from .scorers import DescriptorScorer
+from .scorers import DescriptorScorer, _first_line, _load_errors, torch_device
 
 logger = get_logger(__name__)
 
@@ -88,11 +88,6 @@ def input_size(height: int, width: int, multiple: int, max_input_size: Optional[
 def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name \
         or Path(name).exists()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _pair(value: Any) -> Tuple[int, int]:
@@ -151,7 +146,8 @@ class FeatureBackboneScorer(DescriptorScorer):
         return h, w
 
     def pixel_values(self, image: np.ndarray) -> "Any":
-        """The model input of an RGB uint8 [H, W, 3] image: float32 torch [1, 3, h, w] (resized, normalised)."""
+        """The model input of an RGB uint8 [H, W, 3] image: torch [1, 3, h, w] (resized, normalised) on the model's
+        device, in its dtype (float32 unless the model was converted)."""
         import cv2
         import torch
 
@@ -162,7 +158,8 @@ class FeatureBackboneScorer(DescriptorScorer):
             x = cv2.resize(x, (iw, ih), interpolation=cv2.INTER_LINEAR)
         x = x * np.float32(self.rescale_factor)
         x = (x - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
+        dtype = next(self.model.parameters()).dtype
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device, dtype)
 
     def feature_grid(self, pixel_values: Any) -> "Any":
         """The low-resolution feature map of a model input [1, 3, h, w]: float32 torch [1, D, gh, gw] (ViTs: the
@@ -289,6 +286,7 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
     from transformers import AutoConfig, AutoModel
     from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING, MODEL_MAPPING
 
+    device = torch_device(device)  # checked before any loading
     name = str(name_or_path)
     if _looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise MatSegInputError(f"the model folder {name} does not exist; give a folder written by "
@@ -300,7 +298,7 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
         raise MatSegInputError(f"max_input_size must be a positive number of pixels, got {max_input_size!r}")
     try:
         config = AutoConfig.from_pretrained(name, **hub_kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MatSegInputError(f"cannot read the config of model {name!r}: {_first_line(exc)}") from exc
     model_type = str(getattr(config, "model_type", ""))
     if model_type in VISION_TOWERS:  # a full CLIP / SigLIP: its vision tower
@@ -330,7 +328,7 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
             raise MatSegInputError(f"{name!r} is a {model_type or type(config).__name__!r} model, not a vision "
                                    f"backbone; features: takes a ViT (DINOv2, ViT, CLIP, SigLIP) or a model with "
                                    f"an AutoBackbone class (ConvNeXt, ResNet, Swin, ...)")
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except _load_errors() as exc:  # a malformed config value, truncated weights, ...
         if isinstance(exc, MatSegInputError):
             raise
         raise MatSegInputError(f"cannot load the {model_type!r} model {name!r}: {_first_line(exc)}") from exc
@@ -359,8 +357,6 @@ def feature_scorer_from_model(model: Any, *, name: Optional[str] = None, layer: 
     Returns:
         A :class:`FeatureBackboneScorer`.
     """
-    import torch
-
     config = model.config
     model_type = str(getattr(config, "model_type", ""))
     backbone = hasattr(model, "stage_names") and hasattr(model, "out_indices")
@@ -383,8 +379,7 @@ def feature_scorer_from_model(model: Any, *, name: Optional[str] = None, layer: 
         image_mean = mean if image_mean is None else image_mean
         image_std = std if image_std is None else image_std
         normalisation = normalisation or "default for the model family"
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device(device)
     model = model.to(device).eval()
     logger.info("%s: %s (%s), layer %s, patch %s, normalisation: %s", label, type(model).__name__, model_type,
                 "last" if layer is None else layer, patch, normalisation or "given")
