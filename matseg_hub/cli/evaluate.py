@@ -133,6 +133,8 @@ def _check_options(args: argparse.Namespace) -> None:
             raise MatSegInputError(f"--prompt-points must be at least 1, got {k}")
     if args.negative_points < 0:
         raise MatSegInputError(f"--negative-points must be 0 or more, got {args.negative_points}")
+    if args.seed < 0:  # every random stream takes words >= 0 (matseg_hub.utils.seeds)
+        raise MatSegInputError(f"--seed must be 0 or more, got {args.seed}")
     if args.limit is not None and args.limit < 1:
         raise MatSegInputError(f"--limit must be at least 1, got {args.limit}")
     from ..benchmark.format import evaluation_scale
