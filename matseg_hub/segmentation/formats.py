@@ -57,7 +57,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from ..errors import MatSegFormatError, MatSegInputError, MissingDependencyError, skip_or_raise
-from ..utils.images import IMAGE_EXTENSIONS, is_image_file, read_image
+from ..utils.images import IMAGE_EXTENSIONS, is_image_file, list_images, read_image
 from ..utils.licenses import UNKNOWN_LICENSE, license_for, load_license_map
 from ..utils.logging import get_logger
 from .item import SegmentationItem
@@ -186,12 +186,11 @@ def _image_files_cached(folder_name: str, _mtime: int) -> Dict[str, Path]:
     out: Dict[str, Path] = {}
     if not folder.is_dir():
         return out
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and is_image_file(path) and not path.name.startswith("."):
-            if path.stem in out:
-                raise MatSegFormatError(f"two images with the stem {path.stem!r} ({out[path.stem].name} and "
-                                        f"{path.name}); keep one", path=path)
-            out[path.stem] = path
+    for path in list_images(folder):
+        if path.stem in out:
+            raise MatSegFormatError(f"two images with the stem {path.stem!r} ({out[path.stem].name} and "
+                                    f"{path.name}); keep one", path=path)
+        out[path.stem] = path
     return out
 
 
@@ -238,7 +237,7 @@ def _read_masks(root: Path, image_id: str, licenses: Dict[str, str]) -> Segmenta
                                 f"masks/{image_id}.png; add its masks or remove the image", path=image_path)
     image, shape = _image_and_shape(image_path)
     if entry.is_dir():
-        files = sorted(p for p in entry.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+        files = list_images(entry)
         if not files:
             raise MatSegFormatError(f"image without any mask: masks/{image_id}/ holds no mask PNG", path=entry)
         masks, names = [], []
