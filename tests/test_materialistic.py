@@ -445,3 +445,18 @@ def test_an_unusable_device_is_a_typed_error(model_dir):
         load_materialistic_scorer(model_dir, device="gpu")
     with pytest.raises(MatSegInputError, match="not available"):
         load_materialistic_scorer(model_dir, device=f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_failed_set_image_leaves_no_stale_image(model_dir, image, monkeypatch):
+    scorer = load_materialistic_scorer(model_dir, device="cpu")
+    scorer.set_image(image)
+    assert scorer.similarity_maps([Prompt.of([[3, 3, 1]])]).shape == (1, 44, 60)
+
+    def out_of_memory(pixel_values):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(scorer.model, "get_image_embeddings", out_of_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        scorer.set_image(image[:20])
+    with pytest.raises(MatSegInputError, match="set_image"):
+        scorer.similarity_maps([Prompt.of([[3, 3, 1]])])

@@ -100,9 +100,11 @@ class MaterialisticScorer(PromptableScorer):
         import torch
 
         pixel_values = preprocess_image(image, self.config).to(self.device)
+        self._image_size = self._embeddings = None  # no stale image if the model pass fails
         with torch.inference_mode():
-            self._embeddings = self.model.get_image_embeddings(pixel_values)
+            embeddings = self.model.get_image_embeddings(pixel_values)
         self._image_size = (int(image.shape[0]), int(image.shape[1]))
+        self._embeddings = embeddings
 
     def similarity_maps(self, prompts: Sequence[Prompt]) -> np.ndarray:
         """float32 [P, H, W] in [0, 1]: per prompt, the score map of a click at its first positive point."""
