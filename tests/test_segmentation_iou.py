@@ -230,3 +230,21 @@ def test_fixed_threshold_is_strict_like_the_sweep(threshold, iou):
     assert entry["fixed"] == pytest.approx(expected, abs=0)
     assert expected == pytest.approx(iou)  # float32(0.3) and float32(1/3) lie above 0.3, 1/3
     assert entry["oracle"] == pytest.approx(50 / 60)  # t in [1/3, 0.5): columns 0-59
+
+
+def test_no_region_to_score_counts_the_readable_images(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    labels = np.zeros((40, 40), np.uint8)
+    labels[5:35, 5:35] = 1  # 10 x 10 px left after erosion: too small
+    Image.fromarray(labels).save(tmp_path / "masks" / "a.png")
+    (tmp_path / "images" / "b.png").write_bytes(b"not a png")  # left out by the reader
+    Image.fromarray(np.ones((40, 40), np.uint8)).save(tmp_path / "masks" / "b.png")
+    with pytest.raises(MatSegInputError, match="all 1 regions of the 1 readable images.*1 images were bad"):
+        evaluate_segmentation(tmp_path, "rgb", skip_bad=True, show_progress=False)
+    (tmp_path / "images" / "a.png").write_bytes(b"not a png either")
+    with pytest.raises(MatSegInputError, match="no image to score.*all 2 images were bad"):
+        evaluate_segmentation(tmp_path, "rgb", skip_bad=True, show_progress=False)

@@ -279,7 +279,8 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
         region_oracle += [r["oracle"] for r in entry["regions"]]
         region_fixed += [r["fixed"] for r in entry["regions"]]
     if not seen:
-        raise MatSegInputError(f"no image to score in {_describe_data(data)}")
+        left_out = f": all {len(bad)} images were bad and left out (--skip-bad)" if bad else ""
+        raise MatSegInputError(f"no image to score in {_describe_data(data)}{left_out}")
     if not images:
         raise MatSegInputError(f"no region to score in {_describe_data(data)}: all {len(small)} regions of the "
                                f"{seen - unreadable} readable images have fewer than {min_area} px left after "
@@ -356,8 +357,9 @@ def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, se
             sweeps[i].append(sweep)
             fixed[i].append(float(sweep[on_grid[0]] if on_grid.size else iou_sweep(sim, mask, [threshold])[0]))
     out_regions = []
+    stacked = [np.stack(s) for s in sweeps]  # per region: [maps, T]
     for i, (r, points, area) in enumerate(regions):
-        ious = np.stack(sweeps[i])  # [maps, T]
+        ious = stacked[i]
         best = ious.argmax(axis=1)
         out_regions.append({
             "name": _region_name(item, r),
@@ -369,7 +371,7 @@ def _score_image(scorer: Scorer, item: SegmentationItem, *, threshold: float, se
             "queries": points.tolist(),
         })
     # one threshold for every map of the image: the best of the mean sweep
-    per_region_mean = np.stack([np.stack(s).mean(axis=0) for s in sweeps])  # [regions, T]
+    per_region_mean = np.stack([ious.mean(axis=0) for ious in stacked])  # [regions, T]
     image_sweep = per_region_mean.mean(axis=0)
     shared = int(image_sweep.argmax())
     return {"oracle": float(np.mean([r["oracle"] for r in out_regions])),
