@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -47,7 +46,7 @@ import numpy as np
 
 from ..errors import MatSegInputError
 from ..utils.logging import get_logger
-from .scorers import DescriptorScorer, _first_line, _load_errors, torch_device
+from .scorers import DescriptorScorer, _first_line, _load_errors, _looks_like_path, torch_device
 
 logger = get_logger(__name__)
 
@@ -83,11 +82,6 @@ def input_size(height: int, width: int, multiple: int, max_input_size: Optional[
         h, w = h * scale, w * scale
     return (max(multiple, int(math.floor(h / multiple + 0.5)) * multiple),
             max(multiple, int(math.floor(w / multiple + 0.5)) * multiple))
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name \
-        or Path(name).exists()
 
 
 def _pair(value: Any) -> Tuple[int, int]:

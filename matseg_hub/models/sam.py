@@ -29,7 +29,8 @@ import numpy as np
 
 from ..errors import MatSegInputError, MissingDependencyError, require
 from ..utils.logging import get_logger
-from .scorers import MULTIMASK_CHOICES, Prompt, PromptableScorer, _check_image, _first_line, _load_errors, torch_device
+from .scorers import (MULTIMASK_CHOICES, Prompt, PromptableScorer, _check_image, _first_line, _load_errors,
+                      _looks_like_path, torch_device)
 
 logger = get_logger(__name__)
 
@@ -44,10 +45,6 @@ PROTOCOL = ("prompt = the anchor plus prompt_points-1 seeded points of its group
             "highest-predicted-IoU of the 3 multimask outputs for a 1-point prompt, the single-mask output otherwise; "
             "a point's similarity = mean map value over its disc; the anchor's other prompt points are left out of "
             "its triplets")
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
 
 
 def _read_model_type(name: str, hub_kwargs: Dict[str, Any]) -> str:

@@ -203,6 +203,15 @@ def _check_image(image: Any) -> np.ndarray:
     return image
 
 
+def _looks_like_path(name: str) -> bool:
+    """True for a model spec target that names a folder (``./x``, ``/x``, ``~/x``, ``a/b/c``, an existing path),
+    False for a Hub id ``ORG/NAME``."""
+    from pathlib import Path
+
+    return name.startswith((".", "/", "~")) or name.count("/") != 1 or (os.sep != "/" and os.sep in name) \
+        or Path(name).exists()
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message (its type name when the message is empty), for one-line typed errors."""
     text = str(exc).strip()
