@@ -248,3 +248,14 @@ def test_no_region_to_score_counts_the_readable_images(tmp_path):
     (tmp_path / "images" / "a.png").write_bytes(b"not a png either")
     with pytest.raises(MatSegInputError, match="no image to score.*all 2 images were bad"):
         evaluate_segmentation(tmp_path, "rgb", skip_bad=True, show_progress=False)
+
+
+def test_a_repeated_image_id_is_bad_input_not_a_silent_replacement():
+    item = three_colours()
+    twin = SegmentationItem(item.image_id, item.image, item.masks[:1].copy(), ["red"])
+    with pytest.raises(MatSegFormatError, match="'colours' appears twice"):
+        evaluate_segmentation([item, twin], "rgb", show_progress=False)
+    result = evaluate_segmentation([item, twin], "rgb", skip_bad=True, show_progress=False)
+    assert result["mean"]["num_regions"] == 2 and result["mean"]["num_images"] == 1  # the regions of one image
+    assert result["mean"]["oracle_region"] == result["mean"]["oracle_image"]
+    assert [b["image_id"] for b in result["bad"]] == ["colours"]

@@ -220,7 +220,8 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
         scored regions / images (``None`` when nothing was scored in a category).
 
     Raises:
-        MatSegFormatError: a bad image (masks of another size, an empty mask, no mask), unless ``skip_bad``.
+        MatSegFormatError: a bad image (masks of another size, an empty mask, no mask, an image id seen before),
+            unless ``skip_bad``.
         MatSegInputError: a bad option, a model's map of the wrong shape, or no region to score at all.
     """
     from ..benchmark.format import evaluation_scale
@@ -254,13 +255,18 @@ def evaluate_segmentation(data: Any, model: Any = "rgb", *, format: Optional[str
 
     items = _items(data, format, split, skip_bad, leave_out)
     disable = None if show_progress is None else not show_progress
-    unreadable = 0  # of those, images _check_item refused
+    unreadable = 0  # of those, images _check_item refused (or a repeated image id)
+    scored_ids: set = set()
     seen = 0  # images read (bad ones the reader left out never arrive here)
     for raw in progress(itertools.islice(items, limit), total=limit, desc=f"IoU {scorer.name}", unit="img",
                         disable=disable):
         seen += 1
         try:
             item = _check_item(raw)
+            if item.image_id in scored_ids:  # results are keyed by image id: a second one would replace the first
+                raise MatSegFormatError(f"image id {item.image_id!r} appears twice in the set: give every image its "
+                                        f"own id", path=item.source or item.image_id, field="image_id")
+            scored_ids.add(item.image_id)
         except MatSegFormatError as exc:
             skip_or_raise(exc, raw.image_id, skip_bad=skip_bad, on_skip=leave_out, logger=logger)
             unreadable += 1
