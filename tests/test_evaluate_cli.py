@@ -221,6 +221,7 @@ def test_prompt_points_score_a_promptable_model_once_per_k(related, tmp_path):
     (["--task", "iou", "--data", "/no/such/set"], "/no/such/set does not exist"),
     (["--task", "iou", "--data", ".", "--format", "bogus"], "unknown --format 'bogus'"),
     (["--limit", "0"], "--limit must be at least 1, got 0"),
+    (["--task", "iou", "--data", ".", "--mode", "hard"], "--mode is for --task triplet"),
     (["--task", "iou", "--data", ".", "--seed", "-1"], "--seed must be 0 or more, got -1"),
     (["--task", "iou", "--data", Path(__file__).parent, "--model", "rgb", "hsv"], "not a segmentation set"),
 ])

@@ -144,6 +144,9 @@ def _check_options(args: argparse.Namespace) -> None:
         if args.data is None:
             raise MatSegInputError("--task iou needs --data: a segmentation folder, a built segmentation dataset "
                                    "folder or a Hub dataset id")
+        if args.mode is not None:
+            raise MatSegInputError("--mode is for --task triplet; the IoU task reports the oracle and the "
+                                   "fixed-threshold IoU (--threshold, --queries)")
         if not 0.0 <= args.threshold <= 1.0:
             raise MatSegInputError(f"--threshold must be in [0, 1], got {args.threshold}")
         from .build_segmentation import FORMATS  # light: matseg_hub.segmentation.formats.FORMATS
