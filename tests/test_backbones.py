@@ -378,3 +378,21 @@ def test_a_bfloat16_backbone_gets_its_input_in_its_dtype(image):
     fmap = half.descriptor_map()
     assert fmap.dtype == np.float32 and fmap.shape == reference.shape
     assert np.abs(fmap - reference).max() <= 0.05 * np.abs(reference).max()
+
+
+@pytest.mark.parametrize("content, message", [("{broken", "cannot read the image processor"),
+                                              ('{"image_processor_type": "ViTImageProcessor", "image_mean": 5, '
+                                               '"image_std": [0.5, 0.5]}', "image_mean / image_std")])
+def test_a_broken_image_processor_is_a_typed_error_not_a_silent_fallback(folders, tmp_path, content, message):
+    """A preprocessor_config.json that exists but cannot be used must not be taken for a missing one (that would
+    normalise with ImageNet's mean/std behind the user's back)."""
+    import shutil
+
+    from matseg_hub.errors import MatSegFormatError
+
+    folder = tmp_path / "broken_processor"
+    shutil.copytree(folders["dinov2"], folder)
+    (folder / "preprocessor_config.json").write_text(content)
+    with pytest.raises(MatSegFormatError, match=message) as info:
+        load_feature_scorer(str(folder), device="cpu")
+    assert "\n" not in str(info.value) and "preprocessor_config.json" in str(info.value)

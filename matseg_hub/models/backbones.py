@@ -44,7 +44,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import MatSegInputError
+from ..errors import MatSegFormatError, MatSegInputError
 from ..utils.logging import get_logger
 from .scorers import DescriptorScorer, _first_line, _load_errors, _looks_like_path, torch_device
 
@@ -226,9 +226,13 @@ class FeatureBackboneScorer(DescriptorScorer):
 def _mean_std(name: str, model_type: str, hub_kwargs: Dict[str, Any]) -> Tuple[Tuple, Tuple, float, str]:
     from transformers import AutoImageProcessor
 
+    saved = Path(name) / "preprocessor_config.json"  # a folder's (a Hub id is no local path)
     try:
         processor = AutoImageProcessor.from_pretrained(name, **hub_kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:
+        if saved.is_file():  # a broken file, not a missing one: never silently normalise another way
+            raise MatSegFormatError(f"cannot read the image processor ({_first_line(exc)}); fix the file or remove it "
+                                    f"to normalise with the model family's default mean/std", path=saved) from None
         mean, std = FALLBACK_MEAN_STD.get(model_type, (IMAGENET_MEAN, IMAGENET_STD))
         source = "CLIP" if mean == CLIP_MEAN else ("0.5/0.5 (SigLIP)" if mean == HALF else "ImageNet")
         logger.warning("features:%s: no image processor saved (preprocessor_config.json): normalising with %s "
@@ -239,9 +243,19 @@ def _mean_std(name: str, model_type: str, hub_kwargs: Dict[str, Any]) -> Tuple[T
     std = getattr(processor, "image_std", None)
     if not getattr(processor, "do_normalize", True) or mean is None or std is None:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-    rescale = float(getattr(processor, "rescale_factor", 1 / 255)) if getattr(processor, "do_rescale", True) else 1.0
-    mean = tuple(mean) * 3 if len(tuple(mean)) == 1 else tuple(mean)
-    std = tuple(std) * 3 if len(tuple(std)) == 1 else tuple(std)
+    try:
+        rescale = float(getattr(processor, "rescale_factor", 1 / 255)) if getattr(processor, "do_rescale", True) \
+            else 1.0
+        mean, std = (tuple(np.asarray(v, dtype=np.float64).reshape(-1).tolist()) for v in (mean, std))
+    except (TypeError, ValueError):
+        mean = std = ()
+    if len(mean) not in (1, 3) or len(std) not in (1, 3) or not min(std, default=0.0) > 0:
+        raise MatSegFormatError(f"the image processor of {name!r} needs image_mean / image_std of 1 or 3 numbers "
+                                f"(std > 0) and a numeric rescale_factor; got {getattr(processor, 'image_mean', None)!r}"
+                                f" / {getattr(processor, 'image_std', None)!r}", path=saved if saved.is_file() else None,
+                                field="image_mean/image_std")
+    mean = mean * 3 if len(mean) == 1 else mean
+    std = std * 3 if len(std) == 1 else std
     return mean, std, rescale, f"image processor ({type(processor).__name__})"
 
 
