@@ -321,3 +321,17 @@ def test_torch_device_is_checked_with_a_typed_error():
         torch_device("gpu")
     with pytest.raises(MatSegInputError, match="not available"):
         torch_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_a_matseg_net_on_an_unusable_device_is_a_typed_error(tmp_path):
+    import torch
+
+    from matseg_hub.models.matseg import MatSegConfig, MatSegModel
+
+    MatSegModel(MatSegConfig.from_convnext_size(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32],
+                                                descriptor_dim=8)).save_pretrained(tmp_path / "net")
+    assert resolve_scorer(str(tmp_path / "net"), device="cpu").kind == "descriptor"
+    with pytest.raises(MatSegInputError, match="unknown torch device 'gpu'"):
+        resolve_scorer(str(tmp_path / "net"), device="gpu")
+    with pytest.raises(MatSegInputError, match="not available"):
+        resolve_scorer(str(tmp_path / "net"), device=f"cuda:{torch.cuda.device_count()}")

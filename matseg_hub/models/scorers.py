@@ -432,6 +432,8 @@ def resolve_scorer(model: Union[str, os.PathLike, Scorer, DescriptorFn], *, devi
         return _loader(prefix)(_spec_target(name), device=device, **options, **hub_kwargs)
     if "/" not in name and not os.path.exists(name):
         raise MatSegInputError(f"unknown model {name!r}: use {SPEC_HELP}")
+    if device is not None:
+        torch_device(device)  # one typed error for an unusable device, as for the prefixed kinds
     from .inference import load_descriptor_fn
 
     return DescriptorScorer(load_descriptor_fn(name, device=device, bgr=bgr, **hub_kwargs), name)
