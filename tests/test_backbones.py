@@ -396,3 +396,9 @@ def test_a_broken_image_processor_is_a_typed_error_not_a_silent_fallback(folders
     with pytest.raises(MatSegFormatError, match=message) as info:
         load_feature_scorer(str(folder), device="cpu")
     assert "\n" not in str(info.value) and "preprocessor_config.json" in str(info.value)
+
+
+def test_a_file_given_as_the_model_folder_is_named_as_a_file(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(MatSegInputError, match="is a file, not a folder"):
+        load_feature_scorer(str(tmp_path / "weights.bin"))

@@ -250,10 +250,10 @@ def _mean_std(name: str, model_type: str, hub_kwargs: Dict[str, Any]) -> Tuple[T
     except (TypeError, ValueError):
         mean = std = ()
     if len(mean) not in (1, 3) or len(std) not in (1, 3) or not min(std, default=0.0) > 0:
+        got = f"{getattr(processor, 'image_mean', None)!r} / {getattr(processor, 'image_std', None)!r}"
         raise MatSegFormatError(f"the image processor of {name!r} needs image_mean / image_std of 1 or 3 numbers "
-                                f"(std > 0) and a numeric rescale_factor; got {getattr(processor, 'image_mean', None)!r}"
-                                f" / {getattr(processor, 'image_std', None)!r}", path=saved if saved.is_file() else None,
-                                field="image_mean/image_std")
+                                f"(std > 0) and a numeric rescale_factor; got {got}",
+                                path=saved if saved.is_file() else None, field="image_mean/image_std")
     mean = mean * 3 if len(mean) == 1 else mean
     std = std * 3 if len(std) == 1 else std
     return mean, std, rescale, f"image processor ({type(processor).__name__})"
@@ -297,7 +297,8 @@ def load_feature_scorer(name_or_path: str, *, device: Optional[str] = None, laye
     device = torch_device(device)  # checked before any loading
     name = str(name_or_path)
     if _looks_like_path(name) and not Path(name).expanduser().is_dir():
-        raise MatSegInputError(f"the model folder {name} does not exist; give a folder written by "
+        what = "is a file, not a folder" if Path(name).expanduser().exists() else "does not exist"
+        raise MatSegInputError(f"the model folder {name} {what}; give a folder written by "
                                f"save_pretrained (config.json + weights) or a Hub model id such as "
                                f"'facebook/dinov2-small'")
     if _looks_like_path(name):

@@ -156,10 +156,12 @@ class SamScorer(PromptableScorer):
     # ------------------------------------------------------------------------------------------------------------
     @property
     def device(self):
+        """The ``torch.device`` the model's weights are on (inputs are moved there)."""
         return next(self.model.parameters()).device
 
     @property
     def dtype(self):
+        """The model's weight dtype (``torch.float32`` unless converted); pixel values and points are cast to it."""
         return next(self.model.parameters()).dtype
 
     def set_image(self, image: np.ndarray) -> None:

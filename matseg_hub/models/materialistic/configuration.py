@@ -8,7 +8,7 @@ the reassemble / cross-attention / fusion / head layers, and the input policy of
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Sequence, Union
 
 from transformers import PretrainedConfig, ViTConfig
 

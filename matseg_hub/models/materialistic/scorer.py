@@ -21,7 +21,8 @@ import numpy as np
 
 from ...errors import MatSegFormatError, MatSegInputError
 from ...utils.logging import get_logger
-from ..scorers import PromptableScorer, Prompt, _check_image, _first_line, _load_errors, torch_device
+from ..scorers import (PromptableScorer, Prompt, _check_image, _first_line, _load_errors, _looks_like_path,
+                       torch_device)
 
 logger = get_logger(__name__)
 
@@ -184,7 +185,7 @@ def load_materialistic_scorer(path: Union[str, os.PathLike], *, device: Optional
             raise MatSegInputError(f"materialistic: {target} is a file; give the model folder (config.json + weights)")
         _check_folder(target)
         source = str(target)
-    elif text.count("/") == 1 and not text.startswith((".", "/", "~")) and all(text.split("/")):
+    elif not _looks_like_path(text) and all(text.split("/")):
         source = text  # a Hub id
     else:
         raise MatSegInputError(f"materialistic: model folder not found: {text} (give a folder written by "
