@@ -112,6 +112,14 @@ def test_file_in_the_way_of_the_output_is_one_line(command, inputs, tmp_path):
     assert blocker.read_text() == "keep me\n"
 
 
+def _finished_scene(out) -> bool:
+    """A scene folder with a PNG in it exists (a scene's temporary folder may be renamed while it is listed)."""
+    try:
+        return any(out.glob("*/*.png"))
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_is_one_line_and_exit_130(workers, tmp_path):
     """Ctrl-C in a terminal sends SIGINT to the whole process group: the pool workers get it too and stay quiet."""
@@ -122,7 +130,7 @@ def test_ctrl_c_is_one_line_and_exit_130(workers, tmp_path):
                                start_new_session=True)
     try:
         # interrupt once the run is under way: its first scene is finished
-        while not any(out.glob("*/*.png")) and process.poll() is None:
+        while not _finished_scene(out) and process.poll() is None:
             try:
                 process.wait(timeout=0.05)
             except subprocess.TimeoutExpired:
