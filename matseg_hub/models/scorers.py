@@ -37,7 +37,6 @@ from ..metrics.triplet import _check_points, _disc
 DescriptorFn = Callable[[np.ndarray], np.ndarray]
 
 KINDS = ("descriptor", "promptable")
-PREFIXES = ("features:", "sam:", "materialistic:")
 MULTIMASK_CHOICES = ("auto", "always", "never")
 
 
@@ -482,4 +481,4 @@ def _spec_target(spec: str) -> str:
 
 __all__ = ["Prompt", "Scorer", "DescriptorScorer", "PromptableScorer", "anchor_prompts", "disc_means",
            "point_similarities", "resolve_scorer", "rgb_descriptors", "hsv_descriptors", "BASELINES", "KINDS",
-           "PREFIXES", "SPEC_HELP", "MULTIMASK_CHOICES", "SCORER_LOADERS", "register_scorer", "torch_device"]
+           "SPEC_HELP", "MULTIMASK_CHOICES", "SCORER_LOADERS", "register_scorer", "torch_device"]
