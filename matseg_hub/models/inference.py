@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from ..errors import MatSegInputError
 from ..metrics.triplet import _check_points, _disc
+from .scorers import _check_image as _check_rgb_image
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -33,18 +34,6 @@ DEFAULT_POINT_RADIUS = 10  # reference Demo.py default
 DEFAULT_THRESHOLD = 0.9  # reference Demo.py default
 
 PointsLike = Union[Sequence[Sequence[float]], np.ndarray]
-
-
-def _check_rgb_image(image: Any) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise MatSegInputError(f"image must be a numpy array RGB uint8 [H, W, 3], got {type(image).__name__}")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise MatSegInputError(f"image must have shape [H, W, 3] (RGB), got {image.shape}")
-    if image.dtype != np.uint8:
-        raise MatSegInputError(f"image must be uint8 (0–255), got dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise MatSegInputError(f"image is empty: shape {image.shape}")
-    return image
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

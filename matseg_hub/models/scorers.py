@@ -194,11 +194,15 @@ class Scorer:
 
 
 def _check_image(image: Any) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 \
-            or image.shape[0] < 1 or image.shape[1] < 1:
-        shape = getattr(image, "shape", None)
-        raise MatSegInputError(f"a scorer takes a non-empty RGB uint8 [H, W, 3] image; got {type(image).__name__} "
-                               f"shape {shape} dtype {getattr(image, 'dtype', None)}")
+    """The one check of an input image for every model: RGB uint8 numpy [H, W, 3], H, W >= 1."""
+    if not isinstance(image, np.ndarray):
+        raise MatSegInputError(f"image must be a numpy array RGB uint8 [H, W, 3], got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise MatSegInputError(f"image must be an RGB uint8 [H, W, 3] array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise MatSegInputError(f"image must be RGB uint8 [H, W, 3] (0–255), got dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise MatSegInputError(f"image must be a non-empty RGB uint8 [H, W, 3] array, got shape {image.shape}")
     return image
 
 
@@ -433,8 +437,7 @@ def resolve_scorer(model: Union[str, os.PathLike, Scorer, DescriptorFn], *, devi
         raise MatSegInputError(f"unknown model {name!r}: use {SPEC_HELP}")
     if device is not None:
         torch_device(device)  # one typed error for an unusable device, as for the prefixed kinds
-    from .inference import load_descriptor_fn
-
+    load_descriptor_fn = _imported(".inference:load_descriptor_fn")
     return DescriptorScorer(load_descriptor_fn(name, device=device, bgr=bgr, **hub_kwargs), name)
 
 
@@ -463,7 +466,12 @@ def register_scorer(prefix: str, loader: Callable[..., Scorer]) -> None:
 
 
 def _loader(prefix: str) -> Callable[..., Scorer]:
-    loader = SCORER_LOADERS[prefix]
+    return _imported(SCORER_LOADERS[prefix])
+
+
+def _imported(loader: Union[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """A ``"module:function"`` name (relative to this package) imported on first use; a callable as it is. (The
+    loaders import this module, so it never imports them at its top.)"""
     if isinstance(loader, str):
         import importlib
 
