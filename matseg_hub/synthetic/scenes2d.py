@@ -77,6 +77,8 @@ class SceneConfig:
         min_material_fraction: every material's mask exceeds 0.5 on at least this fraction of the pixels.
         pattern_scale: resolution (fraction of the scene's) at which pattern properties are computed before they
             are resized and thresholded at full resolution (speed; edges stay sharp).
+        preset: the name of the :data:`SCENE_PRESETS` entry the settings started from (``from_preset``), recorded
+            in every scene's metadata; ``None`` when the config was built field by field.
     """
 
     size: Optional[Tuple[int, int]] = None
@@ -99,6 +101,7 @@ class SceneConfig:
     min_share: float = 0.06
     min_material_fraction: float = 0.002
     pattern_scale: float = 0.5
+    preset: Optional[str] = None
 
     def __post_init__(self):
         if self.size is not None:
@@ -124,17 +127,48 @@ class SceneConfig:
         return max(self.size) if self.size else self.max_size
 
     def to_dict(self) -> Dict[str, Any]:
-        """The fields as a JSON-friendly dict (tuples as lists); every field is a number, a bool or a tuple."""
+        """The fields as a JSON-friendly dict (tuples as lists); every field is a number, a bool, a string or a
+        tuple (``preset`` is left out when ``None``)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "preset" and v is None:
+                continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "SceneConfig":
+        """The settings of preset ``name`` (:data:`SCENE_PRESETS`) with ``overrides`` (field names) on top.
+
+        Raises:
+            MatSegInputError: unknown preset (the message lists the known ones) or unknown field.
+        """
+        if name not in SCENE_PRESETS:
+            raise MatSegInputError(f"unknown scene preset {name!r}; known presets: {', '.join(sorted(SCENE_PRESETS))}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise MatSegInputError(f"unknown scene setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{**SCENE_PRESETS[name], **overrides, "preset": name})
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "SceneConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known})
+
+
+#: Named scene distributions: field overrides of :class:`SceneConfig` (use ``SceneConfig.from_preset(name)``).
+#: ``"paper"``: the defaults, the distribution of the authors' generator; ``"dense"``: the package's former
+#: defaults (generator 4: 2-5 materials filling most of the image, 15 % of scenes without background).
+SCENE_PRESETS: Dict[str, Dict[str, Any]] = {
+    "paper": {},
+    "dense": dict(min_size=400, max_size=1000, min_materials=2, max_materials=5, background_prob=0.85,
+                  hard_prob=0.25, texture_prob=0.85, gradient_prob=0.5, shading_prob=0.6, shading_strength=(0.2, 0.8),
+                  blur_prob=0.4, blur_sigma=(0.002, 0.012), texture_tile=(0.1, 1.0), texture_rotate_prob=0.4,
+                  hue_shift_prob=0.12, tint_gray_prob=0.8, min_share=0.06, min_material_fraction=0.002,
+                  pattern_scale=0.5),
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------
