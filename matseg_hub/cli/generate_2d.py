@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._launch import add_launcher_arguments
+
 GROUP = "generate"
 NAME = "2d"
 HELP = "generate 2D MatSeg scenes (natural-image patterns implanted as materials)"
@@ -17,6 +19,9 @@ examples:
       --natural-images photos/ --textures hub:me/matseg-textures
   # a job array: job i of 16 (rerun a job to resume it)
   matseg generate 2d --num 1000000 --shard $i --num-shards 16 --format parquet --output matseg-2d
+  # every job of the array on a Ray cluster (or --launcher slurm --slurm-partition cpu), then finalised once
+  matseg generate 2d --num 1000000 --num-shards 64 --format parquet --output matseg-2d --launcher ray \\
+      --ray-address auto
 """
 
 
@@ -56,7 +61,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-source-side", type=int, default=None,
                         help="downscale sources to this longer side once (default: twice the largest scene side)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array")
+    parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
+                        "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array")
     parser.add_argument("--max-shard-size", default="500MB", help="Parquet shard size (--format parquet)")
     parser.add_argument("--preview", default=None, help="write a picture grid of the first scenes to this PNG")
@@ -69,27 +75,40 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop on an unreadable source image instead of "
                         "skipping it with a warning")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_launcher_arguments(parser)
+
+
+def _config(args: argparse.Namespace):
+    """The :class:`~matseg_hub.synthetic.scenes2d.SceneConfig` the options describe."""
+    from ..synthetic.scenes2d import SceneConfig
+
+    return SceneConfig(size=args.size, min_size=args.min_size, max_size=args.max_size,
+                       min_materials=args.min_materials, max_materials=args.max_materials)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import MatSegInputError
-    from ..synthetic.scenes2d import SceneConfig, generate_scene
+    from ..synthetic.scenes2d import generate_scene
     from ..synthetic.sources import SceneSources
     from ..synthetic.dataset import generate_folders, generate_parquet, job_indices, preview_png
     from ..utils.files import atomic_write_bytes, cannot_write, check_output_folder, check_sources_apart
     from ..utils.logging import disable_progress_bars, get_logger
+    from ._launch import maybe_launch
 
     logger = get_logger("matseg_hub.cli.generate_2d")
     if args.no_progress:
         disable_progress_bars()
     if args.num < 0 or args.workers < 1:
         raise MatSegInputError("--num must be >= 0 and --workers >= 1")
-    config = SceneConfig(size=args.size, min_size=args.min_size, max_size=args.max_size,
-                         min_materials=args.min_materials, max_materials=args.max_materials)
+    config = _config(args)
     source_folders = [spec for spec in (args.natural_images, args.textures) if Path(spec).is_dir()]
     check_output_folder(args.output, f"generate 2d --format {args.format}", sources=source_folders)  # before loading
+    launched = maybe_launch(args, __name__, _finalize, shard_overrides={"preview": None},
+                            shard_done=_shard_done(args))
+    if launched is not None:
+        return launched
     max_side = args.max_source_side or max(256, 2 * config.largest_side)
     sources = SceneSources.from_spec(args.natural_images, args.textures, max_side=max_side, limit=args.source_limit,
                                      on_error="raise" if args.strict else "warn")
@@ -122,6 +141,63 @@ def run(args: argparse.Namespace) -> int:
     if args.preview and preview is not None:
         try:
             atomic_write_bytes(args.preview, preview)
+        except OSError as exc:
+            raise cannot_write(args.preview, exc) from exc
+        logger.info("preview grid: %s", args.preview)
+    return 0
+
+
+def _shard_done(args: argparse.Namespace):
+    """Whether job ``i`` of a launch is finished (checked for jobs that another launch of the same job ran)."""
+    from pathlib import Path
+
+    from ..synthetic.dataset import job_indices
+    from ..synthetic.layout import is_complete_scene
+    from ._launch import dataset_shard_done
+
+    if args.format == "parquet":
+        return dataset_shard_done(args.output, args.num_shards)
+    return lambda shard: all(is_complete_scene(Path(args.output) / str(i))
+                             for i in job_indices(args.num, shard, args.num_shards))
+
+
+def _finalize(args: argparse.Namespace, results) -> int:
+    """After every job of a launch: check that every scene is there once (a typed error naming the jobs that
+    are not), then write --preview (the run's first scenes)."""
+    from pathlib import Path
+
+    from ..errors import MatSegOutputError
+    from ..synthetic.dataset import preview_png
+    from ..synthetic.layout import is_complete_scene
+    from ..synthetic.scenes2d import generate_scene
+    from ..synthetic.sources import SceneSources
+    from ..utils.files import atomic_write_bytes, cannot_write, check_sources_apart
+    from ..utils.launchers import describe_missing
+    from ..utils.logging import get_logger
+    from ._launch import check_dataset_finalized, check_keys
+
+    logger = get_logger("matseg_hub.cli.generate_2d")
+    out, n = Path(args.output), args.num_shards
+    if args.format == "folders":
+        missing = sorted({i % n for i in range(args.num) if not is_complete_scene(out / str(i))})
+        if missing:
+            raise MatSegOutputError(f"{out}: scenes of {describe_missing(missing)} of {n} are missing; rerun the "
+                                    "same command to finish them", path=out)
+    else:
+        check_dataset_finalized(args.output, n)
+        check_keys(args.output, "index", list(range(args.num)), "scene indices", n)
+    logger.info("%d scenes of %d jobs (--launcher %s) in %s", args.num, n, args.launcher, out)
+    if args.preview and args.preview_count > 0 and args.num > 0:
+        source_folders = [spec for spec in (args.natural_images, args.textures) if Path(spec).is_dir()]
+        check_sources_apart(args.preview, source_folders, option="--preview")
+        config = _config(args)
+        sources = SceneSources.from_spec(args.natural_images, args.textures,
+                                         max_side=args.max_source_side or max(256, 2 * config.largest_side),
+                                         limit=args.source_limit, on_error="raise" if args.strict else "warn")
+        picture = preview_png([generate_scene(args.seed, i, sources, config)
+                               for i in range(min(args.num, args.preview_count))])
+        try:
+            atomic_write_bytes(args.preview, picture)
         except OSError as exc:
             raise cannot_write(args.preview, exc) from exc
         logger.info("preview grid: %s", args.preview)

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import MatSegError, MatSegInputError
 from ..utils.files import check_run_params
 from ..utils.images import encode_image, image_grid, list_images
+from ..utils.launchers import fault_point
 from ..utils.licenses import license_for, load_license_map
 from ..utils.logging import get_logger
 from .textures import (DEFAULT_CELL_SIZE, DEFAULT_MAX_IMAGE_SIZE, DEFAULT_MAX_TEXTURES, DEFAULT_MIN_CELLS,
@@ -140,12 +141,14 @@ def extract_textures_folder(input_dir: PathLike, output_dir: PathLike, *, cell_s
 
         with worker_pool(min(workers, len(tasks)), start_method="spawn") as pool:
             for rec in progress(pool.imap_unordered(_extract_one, tasks), **bar_kw):
+                fault_point()  # test-only fault injection (matseg_hub.utils.launchers); a no-op otherwise
                 report.num_processed += 1
                 if rec.get("error"):
                     report.failed.append((rec["source_file"], rec["error"]))
     else:
         for task in progress(tasks, **bar_kw):
             rec = _extract_one(task)
+            fault_point()  # test-only fault injection (matseg_hub.utils.launchers); a no-op otherwise
             report.num_processed += 1
             if rec.get("error"):
                 report.failed.append((rec["source_file"], rec["error"]))

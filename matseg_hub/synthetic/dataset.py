@@ -36,6 +36,7 @@ from .rows import NO_ASSET_LICENSE, scene_features, scene_license, scene_row, sc
 from ..utils.files import (RUN_PARAMS_FILE, check_run_fingerprint, claim_output_folder, files_fingerprint,
                            settings_differences)
 from ..utils.images import swap_rb
+from ..utils.launchers import fault_point
 from ..utils.licenses import UNKNOWN_LICENSE
 from ..utils.logging import get_logger, progress
 from ..utils.memory import keep_freed_memory
@@ -202,6 +203,7 @@ def generate_folders(output: PathLike, num: int, *, seed: int = 0, sources=None,
     written = 0
     for _ in _run(_make_folder, todo, workers, (seed, sources, config, str(output), None, True), "scenes"):
         written += 1
+        fault_point()  # test-only fault injection (matseg_hub.utils.launchers); a no-op otherwise
     return {"written": written, "skipped": done}
 
 
@@ -335,6 +337,7 @@ def generate_parquet(output: PathLike, num: int, *, seed: int = 0, sources=None,
         for index, row in _run(_make_row, todo, workers, (seed, sources, config, None, source_license, True),
                                "scenes"):
             writer.write(row, key=str(index))
+            fault_point()  # test-only fault injection (matseg_hub.utils.launchers); a no-op otherwise
         writer.close()
         card = dataset_card(features, writer.split_info(), seed=seed, config=config, sources=sources,
                             num_shards=num_shards, skipped=writer.all_skipped(),
