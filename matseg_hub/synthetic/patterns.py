@@ -10,6 +10,11 @@ A pattern map is made from one natural image in four steps:
 3. optional Gaussian blur of the property;
 4. a fuzzy threshold: 0 below ``t_lo``, 1 above ``t_hi``, linear between (``t_lo == t_hi``: a hard threshold).
 
+:func:`authors_pattern_map` draws a map the way the authors' ``UV_Map_Extractore.get_uv_binary_map`` does (the
+scene generator's default, SPEC §4): an unrotated crop at the source's resolution, one of ``B G R`` (70 %) or
+``H S V`` (30 %) divided by 255 or by its maximum, a high threshold redrawn until at most ``max_occupancy`` of the
+crop is above it, and a low threshold (half of the soft scenes' maps) below it.
+
 Every random choice is recorded in a :class:`PatternParams` (a JSON-friendly dataclass), so that
 ``render_pattern(image, params)`` reproduces the map bit for bit. The thresholds are placed at quantiles of the
 property, so ``occupancy`` (the fraction of the output at 1) can be asked for; ``region`` restricts the
@@ -354,3 +359,115 @@ def pattern_map(image: np.ndarray, rng: np.random.Generator, size: Union[int, Se
     params = PatternParams(**{**params.__dict__, "t_lo": t_lo, "t_hi": t_hi})
     out = fuzzy_threshold(plane, t_lo, t_hi)
     return (out, params) if return_params else out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The authors' pattern maps (UV_Map_Extractore.get_uv_binary_map)
+# ---------------------------------------------------------------------------------------------------------------
+def authors_geometry(image_shape: Tuple[int, int], size: Tuple[int, int], rng: np.random.Generator, *,
+                     rescale_prob: float = 0.3, fit: bool = False) -> Dict[str, Any]:
+    """The authors' crop of an ``image_shape`` source for a ``size`` output (PatternParams geometry fields).
+
+    As in ``get_uv_map``/``add_shadows``/``load_background``: a source smaller than the output is first scaled up
+    to cover it; then, with probability ``rescale_prob``, it is shrunk by a factor uniform in ``[1, r_max]``
+    (``r_max``: the factor that makes it just cover the output), otherwise shrunk by ``r_max`` (``fit=True``, the
+    background) or kept at its resolution (``fit=False``); then a uniformly placed unrotated, unmirrored
+    ``size`` window is cut. ``scale`` is in source pixels per output pixel.
+    """
+    sh, sw = int(image_shape[0]), int(image_shape[1])
+    h, w = int(size[0]), int(size[1])
+    r_max = min(sw / w, sh / h)
+    scale = min(r_max, 1.0)  # a smaller source is scaled up to cover the output
+    r_max = max(r_max / scale, 1.0)
+    if rng.random() < rescale_prob:
+        scale *= 1.0 + float(rng.random()) * (r_max - 1.0)
+    elif fit:
+        scale *= r_max
+    half_w, half_h = 0.5 * w * scale, 0.5 * h * scale
+    cx = float(rng.uniform(half_w, sw - half_w)) if sw - half_w > half_w else sw / 2.0
+    cy = float(rng.uniform(half_h, sh - half_h)) if sh - half_h > half_h else sh / 2.0
+    return dict(height=h, width=w, source_height=sh, source_width=sw, center_x=cx, center_y=cy, scale=float(scale),
+                angle=0.0, flip=False)
+
+
+_AUTHORS_HIGH_TRIES = 20  # get_uv_binary_map gives up (an empty map) after 20 high and 30 draws in all
+_AUTHORS_ALL_TRIES = 30
+
+
+def authors_pattern_map(image: np.ndarray, rng: np.random.Generator, size: Sequence[int], *, max_occupancy: float,
+                        hard: bool, soft_prob: float = 0.5, hsv_prob: float = 0.3, max_norm_prob: float = 0.5,
+                        rescale_prob: float = 0.3, work_scale: float = 1.0, half: Optional[np.ndarray] = None
+                        ) -> Optional[Tuple[np.ndarray, PatternParams]]:
+    """A pattern map drawn as the authors' ``get_uv_binary_map`` draws it, or ``None`` where theirs gives up.
+
+    Args:
+        image: uint8 [H, W, 3] RGB source.
+        rng: the random generator.
+        size: output ``(height, width)``.
+        max_occupancy: the largest fraction of the output above the high threshold (the scene's draw).
+        hard: the scene is hard (both thresholds equal).
+        soft_prob: chance that a soft scene's map has a linear zone (theirs: 0.5).
+        hsv_prob: chance of an ``H S V`` channel instead of ``B G R`` (0.3); max_norm_prob: chance that the channel is
+            divided by its maximum instead of 255 (0.5).
+        rescale_prob: chance of a zoomed-out crop (:func:`authors_geometry`).
+        work_scale, half: as in :func:`pattern_map` (speed only; the thresholds are placed on the working plane).
+
+    Returns:
+        ``(map, params)``: float32 [height, width] in [0, 1] and its :class:`PatternParams` (thresholds in the
+        units of :func:`property_plane`, so :func:`render_pattern` reproduces the map), or ``None`` when no high
+        threshold in 20 draws leaves between 1 % and ``max_occupancy`` of the crop above it (the caller draws
+        another source, as theirs does).
+
+    The authors' fractions are counted on every 4th row and column. Two of their tests never fire (sums compared
+    with a sign error): the 2000-pixel escape and the cap on the linear zone; they do not here either, so the linear
+    zone may span the whole range below the high threshold, as theirs does.
+    """
+    _check_image(image)
+    h, w = int(size[0]), int(size[1])
+    geometry = authors_geometry(image.shape[:2], (h, w), rng, rescale_prob=rescale_prob)
+    hsv = bool(rng.random() < hsv_prob)
+    prop = ("H", "S", "V")[int(rng.integers(3))] if hsv else ("B", "G", "R")[int(rng.integers(3))]
+    params = PatternParams(**geometry, property=prop, work_scale=float(work_scale))
+    plane = property_plane(image, params, half=half)
+    values = np.sort(_sample_values(plane, None))
+    n = values.size
+    # their map = plane * c: 255-based channels (OpenCV's hue, 0..179, over 255 too) or over the channel's maximum;
+    # their thresholds t are in map units, t / c in the plane's
+    if rng.random() < max_norm_prob:
+        peak = float(values[-1])
+        if peak <= 1e-6:
+            return None  # theirs divides by zero: nothing is above any threshold
+        c = 1.0 / peak
+    else:
+        c = 180.0 / 255.0 if prop == "H" else 1.0
+
+    def above(t: float) -> float:
+        return 1.0 - np.searchsorted(values, t, side="right") / n
+
+    tries = 0
+    while True:
+        t_hi = float(rng.random())
+        tries += 1
+        if tries > _AUTHORS_HIGH_TRIES:
+            return None
+        up = above(t_hi / c)
+        if up > max_occupancy:
+            continue
+        if min(up, 1.0 - up) > 0.01:
+            break
+    while True:
+        tries += 1
+        if tries > _AUTHORS_ALL_TRIES:
+            return None
+        t_lo = float(rng.random()) * t_hi
+        if rng.random() >= soft_prob or hard:
+            t_lo = t_hi
+        if rng.random() < 0.01:
+            continue
+        low = np.searchsorted(values, t_lo / c, side="left") / n
+        if low * n < 2:  # theirs redraws when at most one pixel is below
+            continue
+        if min(low, 1.0 - low) > 0.01 or rng.random() > 0.1:
+            break
+    params = PatternParams(**{**params.__dict__, "t_lo": t_lo / c, "t_hi": t_hi / c})
+    return fuzzy_threshold(plane, params.t_lo, params.t_hi), params

@@ -49,16 +49,27 @@ logger = get_logger(__name__)
 PathLike = Union[str, os.PathLike]
 GENERATOR_NAME = "matseg_hub.scenes2d"
 # 2: resize-based crops, OpenCV compositing, shading normalised first; 3: half-res sources; 4: seeds carry the
-# stream's id word (matseg_hub.utils.seeds), so 2D and 3D scenes of one seed no longer share random numbers
-GENERATOR_VERSION = 4
+# stream's id word (matseg_hub.utils.seeds), so 2D and 3D scenes of one seed no longer share random numbers;
+# 5: the authors' distribution by default ("paper" layout, issue #18); generator 4's pixels are the "dense" preset
+GENERATOR_VERSION = 5
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------------------------
+#: How regions are laid out: ``"paper"`` (the authors' generator: independent pattern maps, each at most
+#: ``max_occupancy`` of the image, mixed first-come or evenly; the rest is background) or ``"shares"`` (generator 4:
+#: Dirichlet shares of the image, each material's pattern thresholded at a quantile of the still-free area).
+LAYOUTS = ("paper", "shares")
+
+
 @dataclass(frozen=True)
 class SceneConfig:
     """What scenes look like. Probabilities are per scene or per material as named.
+
+    The defaults are the authors' 2D distribution (``"paper"`` preset, see the module docstring); the fields
+    ``gradient_prob``, ``blur_sigma``, ``texture_tile``, ``texture_rotate_prob``, ``tint_gray_prob`` and
+    ``min_share`` apply to the ``"shares"`` layout only (the ``"dense"`` preset).
 
     Attributes:
         size: fixed ``(height, width)``; when ``None`` both sides are drawn in ``[min_size, max_size]``.
@@ -77,30 +88,52 @@ class SceneConfig:
         min_material_fraction: every material's mask exceeds 0.5 on at least this fraction of the pixels.
         pattern_scale: resolution (fraction of the scene's) at which pattern properties are computed before they
             are resized and thresholded at full resolution (speed; edges stay sharp).
+        layout: ``"paper"`` or ``"shares"`` (:data:`LAYOUTS`); the fields below apply to ``"paper"``.
+        occupancy_base, occupancy_scale, occupancy_fixed_prob, occupancy_fixed: the scene's largest share of one
+            material, ``rand * rand * occupancy_scale + occupancy_base``, or ``occupancy_fixed`` with probability
+            ``occupancy_fixed_prob`` (the part of a pattern map above its high threshold).
+        pattern_soft_prob: chance that a soft scene's pattern map has a linear zone (else a hard edge).
+        even_mix_prob: chance that overlapping maps share pixels evenly (divided by their sum) instead of
+            first-come (each map takes its part of what the maps before it left).
+        shading_full_prob: chance that a shading map has strength 1 (else ``shading_strength``).
+        texture_tile_prob: chance that a texture is tiled at its resolution (else stretched over the scene);
+            texture_downscale_prob: chance that a tiled texture is first shrunk, to a side of at least
+            ``texture_min_tile`` texture pixels.
         preset: the name of the :data:`SCENE_PRESETS` entry the settings started from (``from_preset``), recorded
             in every scene's metadata; ``None`` when the config was built field by field.
     """
 
     size: Optional[Tuple[int, int]] = None
     min_size: int = 400
-    max_size: int = 1000
-    min_materials: int = 2
-    max_materials: int = 5
-    background_prob: float = 0.85
-    hard_prob: float = 0.25
-    texture_prob: float = 0.85
-    gradient_prob: float = 0.5
-    shading_prob: float = 0.6
-    shading_strength: Tuple[float, float] = (0.2, 0.8)
-    blur_prob: float = 0.4
+    max_size: int = 999
+    min_materials: int = 1
+    max_materials: int = 10
+    background_prob: float = 1.0
+    hard_prob: float = 0.55
+    texture_prob: float = 0.91
+    gradient_prob: float = 0.0
+    shading_prob: float = 0.75
+    shading_strength: Tuple[float, float] = (0.0, 1.0)
+    blur_prob: float = 0.5
     blur_sigma: Tuple[float, float] = (0.002, 0.012)
     texture_tile: Tuple[float, float] = (0.1, 1.0)
-    texture_rotate_prob: float = 0.4
+    texture_rotate_prob: float = 0.0
     hue_shift_prob: float = 0.12
-    tint_gray_prob: float = 0.8
+    tint_gray_prob: float = 0.0
     min_share: float = 0.06
     min_material_fraction: float = 0.002
     pattern_scale: float = 0.5
+    layout: str = "paper"
+    occupancy_base: float = 0.04
+    occupancy_scale: float = 0.5
+    occupancy_fixed_prob: float = 0.1
+    occupancy_fixed: float = 0.1
+    pattern_soft_prob: float = 0.5
+    even_mix_prob: float = 0.25
+    shading_full_prob: float = 0.5
+    texture_tile_prob: float = 0.75
+    texture_downscale_prob: float = 0.6
+    texture_min_tile: int = 100
     preset: Optional[str] = None
 
     def __post_init__(self):
@@ -115,7 +148,16 @@ class SceneConfig:
         if not 1 <= self.min_materials <= self.max_materials:
             raise MatSegInputError(f"need 1 <= min_materials <= max_materials, got {self.min_materials}, "
                                    f"{self.max_materials}")
-        if self.max_materials * self.min_share >= 1.0:
+        if self.layout not in LAYOUTS:
+            raise MatSegInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if self.texture_min_tile < 1:
+            raise MatSegInputError(f"texture_min_tile must be >= 1 (texture pixels), got {self.texture_min_tile}")
+        if not 0.0 < self.occupancy_base + self.occupancy_scale <= 1.0 or self.occupancy_base <= 0.0 or not (
+                0.0 < self.occupancy_fixed <= 1.0):
+            raise MatSegInputError("need 0 < occupancy_base, occupancy_base + occupancy_scale <= 1 and "
+                                   f"0 < occupancy_fixed <= 1, got {self.occupancy_base}, {self.occupancy_scale}, "
+                                   f"{self.occupancy_fixed}")
+        if self.layout == "shares" and self.max_materials * self.min_share >= 1.0:
             raise MatSegInputError(f"max_materials * min_share must be < 1, got {self.max_materials} * "
                                    f"{self.min_share}")
         for f in fields(self):
@@ -128,12 +170,10 @@ class SceneConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """The fields as a JSON-friendly dict (tuples as lists); every field is a number, a bool, a string or a
-        tuple (``preset`` is left out when ``None``)."""
+        tuple."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "preset" and v is None:
-                continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -160,10 +200,10 @@ class SceneConfig:
 
 #: Named scene distributions: field overrides of :class:`SceneConfig` (use ``SceneConfig.from_preset(name)``).
 #: ``"paper"``: the defaults, the distribution of the authors' generator; ``"dense"``: the package's former
-#: defaults (generator 4: 2-5 materials filling most of the image, 15 % of scenes without background).
+#: defaults (generator 4's pixels: 2-5 materials filling most of the image, 15 % of scenes without background).
 SCENE_PRESETS: Dict[str, Dict[str, Any]] = {
     "paper": {},
-    "dense": dict(min_size=400, max_size=1000, min_materials=2, max_materials=5, background_prob=0.85,
+    "dense": dict(layout="shares", min_size=400, max_size=1000, min_materials=2, max_materials=5, background_prob=0.85,
                   hard_prob=0.25, texture_prob=0.85, gradient_prob=0.5, shading_prob=0.6, shading_strength=(0.2, 0.8),
                   blur_prob=0.4, blur_sigma=(0.002, 0.012), texture_tile=(0.1, 1.0), texture_rotate_prob=0.4,
                   hue_shift_prob=0.12, tint_gray_prob=0.8, min_share=0.06, min_material_fraction=0.002,
@@ -418,6 +458,13 @@ _MAX_ATTEMPTS = 8
 
 
 def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
+    if config.layout == "shares":
+        return _generate_shares(rng, seed, index, sources, config)
+    return _generate_paper(rng, seed, index, sources, config)
+
+
+def _generate_shares(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
+    """Generator 4's scene (the ``"shares"`` layout, ``"dense"`` preset): the same random draws, the same pixels."""
     import cv2
 
     natural = sources.natural
@@ -515,6 +562,237 @@ def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: Sce
         "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "index": int(index),
         "height": h, "width": w, "num_materials": k_mat, "hard": hard, "has_background": has_bg,
         "mask_blur_sigma": blur_sigma, "shares": [float(s) for s in shares], "background": bg_info,
-        "materials": materials_info, "config": config.to_dict(),
+        "materials": materials_info, "preset": config.preset, "layout": config.layout, "config": config.to_dict(),
+    }
+    return SyntheticScene(rgb=rgb, masks=weights, annotated=annotated, metadata=metadata), min_px
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The "paper" layout: the authors' Generate_2D_Scene_And_Annotation.py / UV_Map_Extractore.py
+# ---------------------------------------------------------------------------------------------------------------
+# the authors' source pickers take an image smaller than the scene only with these chances per draw (patterns,
+# backgrounds, shadows); textures are taken as drawn
+_ACCEPT_SMALL = {"pattern": 0.05, "background": 0.03, "shading": 0.04}
+_BACKGROUND_RESCALE_PROB = 0.5  # load_background: zoomed out at random, else fitted to the scene
+_PATTERN_RESCALE_PROB = 0.3  # get_uv_map and add_shadows: zoomed out at random, else at the source's resolution
+_SHADING_HSV_PROB = 0.4
+_HARD_MIN_WEIGHT = 0.1  # probability_map_to_one_hot: a pixel whose winner weighs less is background
+_MAX_SOURCE_DRAWS = 200
+_MAX_PATTERN_DRAWS = 40
+_MAX_VISIBILITY_ROUNDS = 6
+
+
+def _pick_source(rng: np.random.Generator, pool: SourcePool, h: int, w: int, accept_small: float) -> int:
+    """An image index as the authors draw it: uniform, redrawn while the image is not larger than the scene on
+    both sides except with probability ``accept_small`` per draw (bounded: the last draw is kept)."""
+    for _ in range(_MAX_SOURCE_DRAWS):
+        i = int(rng.integers(len(pool)))
+        sh, sw = pool.images[i].shape[:2]
+        if (sw > w and sh > h) or rng.random() < accept_small:
+            return i
+    return i
+
+
+def _max_occupancy(rng: np.random.Generator, config: SceneConfig) -> float:
+    occupancy = float(rng.random() * rng.random()) * config.occupancy_scale + config.occupancy_base
+    if rng.random() < config.occupancy_fixed_prob:
+        occupancy = config.occupancy_fixed
+    return occupancy
+
+
+def _paper_region(rng: np.random.Generator, h: int, w: int, natural: SourcePool, config: SceneConfig, hard: bool,
+                  max_occupancy: float, min_px: int, out: np.ndarray) -> Dict[str, Any]:
+    """One material's pattern map (``get_uv_map``'s inner loop) written into ``out`` (float32 [h, w]); returns
+    its metadata. Sources are redrawn until the map has ``min_px`` pixels above 0.5 (theirs: a sum above 100)."""
+    from .patterns import authors_pattern_map
+
+    for attempt in range(_MAX_PATTERN_DRAWS):
+        s = _pick_source(rng, natural, h, w, _ACCEPT_SMALL["pattern"])
+        drawn = authors_pattern_map(natural.images[s], rng, (h, w), max_occupancy=max_occupancy, hard=hard,
+                                    soft_prob=config.pattern_soft_prob, rescale_prob=_PATTERN_RESCALE_PROB,
+                                    work_scale=config.pattern_scale, half=natural.half_resolution(s))
+        if drawn is not None and int(np.count_nonzero(drawn[0] > 0.5)) >= min_px:
+            out[...] = drawn[0]
+            return {"kind": "pattern", "source": natural.names[s], "pattern": drawn[1].to_dict(),
+                    "attempts": attempt + 1}
+    out[...] = _noise_blob(rng, h, w, np.ones((h, w), dtype=np.float32), max_occupancy)
+    return {"kind": "noise", "occupancy": max_occupancy}
+
+
+def _mix_paper(maps: np.ndarray, blur_kernel: int, even: bool, hard: bool) -> np.ndarray:
+    """The authors' mixing of raw maps float32 [K, h, w] (a new array): Gaussian blur (odd kernel, OpenCV's sigma
+    for it; 0 = none), then even (divided by the sum) or first-come sharing, then one-hot for hard scenes (a pixel
+    whose winner weighs under 0.1 is background)."""
+    import cv2
+
+    mixed = np.empty_like(maps)
+    for k in range(maps.shape[0]):
+        mixed[k] = cv2.GaussianBlur(maps[k], (blur_kernel, blur_kernel), 0) if blur_kernel else maps[k]
+    if even:
+        total = mixed.sum(0)
+        total += np.float32(1e-6)
+        mixed /= total[None]
+    else:
+        left = np.ones(maps.shape[1:], dtype=np.float32)
+        for k in range(maps.shape[0]):
+            mixed[k] *= left
+            left -= mixed[k]
+    np.clip(mixed, 0.0, 1.0, out=mixed)
+    if hard:
+        label = _argmax_planes(list(mixed))
+        best = np.take_along_axis(mixed, label[None].astype(np.intp), axis=0)[0]
+        keep = best >= np.float32(_HARD_MIN_WEIGHT)
+        for k in range(maps.shape[0]):
+            mixed[k] = (label == k) & keep
+    return mixed
+
+
+def _paper_texture(rng: np.random.Generator, h: int, w: int, textures: SourcePool, config: SceneConfig,
+                   info: Dict[str, Any]) -> np.ndarray:
+    """A texture as the authors' ``load_texture`` makes it: uint8 [h, w, 3]."""
+    import cv2
+
+    t = int(rng.integers(len(textures)))
+    tex = textures.images[t]
+    rot, mirror, upside = (bool(rng.random() < 0.5) for _ in range(3))
+    if rot:
+        tex = np.rot90(tex)
+    if mirror:
+        tex = tex[:, ::-1]
+    if upside:
+        tex = tex[::-1]
+    tex = np.ascontiguousarray(tex)
+    th, tw = tex.shape[:2]
+    tiled = bool(rng.random() < config.texture_tile_prob)
+    info.update(kind="texture", source=textures.names[t], rot90=rot, fliplr=mirror, flipud=upside)
+    if tiled:
+        r = 1.0
+        if rng.random() < config.texture_downscale_prob:
+            r = 1.0 + float(rng.random()) * (min(th, tw) / config.texture_min_tile - 1.0)
+        offset = (float(rng.uniform(0, tw)), float(rng.uniform(0, th)))
+        info.update(tiling="wrap", scale=r, offset=list(offset))
+    else:
+        # scale_texture: both sides scaled by scene width / shorter texture side, then stretched to cover the
+        # scene (a quirk of theirs: the width is used for both ratios, so textures are stretched on tall scenes)
+        r = w / min(th, tw)
+        nw, nh = max(int(r * tw), w), max(int(r * th), h)
+        x0, y0 = int(rng.integers(nw - w + 1)), int(rng.integers(nh - h + 1))
+        info.update(tiling="stretch", size=[nw, nh], offset=[x0, y0])
+    shift = None
+    if rng.random() < config.hue_shift_prob:
+        shift = int(rng.integers(0, 255))
+        info["hue_shift"] = shift
+
+    def recolour(img: np.ndarray) -> np.ndarray:
+        # theirs adds the shift modulo 255 to OpenCV's hue (0..179), whose converter wraps 180..254 back by 180
+        hue, sat, val = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
+        table = (((np.arange(256) + shift) % 255) % 180).astype(np.uint8)
+        return cv2.cvtColor(cv2.merge([cv2.LUT(hue, table), sat, val]), cv2.COLOR_HSV2RGB)
+
+    if tiled:
+        return _texture_layer(tex, h, w, r, 0.0, offset, False, True, recolour if shift is not None else None)
+    img = resize_image(tex, (nw, nh))[y0:y0 + h, x0:x0 + w]
+    return recolour(img) if shift is not None else np.ascontiguousarray(img)
+
+
+def _paper_shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, config: SceneConfig,
+                   info: Dict[str, Any]) -> np.ndarray:
+    """A shadow map as the authors' ``add_shadows`` makes it: float32 [h, w] in [1 - strength, 1]."""
+    import cv2
+    from .patterns import authors_geometry
+
+    s = _pick_source(rng, natural, h, w, _ACCEPT_SMALL["shading"])
+    img = natural.images[s]
+    geometry = authors_geometry(img.shape[:2], (h, w), rng, rescale_prob=_PATTERN_RESCALE_PROB)
+    hsv = bool(rng.random() < _SHADING_HSV_PROB)
+    prop = ("H", "S", "V")[int(rng.integers(3))] if hsv else ("B", "G", "R")[int(rng.integers(3))]
+    kernel = 3 + 2 * int(rng.integers(1, 10))
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for that kernel (theirs passes 0)
+    strength = 1.0 if rng.random() < config.shading_full_prob else float(rng.uniform(*config.shading_strength))
+    params = PatternParams(**geometry, property=prop, blur_sigma=sigma, work_scale=config.pattern_scale)
+    small = property_plane(img, params.at_working_resolution(), half=natural.half_resolution(s))
+    peak = float(small.max())
+    gain = strength / peak if peak > 1e-6 else strength
+    small *= np.float32(gain)
+    small += np.float32(1.0 - strength)
+    plane = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR) if small.shape != (h, w) else small
+    info["shading"] = {"source": natural.names[s], "strength": strength, "pattern": params.to_dict()}
+    return plane
+
+
+def _generate_paper(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
+    """A scene of the authors' distribution (``generate_segmentation``; the ``"paper"`` layout)."""
+    import cv2
+
+    natural = sources.natural
+    h, w = _draw_size(rng, config)
+    k_mat = int(rng.integers(config.min_materials, config.max_materials + 1))
+    hard = bool(rng.random() < config.hard_prob)
+    max_occupancy = _max_occupancy(rng, config)
+    has_bg = bool(rng.random() < config.background_prob)
+    min_px = max(16, int(math.ceil(config.min_material_fraction * h * w)))
+
+    maps = np.empty((k_mat, h, w), dtype=np.float32)
+    materials_info: List[Dict[str, Any]] = []
+    for k in range(k_mat):
+        materials_info.append({"region": _paper_region(rng, h, w, natural, config, hard, max_occupancy, min_px,
+                                                       maps[k])})
+    blur_kernel = 3 + 2 * int(rng.integers(0, 4)) if rng.random() < config.blur_prob else 0
+    even = bool(rng.random() < config.even_mix_prob)
+    # every material stays visible (theirs can hide one under those before it): a hidden one's map is redrawn
+    weights = _mix_paper(maps, blur_kernel, even, hard)
+    for _ in range(_MAX_VISIBILITY_ROUNDS):
+        hidden = [k for k in range(k_mat) if int(np.count_nonzero(weights[k] > 0.5)) < min_px]
+        if not hidden:
+            break
+        for k in hidden:
+            region = _paper_region(rng, h, w, natural, config, hard, max_occupancy, min_px, maps[k])
+            region["redrawn"] = materials_info[k]["region"].get("redrawn", 0) + 1
+            materials_info[k]["region"] = region
+        weights = _mix_paper(maps, blur_kernel, even, hard)
+    del maps
+    annotated = weights.sum(0)
+    np.clip(annotated, 0.0, 1.0, out=annotated)
+    if not has_bg:  # the last material takes the background's part
+        weights[-1] += np.float32(1.0) - annotated
+        np.clip(weights[-1], 0.0, 1.0, out=weights[-1])
+        annotated = np.clip(weights.sum(0), 0.0, 1.0)
+    bg_weight = np.float32(1.0) - annotated
+
+    acc = None
+    scratch = (np.empty((h, w, 3), dtype=np.float32), np.empty((h, w, 3), dtype=np.float32))
+    shaded = np.empty((h, w), dtype=np.float32)
+    bg_info: Dict[str, Any] = {}
+    if has_bg:
+        from .patterns import authors_geometry
+
+        b = _pick_source(rng, natural, h, w, _ACCEPT_SMALL["background"])
+        bimg = natural.images[b]
+        geometry = authors_geometry(bimg.shape[:2], (h, w), rng, rescale_prob=_BACKGROUND_RESCALE_PROB, fit=True)
+        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half_resolution(b))
+        bg_info = {"source": natural.names[b], "geometry": geometry}
+        acc = _add_weighted(acc, bg, bg_weight, scratch)
+    textures = sources.textures
+    for k in range(k_mat):
+        info = materials_info[k]
+        if textures is not None and len(textures) and rng.random() < config.texture_prob:
+            img = _paper_texture(rng, h, w, textures, config, info)
+        else:
+            colour = rng.integers(0, 255, size=3)
+            info.update(kind="uniform", colour=[int(v) for v in colour])
+            img = cv2.merge([np.full((h, w), int(c), dtype=np.uint8) for c in colour])
+        wk = weights[k]
+        if rng.random() < config.shading_prob:
+            wk = np.multiply(wk, _paper_shading(rng, h, w, natural, config, info), out=shaded)
+        acc = _add_weighted(acc, img, wk, scratch)
+    rgb = cv2.convertScaleAbs(acc)  # rounds and saturates to uint8
+    blur_sigma = 0.3 * ((blur_kernel - 1) * 0.5 - 1) + 0.8 if blur_kernel else 0.0
+    metadata = {
+        "generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "seed": int(seed), "index": int(index),
+        "height": h, "width": w, "num_materials": k_mat, "hard": hard, "has_background": has_bg,
+        "max_occupancy": max_occupancy, "mask_mixing": "even" if even else "first-come",
+        "mask_blur_kernel": blur_kernel, "mask_blur_sigma": blur_sigma, "background": bg_info,
+        "materials": materials_info, "preset": config.preset, "layout": config.layout, "config": config.to_dict(),
     }
     return SyntheticScene(rgb=rgb, masks=weights, annotated=annotated, metadata=metadata), min_px
