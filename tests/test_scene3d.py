@@ -68,16 +68,17 @@ def test_scene_content_follows_config():
         assert all(not o.annotated for o in s.occluders)
 
 
-def test_object_counts_span_the_authors_ranges_and_every_scene_has_two_materials():
-    """The authors' main.py: 1-6 main objects and 1-8 scattered ones (the sampler used to place exactly one
-    object); every material of every object keeps a share of its surface (no pattern lands on nothing)."""
-    config = Scene3DConfig(pattern_resolution=64)
+def test_spread_preset_keeps_the_version_2_distribution():
+    """Preset "spread" (generator version 2): 1-6 objects set apart on the ground, each with its own 2-5
+    materials, 1-8 occluders; every material of every object keeps a share of its surface."""
+    config = Scene3DConfig.from_preset("spread", pattern_resolution=64)
     objects, occluders = set(), set()
     for index in range(100):
         s = sample_scene(3, index, config=config)
         objects.add(len(s.objects))
         occluders.add(len(s.occluders))
-        assert all(o.annotated for o in s.objects) and s.num_materials <= config.max_scene_materials
+        assert all(o.annotated and o.layout_from is None for o in s.objects)
+        assert s.num_materials <= config.max_scene_materials
         assert s.num_materials >= 2 and len(s.objects[0].layout.materials) >= 2
         names = [o.name for o in s.objects + s.occluders]
         assert len(set(names)) == len(names)
@@ -94,6 +95,93 @@ def test_object_counts_span_the_authors_ranges_and_every_scene_has_two_materials
                 assert np.hypot(x - u, y - v) > 0.25 * (a + b)
     assert objects == set(range(1, 7))
     assert min(occluders) == 1 and max(occluders) >= 7 and occluders <= set(range(1, 9))
+    single = sample_scene(3, 0, config=Scene3DConfig.from_preset("single", pattern_resolution=64))
+    assert len(single.objects) == 1 and len(single.occluders) <= 3
+    with pytest.raises(MatSegInputError, match="unknown 3D scene preset"):
+        Scene3DConfig.from_preset("paper")
+
+
+def test_default_distribution_is_the_authors_main_py():
+    """200 seeded plain-data scenes against the probabilities of the authors' main.py (module docstring):
+    main objects 1 (P = 0.5 + 0.25/6 + 0.25/11 = 0.564) to 11, sharing one layout of 2-8 materials (P(2) = 0.15 +
+    0.85/7 = 0.271, mean 4.55), scattered objects in 20 % of the scenes (1-8), ground 25 %, and the camera of
+    RandomlySetCameraPos (R in [40, 100], angle from the vertical (1 - 1.1 u v) * 3.14 / 2, mean 65 degrees)."""
+    from matseg_hub.scenes3d.scene import AUTHORS_MAIN_OBJECTS
+
+    config = Scene3DConfig(pattern_resolution=64)
+    n = 200
+    mains, mats, scattered, grounds, angles, two_plus = [], [], [], [], [], 0
+    for index in range(n):
+        s = sample_scene(3, index, config=config)
+        owner, rest = s.objects[0], s.objects[1:]
+        assert s.layout_owners == [owner] and all(o.layout_from == owner.name for o in rest)
+        assert all(o.layout.materials == [] and o.annotated and o.anchor == "centre" for o in rest)
+        k = len(owner.layout.materials)
+        assert s.num_materials == k and len(s.material_names()) == k
+        coverages = [float(pattern_image(p).mean()) for p in owner.layout.patterns]
+        assert min(layout_shares(coverages)) >= 0.02, (index, coverages)  # every material lands somewhere
+        assert owner.layout.extent >= owner.size * 0.999
+        mains.append(len(s.objects))
+        mats.append(k)
+        scattered.append(len(s.occluders))
+        grounds.append(s.ground.enabled)
+        two_plus += len(s.objects) + len(s.occluders) >= 2
+        if len(s.objects) == 1 and 40 <= owner.size <= 60 and owner.location[:2] == (0.0, 0.0):
+            assert 0.0 <= owner.location[2] <= owner.size / 2  # lifted by size / 2 * rand()
+        assert all(10.0 <= o.size <= 60.0 for o in s.objects)
+        for occ in s.occluders:  # farther from the origin than their size (the code's AvoidRad=0 loop)
+            assert not occ.annotated and 4.0 <= occ.size <= 100.0
+        cam = s.camera
+        assert cam.lens == 50.0 and cam.location[0] == 0.0 and cam.rotation[2] == pytest.approx(180.0, abs=0.01)
+        assert -9.0 <= cam.rotation[0] <= 90.0  # (1 - 1.1) * 90 degrees: a little past the vertical
+        angles.append(cam.rotation[0])
+        assert 40.0 - 10.0 <= np.hypot(cam.location[1], cam.location[2]) <= 100.0 + 25.0
+        Scene3D.from_json(s.to_json())  # valid and round-trips
+    mains, mats, scattered = np.array(mains), np.array(mats), np.array(scattered)
+    assert set(mains) <= set(range(1, 12)) and mains.max() >= 9
+    assert 0.564 - 0.09 <= np.mean(mains == 1) <= 0.564 + 0.09
+    assert set(mats) == set(range(2, 9))
+    assert 0.271 - 0.08 <= np.mean(mats == 2) <= 0.271 + 0.08 and abs(mats.mean() - 4.55) <= 0.4
+    assert 0.2 - 0.08 <= np.mean(scattered > 0) <= 0.2 + 0.08 and set(scattered) <= set(range(0, 9))
+    assert 0.25 - 0.08 <= np.mean(grounds) <= 0.25 + 0.08
+    assert abs(np.mean(angles) - 65.2) <= 4.0
+    # 2+ objects (main and scattered) in 1 - 0.564 * 0.8 = 55 % of the authors' scenes
+    assert 0.549 - 0.09 <= two_plus / n <= 0.549 + 0.09
+    assert sum(m.probability for m in AUTHORS_MAIN_OBJECTS) == 1.0
+
+
+def test_quaternion_quirk_rotation_is_a_rotation():
+    from matseg_hub.scenes3d.scene import _euler_matrix, quaternion_quirk_rotation
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rot = quaternion_quirk_rotation(rng)
+        m = _euler_matrix(*np.radians(rot))
+        np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-9)
+        assert np.linalg.det(m) == pytest.approx(1.0)
+    # w, x, y = 2 pi * (0.5, 0.5, 0): a half-turn mix; the same numbers give the same rotation
+    assert quaternion_quirk_rotation(np.random.default_rng(4)) == quaternion_quirk_rotation(np.random.default_rng(4))
+
+
+def test_shared_layout_is_validated():
+    d = json.loads(sample_scene(0, 5, config=SMALL).to_json())
+    assert len(d["objects"]) >= 2 and d["objects"][1]["layout_from"] == "object0"
+    bad = json.loads(json.dumps(d))
+    bad["objects"][1]["layout_from"] = "nobody"
+    with pytest.raises(MatSegFormatError, match="not an earlier annotated object") as info:
+        Scene3D.from_dict(bad)
+    assert info.value.field == "objects[1].layout_from"
+    bad = json.loads(json.dumps(d))
+    bad["objects"][1]["layout"] = d["objects"][0]["layout"]
+    with pytest.raises(MatSegFormatError, match="empty layout"):
+        Scene3D.from_dict(bad)
+    bad = json.loads(json.dumps(d))
+    bad["objects"][1]["anchor"] = "top"
+    with pytest.raises(MatSegFormatError, match="unknown anchor"):
+        Scene3D.from_dict(bad)
+    # the masks are the owner's materials only
+    s = Scene3D.from_dict(d)
+    assert s.num_materials == len(s.objects[0].layout.materials)
 
 
 def test_layout_shares():

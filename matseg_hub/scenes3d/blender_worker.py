@@ -278,10 +278,17 @@ def _make_mesh(spec):
     n = len(me.vertices)
     co = np.empty(n * 3, dtype=np.float64)
     me.vertices.foreach_get("co", co)
-    co = co.reshape(n, 3) @ _rotation_matrix(spec["rotation"]).T
-    lo, hi = co.min(0), co.max(0)
-    scale = float(spec["size"]) / max(float((hi - lo).max()), 1e-9)
-    co = (co - [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]]) * scale + np.asarray(spec["location"], float)
+    rot = _rotation_matrix(spec["rotation"])
+    if spec.get("anchor", "bottom") == "centre":  # the authors' LoadObject: scale, centre the box, then rotate
+        co = co.reshape(n, 3)
+        lo, hi = co.min(0), co.max(0)
+        scale = float(spec["size"]) / max(float((hi - lo).max()), 1e-9)
+        co = ((co - (lo + hi) / 2) * scale) @ rot.T + np.asarray(spec["location"], float)
+    else:
+        co = co.reshape(n, 3) @ rot.T
+        lo, hi = co.min(0), co.max(0)
+        scale = float(spec["size"]) / max(float((hi - lo).max()), 1e-9)
+        co = (co - [(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]]) * scale + np.asarray(spec["location"], float)
     me.vertices.foreach_set("co", co.ravel().astype(np.float32))
     me.update()
     if spec.get("smooth", True):
@@ -307,10 +314,18 @@ def _make_mesh(spec):
     return obj
 
 
-def _add_object(spec, obj_index):
+def _add_object(spec, obj_index, built=None):
+    """Add the object; ``built`` maps owner names to their materials (an object with ``layout_from`` wears its
+    owner's material: one node tree, in world coordinates, over all of them)."""
     obj = _make_mesh(spec)
     has_uv = len(obj.data.uv_layers) > 0
-    mat = _build_material(f"{spec['name']}_material", spec, obj_index, float(spec["size"]), has_uv)
+    built = {} if built is None else built
+    if spec.get("layout_from"):
+        mat = built[spec["layout_from"]]
+    else:
+        size = float(spec["layout"].get("extent") or spec["size"])
+        mat = _build_material(f"{spec['name']}_material", spec, obj_index, size, has_uv)
+        built[spec["name"]] = mat
     obj.data.materials.clear()
     obj.data.materials.append(mat)
     for poly in obj.data.polygons:
@@ -384,7 +399,10 @@ def _setup_camera(cam_spec, settings):
     bpy.context.scene.camera = obj
     loc = Vector(cam_spec["location"])
     obj.location = loc
-    obj.rotation_euler = (Vector(cam_spec["target"]) - loc).to_track_quat("-Z", "Y").to_euler()
+    if cam_spec.get("rotation") is not None:  # the authors' cameras: an Euler rotation, not a target
+        obj.rotation_euler = Euler([math.radians(float(v)) for v in cam_spec["rotation"]], "XYZ")
+    else:
+        obj.rotation_euler = (Vector(cam_spec["target"]) - loc).to_track_quat("-Z", "Y").to_euler()
     bpy.context.view_layer.update()
     return obj
 
@@ -442,17 +460,18 @@ def render_job(job_path, out_dir):
     _setup_render(scene, settings, threads)
     vl = bpy.context.scene.view_layers[0]
     names = ["annotated"]
-    annotated = [o for o in scene["objects"] if o["annotated"]]
+    annotated = [o for o in scene["objects"] if o["annotated"] and not o.get("layout_from")]
     for oi, spec in enumerate(annotated):
         names += [f"m{oi}_{k}" for k in range(len(spec["layout"]["materials"]))]
     for n in names:
         aov = vl.aovs.add()
         aov.name = n
         aov.type = "VALUE"
-    oi = 0
+    oi, built = 0, {}
     for spec in scene["objects"]:
-        _add_object(spec, oi if spec["annotated"] else -1)
-        oi += bool(spec["annotated"])
+        owner = spec["annotated"] and not spec.get("layout_from")
+        _add_object(spec, oi if owner else -1, built)
+        oi += bool(owner)
     for spec in scene["occluders"]:
         spec = dict(spec, annotated=False)
         _add_object(spec, -1)

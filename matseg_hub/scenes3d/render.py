@@ -251,7 +251,7 @@ def scene_masks(scene, passes: Dict[str, np.ndarray], min_visible_fraction: floa
     """Masks of the visible materials from the AOV passes.
 
     Returns ``(masks float32 [K, H, W], annotated float32 [H, W], materials)`` where ``materials`` lists, for every
-    material of every annotated object, its name, visible pixel count (mask >= 0.5) and whether it was kept.
+    material of every annotated object with its own layout (:attr:`Scene3D.layout_owners`), its name, visible pixel count (mask >= 0.5) and whether it was kept.
     A material whose visible area is below ``min_visible_fraction`` of the image (hidden by occluders or out of
     view) is dropped and its pixels leave the annotated region.
     """
@@ -259,7 +259,7 @@ def scene_masks(scene, passes: Dict[str, np.ndarray], min_visible_fraction: floa
     h, w = annotated.shape
     min_pixels = max(4, int(round(min_visible_fraction * h * w)))
     kept, info, dropped = [], [], np.zeros((h, w), np.float32)
-    for oi, obj in enumerate(scene.annotated_objects):
+    for oi, obj in enumerate(scene.layout_owners):
         for k, mat in enumerate(obj.layout.materials):
             m = np.clip(passes.get(f"m{oi}_{k}", np.zeros((h, w), np.float32)), 0.0, 1.0)
             visible = int(np.count_nonzero(m >= 0.5))

@@ -5,7 +5,7 @@ the renderer needs — objects and their material layout, PBR materials, environ
 and render settings — and serialises to JSON, so a scene can be inspected without Blender and re-rendered
 exactly (``Scene3D.from_json(scene.to_json()) == scene``).
 
-Material layout (how 2–5 materials share one surface): material 0 is the base; pattern ``j`` (a pattern map from
+Material layout (how several materials share one surface): material 0 is the base; pattern ``j`` (a pattern map from
 a natural image, :mod:`matseg_hub.synthetic.patterns`, reproducible from its recorded :class:`~matseg_hub.synthetic.patterns.
 PatternParams`) lays material ``j + 1`` over the materials before it. With ``p_j`` the soft pattern value at a
 surface point, the weight of material ``k`` is::
@@ -13,13 +13,57 @@ surface point, the weight of material ``k`` is::
     w_0 = prod_{j >= 0} (1 - p_j)          w_k = p_{k-1} * prod_{j >= k} (1 - p_j)   (k >= 1)
 
 so the weights sum to 1 everywhere, and the soft mask of material ``k`` is ``w_k`` at the visible surface
-point of each pixel (the renderer writes it as an AOV pass in the same render as the RGB).
+point of each pixel (the renderer writes it as an AOV pass in the same render as the RGB). An annotated object
+with ``layout_from`` set wears the layout of an earlier object (one material node tree in world coordinates over
+all of them: the authors' merged "main object"), so a material spans several objects and has one mask.
 
 :func:`sample_scene` draws a scene deterministically from :func:`scene_rng` ``(seed, index, attempt)`` (the
 ``"scene3d"`` stream of :mod:`matseg_hub.utils.seeds`: never the numbers of a 2D scene of the same seed and index);
-a scene has 1–6 annotated objects and 1–8 unannotated ones (the ranges of the authors' ``main.py``);
 :class:`SceneAssets` lists what it draws from (natural images for patterns, textures, PBR folders, HDRIs,
 glTF objects), with :func:`default_assets` built from scikit-image's bundled photos so that it runs with no data.
+
+The default distribution (``Scene3DConfig()``, preset ``"authors"``) is the one of the authors' Blender script
+(``main.py``, ``ObjectsHandling.py``, ``MaterialMapping.py``, ``SetScene.py`` of
+``sagieppel/MatSeg-Synthethic-Dataset-Generation-Script``), in its units (a single main object is 40–60 long):
+
+* main objects: one of size 40–60 at the origin with probability 0.5; else 1–6 of size 10–60 in the box
+  [-20, 20]² x [-2, 10] (0.25); else 1–11 of size 10–30 in [-30, 30]² x [-5, 15] (0.25). Quirk matched: the code
+  draws ``rand() < 0.5`` twice (0.5 / 0.25 / 0.25, not thirds). Each object's bounding-box centre is lifted by
+  ``size / 2 * rand()`` (objects may sink into the ground), ``size`` is the longest side before rotation, and the
+  rotation is the code's: three of the four quaternion components set to ``rand() * 2 pi`` (glTF objects import in
+  quaternion mode), the fourth left 0. The main objects are merged into one object in the code and wear one
+  multiphase material: here the first one owns the layout and the others set ``layout_from``.
+* materials per scene (phases of the node graph of ``CreateMultiphaseMaterialGraph``): 2–8 uniform with
+  probability 0.85, else 2 (so P(2) = 0.27, mean 4.55). Every phase split is a thresholded natural-image map: hard
+  (one threshold) with probability 0.75, else soft; projected in generated / object / UV coordinates (a third each),
+  scale 10^U(-1, 0.2). Materials: PBR (a folder, or a texture made PBR) 80 %, a plain BSDF colour 20 %.
+* scattered (unannotated) objects, with probability 0.2: 1–8 of them, sizes U(Mn, Mx) with Mn = 20 * U(0.2, 1) and
+  Mx = 20 * U(1, 5) drawn once a scene, anywhere in [-Px/2, Px/2] x [-Py/2, Py/2] x [-1, 3] (Px, Py = 20 * U(2, 6))
+  but farther from the origin than their size (the code's ``AvoidRad=0`` rejection loop), lifted and rotated
+  like the main objects.
+* ground plane with probability 0.25, 80–240 on a side, a PBR material (the code's ``rand() < 10.9`` makes it
+  always PBR); background: an HDRI always (strength 1 or U(1, 2.5), half and half; random turn about the vertical).
+* camera: 50 mm lens on a 36 mm sensor at distance R = U(40, 100), angle from the vertical
+  A = (1 - 1.1 rand() rand()) * 3.14 / 2, at (0, R sin A + U(-10, 10), R cos A + U(0, 20)), Euler XYZ rotation
+  (A, (0.5 rand() - 0.5 rand()) rand(), 3.14159), exactly as ``RandomlySetCameraPos``.
+
+Departures, on purpose:
+
+* a scene keeps only materials visible on at least 0.1 % of the rendered image, and a scene with fewer than two
+  visible materials is redrawn with the next ``attempt`` (:func:`matseg_hub.scenes3d.render.generate_3d`; the
+  redraws are listed in the scene's metadata). The authors' code writes every phase's mask, seen or not.
+* without glTF objects we use Blender primitives, half of them subdivided and displaced (shapes, not only spheres);
+  with ``assets.objects``, glTF meshes half of the time (``gltf_prob``).
+* scattered objects get one sampled material (the code keeps the material of the loaded file); the extra light
+  (the code: point/spot lights, 15 %) is a sun lamp with the same probability; without HDRIs the environment is a
+  natural photo, else Blender's sky; the HDRI is kept upright (the code's world node graph lives in its ``.blend``);
+  texture maps of the materials are box-projected in object coordinates (the code: camera projection 70 %).
+* phase maps are laid one over the other (the weights above, each with occupancy about 1 / (j + 2) so every
+  material keeps a similar share) instead of the code's binary tree of splits (also about equal shares).
+
+The distribution of generator version 2 (each object its own 2–5 materials, 1–6 objects set apart on the ground,
+1–8 occluders, ground 85 %) stays available as ``Scene3DConfig.from_preset("spread")``, and one object with 0–3
+occluders (version 1) as ``from_preset("single")``.
 
 Example::
 
@@ -51,13 +95,15 @@ PathLike = Union[str, os.PathLike]
 SCENE_VERSION = 1  # the JSON format (a scene file of this version renders the same whatever sampled it)
 GENERATOR = "matseg_hub.scene3d"
 # what sample_scene draws for a (seed, index, attempt): 2: seeds carry the stream's id word, 1-6 objects and 1-8
-# occluders, pattern maps that reach their occupancy
-GENERATOR_VERSION = 2
+# occluders, pattern maps that reach their occupancy; 3: the authors' distribution by default (main objects sharing
+# one layout, 2-8 materials a scene, scattered objects 20 %, ground 25 %, their camera), version 2 as preset "spread"
+GENERATOR_VERSION = 3
 #: meshes the renderer builds itself (Blender primitives; any of them can be subdivided and displaced)
 PRIMITIVES: Tuple[str, ...] = ("sphere", "icosphere", "cube", "cylinder", "cone", "torus", "monkey")
 #: texture coordinates a pattern map or a material texture can be projected with
 COORDINATES: Tuple[str, ...] = ("object", "generated", "uv")
 MATERIAL_KINDS: Tuple[str, ...] = ("uniform", "texture", "pbr")
+ANCHORS: Tuple[str, ...] = ("bottom", "centre")
 ENVIRONMENT_KINDS: Tuple[str, ...] = ("sky", "hdri", "image", "colour")
 
 Vec3 = Tuple[float, float, float]
@@ -111,10 +157,14 @@ class PatternLayer:
 
 @dataclass
 class MaterialLayout:
-    """``materials[0]`` is the base; ``patterns[j]`` lays ``materials[j + 1]`` over the ones before it."""
+    """``materials[0]`` is the base; ``patterns[j]`` lays ``materials[j + 1]`` over the ones before it.
+
+    ``extent``: the length (scene units) that the ``scale`` of the materials and of ``object``-coordinate patterns
+    refers to (default: the object's ``size``; a layout worn by several objects spans the group)."""
 
     materials: List[MaterialSpec]
     patterns: List[PatternLayer] = field(default_factory=list)
+    extent: Optional[float] = None
 
 
 @dataclass
@@ -125,6 +175,10 @@ class SceneObject:
     (scene units); ``rotation`` XYZ degrees; ``subdivision`` levels and ``displacement`` (fraction of ``size``,
     a cloud-noise displacement of scale ``displacement_scale`` seeded by ``noise_seed``). ``annotated`` objects get
     per-material masks; the others (occluders) are unannotated.
+
+    ``anchor``: ``"bottom"`` (above) or ``"centre"``: the authors' placement — ``size`` is the longest side before
+    rotation, and the centre of the bounding box goes to ``location``. ``layout_from``: the name of an earlier
+    annotated object whose layout (and masks) this one wears; its own ``layout`` is then empty.
     """
 
     name: str
@@ -141,6 +195,8 @@ class SceneObject:
     smooth: bool = True
     annotated: bool = True
     licence: str = ""
+    anchor: str = "bottom"
+    layout_from: Optional[str] = None
 
 
 @dataclass
@@ -171,12 +227,14 @@ class Ground:
 @dataclass
 class Camera:
     """A perspective camera at ``location`` looking at ``target`` (Z up), ``lens`` mm on a ``sensor_width`` mm
-    sensor (horizontal fit)."""
+    sensor (horizontal fit). ``rotation`` (XYZ Euler degrees, Blender's convention), when set, orients the camera
+    instead (the authors' cameras); ``target`` is then a point on its line of sight."""
 
     location: Vec3 = (0.0, -4.0, 2.0)
     target: Vec3 = (0.0, 0.0, 0.5)
     lens: float = 50.0
     sensor_width: float = 36.0
+    rotation: Optional[Vec3] = None
 
 
 @dataclass
@@ -267,9 +325,22 @@ class Scene3D:
             bad("objects", "a scene needs at least one object")
         if not any(o.annotated for o in self.objects):
             bad("objects", "a scene needs at least one annotated object")
+        owners = set()
         for group, objs in (("objects", self.objects), ("occluders", self.occluders)):
             for i, obj in enumerate(objs):
                 where = f"{group}[{i}]"
+                if obj.anchor not in ANCHORS:
+                    bad(f"{where}.anchor", f"unknown anchor {obj.anchor!r}; expected one of {ANCHORS}")
+                if obj.layout_from is not None:
+                    if group != "objects" or not obj.annotated:
+                        bad(f"{where}.layout_from", "only annotated objects can wear another object's layout")
+                    if obj.layout_from not in owners:
+                        bad(f"{where}.layout_from", f"{obj.layout_from!r} is not an earlier annotated object with "
+                            "its own layout")
+                    if obj.layout.materials or obj.layout.patterns:
+                        bad(f"{where}.layout", "an object with layout_from has an empty layout of its own")
+                elif group == "objects" and obj.annotated:
+                    owners.add(obj.name)
                 if obj.shape not in PRIMITIVES + ("gltf",):
                     bad(f"{where}.shape", f"unknown shape {obj.shape!r}; expected one of {PRIMITIVES + ('gltf',)}")
                 if obj.shape == "gltf" and not obj.path:
@@ -279,6 +350,10 @@ class Scene3D:
                 if not 0 <= obj.subdivision <= 6:
                     bad(f"{where}.subdivision", f"subdivision must be in 0..6, got {obj.subdivision}")
                 mats, pats = obj.layout.materials, obj.layout.patterns
+                if obj.layout.extent is not None and not obj.layout.extent > 0:
+                    bad(f"{where}.layout.extent", f"extent must be > 0, got {obj.layout.extent}")
+                if obj.layout_from is not None:
+                    continue
                 if not 1 <= len(mats) <= 8:
                     bad(f"{where}.layout.materials", f"1 to 8 materials per object, got {len(mats)}")
                 if len(pats) != len(mats) - 1:
@@ -316,13 +391,18 @@ class Scene3D:
         return [o for o in self.objects if o.annotated]
 
     @property
+    def layout_owners(self) -> List[SceneObject]:
+        """The annotated objects with a layout of their own (mask ``m<o>_<k>``: ``o`` indexes this list)."""
+        return [o for o in self.objects if o.annotated and o.layout_from is None]
+
+    @property
     def num_materials(self) -> int:
         """Number of masks the scene has before occlusion is taken into account."""
-        return sum(len(o.layout.materials) for o in self.annotated_objects)
+        return sum(len(o.layout.materials) for o in self.layout_owners)
 
     def material_names(self) -> List[str]:
         """``"<object>/<material>"`` for every mask, in mask order."""
-        return [f"{o.name}/{m.name}" for o in self.annotated_objects for m in o.layout.materials]
+        return [f"{o.name}/{m.name}" for o in self.layout_owners for m in o.layout.materials]
 
     def asset_licenses(self) -> Dict[str, str]:
         """Every file or built-in asset the scene uses -> its licence (empty when unknown)."""
@@ -537,13 +617,43 @@ def pattern_image(layer: PatternLayer) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 # Sampling
 # ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MainObjectsMode:
+    """One branch of the draw of the main (annotated) objects: with ``probability``, ``count`` (lo, hi) objects of
+    longest side in ``size`` (lo, hi) whose bounding-box centres are uniform in the box ``box_min``..``box_max``
+    (then lifted by ``size / 2 * U(0, 1)``)."""
+
+    probability: float
+    count: Tuple[int, int]
+    size: Tuple[float, float]
+    box_min: Vec3 = (0.0, 0.0, 0.0)
+    box_max: Vec3 = (0.0, 0.0, 0.0)
+
+
+#: the authors' main.py: ``if rand() < 0.5: one object elif rand() < 0.5: 1-6 else 1-11`` (0.5 / 0.25 / 0.25)
+AUTHORS_MAIN_OBJECTS: Tuple[MainObjectsMode, ...] = (
+    MainObjectsMode(0.5, (1, 1), (40.0, 60.0)),
+    MainObjectsMode(0.25, (1, 6), (10.0, 60.0), (-20.0, -20.0, -2.0), (20.0, 20.0, 10.0)),
+    MainObjectsMode(0.25, (1, 11), (10.0, 30.0), (-30.0, -30.0, -5.0), (30.0, 30.0, 15.0)),
+)
+STYLES: Tuple[str, ...] = ("authors", "spread")
+PRESETS: Tuple[str, ...] = ("authors", "spread", "single")
+
+
 @dataclass
 class Scene3DConfig:
     """Ranges :func:`sample_scene` draws from (JSON-friendly; recorded nowhere else than in the scene itself).
 
-    ``objects``: annotated objects per scene and ``occluders``: unannotated ones (the authors' ``main.py`` loads
-    1–6 main objects and 1–8 scattered ones); ``materials``: materials per annotated object, with at most
-    ``max_scene_materials`` in a scene (later objects get fewer, at least one each).
+    The defaults are the authors' distribution (module docstring; ``style="authors"``): ``main_objects`` (the
+    branches of the draw of main objects; the number drawn is then clipped into ``objects``) share one layout of
+    ``materials`` (2–8) materials, only 2 with probability ``two_materials_prob``; with probability
+    ``scatter_prob`` ``occluders`` (1–8) scattered unannotated objects; a ground plane with ``ground_prob``.
+    ``hard_prob``: phase maps with one threshold; ``softness_range``, ``pattern_scale`` (log-uniform) and
+    ``pattern_coordinates``: how phase maps are made and projected.
+
+    ``style="spread"`` (:meth:`from_preset`): the version-2 sampler — ``objects`` annotated objects set apart on the
+    ground, each with its own ``materials`` materials (at most ``max_scene_materials`` a scene) and ``occluders``
+    occluders always.
     """
 
     width: int = 512
@@ -552,32 +662,73 @@ class Scene3DConfig:
     denoise: bool = True
     max_bounces: int = 4
     pattern_resolution: int = 512
-    objects: Tuple[int, int] = (1, 6)
-    materials: Tuple[int, int] = (2, 5)
+    style: str = "authors"
+    objects: Tuple[int, int] = (1, 11)
+    main_objects: Tuple[MainObjectsMode, ...] = AUTHORS_MAIN_OBJECTS
+    materials: Tuple[int, int] = (2, 8)
+    two_materials_prob: float = 0.15
     max_scene_materials: int = 10
     occluders: Tuple[int, int] = (1, 8)
-    occluder_in_view_prob: float = 0.3  # the others stand around the objects (background, shadows)
+    scatter_prob: float = 0.2
+    occluder_in_view_prob: float = 0.3  # spread: the others stand around the objects (background, shadows)
     gltf_prob: float = 0.5
     displacement_prob: float = 0.5
-    ground_prob: float = 0.85
+    ground_prob: float = 0.25
     texture_prob: float = 0.45
     pbr_prob: float = 0.35
-    hdri_prob: float = 0.7
+    hdri_prob: float = 1.0
     image_env_prob: float = 0.3
-    sun_prob: float = 0.4
+    sun_prob: float = 0.15
+    hard_prob: Optional[float] = 0.75
+    softness_range: Tuple[float, float] = (0.0, 0.25)
+    pattern_scale: Tuple[float, float] = (0.1, 10 ** 0.2)
+    pattern_coordinates: Tuple[str, ...] = ("generated", "object", "uv")
     primitives: Tuple[str, ...] = PRIMITIVES
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "Scene3DConfig":
+        """``"authors"`` (the defaults), ``"spread"`` (the distribution of generator version 2) or ``"single"``
+        (one object, 0–3 occluders: version 1); ``overrides`` replace fields (``width=256``).
+
+        Raises:
+            MatSegInputError: an unknown preset name.
+        """
+        presets = {
+            "authors": {},
+            "spread": dict(style="spread", objects=(1, 6), materials=(2, 5), two_materials_prob=0.0,
+                           scatter_prob=1.0, ground_prob=0.85, hdri_prob=0.7, sun_prob=0.4, hard_prob=None,
+                           softness_range=(0.0, 0.6), pattern_scale=(0.4, 1.5),
+                           pattern_coordinates=("object", "object", "generated", "uv")),
+        }
+        presets["single"] = dict(presets["spread"], objects=(1, 1), occluders=(0, 3))
+        if name not in presets:
+            raise MatSegInputError(f"unknown 3D scene preset {name!r}; expected one of {PRESETS}")
+        return cls(**{**presets[name], **overrides})
+
     def __post_init__(self):
+        if self.style not in STYLES:
+            raise MatSegInputError(f"unknown style {self.style!r}; expected one of {STYLES}")
         lo, hi = self.materials
         if not 1 <= lo <= hi <= 8:
             raise MatSegInputError(f"materials range must satisfy 1 <= lo <= hi <= 8, got {self.materials}")
         if not 1 <= self.objects[0] <= self.objects[1]:
             raise MatSegInputError(f"objects range must satisfy 1 <= lo <= hi, got {self.objects}")
-        if self.max_scene_materials < max(2, lo, self.objects[1]):
+        if self.style == "spread" and self.max_scene_materials < max(2, lo, self.objects[1]):
             raise MatSegInputError(f"max_scene_materials must be >= 2, the least materials of an object ({lo}) and "
                                    f"the most objects ({self.objects[1]}); got {self.max_scene_materials}")
         if not 0 <= self.occluders[0] <= self.occluders[1]:
             raise MatSegInputError(f"occluders range must satisfy 0 <= lo <= hi, got {self.occluders}")
+        if self.style == "authors":
+            if not self.main_objects or any(m.probability < 0 or not 1 <= m.count[0] <= m.count[1]
+                                            or not 0 < m.size[0] <= m.size[1] for m in self.main_objects):
+                raise MatSegInputError("main_objects needs branches with probability >= 0, 1 <= count lo <= hi and "
+                                       f"0 < size lo <= hi; got {self.main_objects}")
+            if not sum(m.probability for m in self.main_objects) > 0:
+                raise MatSegInputError("the probabilities of main_objects sum to 0")
+        if not 0 < self.pattern_scale[0] <= self.pattern_scale[1]:
+            raise MatSegInputError(f"pattern_scale must satisfy 0 < lo <= hi, got {self.pattern_scale}")
+        if not self.pattern_coordinates or any(c not in COORDINATES for c in self.pattern_coordinates):
+            raise MatSegInputError(f"pattern_coordinates must be some of {COORDINATES}, got {self.pattern_coordinates}")
         bad = [p for p in self.primitives if p not in PRIMITIVES]
         if bad or not self.primitives:
             raise MatSegInputError(f"unknown primitives {bad}; expected some of {PRIMITIVES}")
@@ -640,13 +791,15 @@ _PATTERN_TRIES = 8
 
 
 def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, num_materials: int,
-                  prefix: str = "material") -> MaterialLayout:
+                  prefix: str = "material", extent: Optional[float] = None) -> MaterialLayout:
     """``num_materials`` materials and the ``num_materials - 1`` pattern maps that lay them out.
 
     Pattern ``j`` gets occupancy about ``1 / (j + 2)`` so that every material ends with a similar share
     (:func:`layout_shares`); a map is redrawn while its coverage is off its occupancy by more than half of it (a
     threshold at the maximum gives an empty map, whose material would land nowhere), so every material of the
-    layout keeps an expected share of at least about 5 % (5 materials).
+    layout keeps an expected share of at least about 3 % (8 materials). A map is hard with ``config.hard_prob``
+    (``None``: the pattern module's own draw), projected in one of ``config.pattern_coordinates`` at a
+    log-uniform scale in ``config.pattern_scale``; ``extent`` goes to :attr:`MaterialLayout.extent`.
     """
     from ..synthetic.patterns import pattern_map
 
@@ -657,17 +810,29 @@ def sample_layout(rng: np.random.Generator, assets: SceneAssets, config: Scene3D
         source = _pick(rng, assets.pattern_sources)
         image = load_source_image(source)
         occupancy = float(np.clip(rng.normal(1.0 / (j + 2), 0.08), 0.12, 0.8))
-        for _ in range(_PATTERN_TRIES):
-            soft, params = pattern_map(image, rng, size=(res, res), occupancy=occupancy, return_params=True)
-            if abs(float(soft[::4, ::4].mean()) - occupancy) <= 0.5 * occupancy:
+        hard = None if config.hard_prob is None else bool(rng.random() < config.hard_prob)
+        best = None
+        for t in range(_PATTERN_TRIES if hard is None else 2 * _PATTERN_TRIES):
+            # a hard threshold can land on a tie (a saturated patch, a binary photo): the later tries are soft, and
+            # the closest map wins
+            h = hard if hard is None or t < _PATTERN_TRIES // 2 else False
+            soft, params = pattern_map(image, rng, size=(res, res), occupancy=occupancy, hard=h,
+                                       softness_range=tuple(config.softness_range), return_params=True)
+            err = abs(float(soft[::4, ::4].mean()) - occupancy)
+            if hard is not None and (best is None or err < best[0]):
+                best = (err, params)
+            if err <= 0.5 * occupancy:
                 break
+        if best is not None:
+            params = best[1]
+        lo, hi = config.pattern_scale
         pats.append(PatternLayer(
-            source=source, params=params.to_dict(), coordinates=_pick(rng, ("object", "object", "generated", "uv")),
-            scale=float(np.exp(rng.uniform(np.log(0.4), np.log(1.5)))),
+            source=source, params=params.to_dict(), coordinates=_pick(rng, tuple(config.pattern_coordinates)),
+            scale=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))),
             rotation=tuple(float(v) for v in rng.uniform(0, 360, size=3)),
             offset=tuple(float(v) for v in rng.uniform(-1, 1, size=3)),
             blend=float(rng.uniform(0.05, 0.4)), licence=assets.license_of(source)))
-    return MaterialLayout(materials=mats, patterns=pats)
+    return MaterialLayout(materials=mats, patterns=pats, extent=None if extent is None else float(extent))
 
 
 def _single_material(rng, assets, config, name) -> MaterialLayout:
@@ -731,21 +896,8 @@ def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: Scene3
                        smooth=bool(rng.random() < 0.8), annotated=True, licence=licence)
 
 
-def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[Scene3DConfig] = None,
-                 attempt: int = 0) -> Scene3D:
-    """Draw scene ``index`` of a run with ``seed``: deterministic (same arguments -> equal scenes, same JSON).
-
-    ``config.objects`` (1–6) annotated objects (displaced/subdivided primitives or glTF meshes) standing on the
-    ground around the origin, each carrying ``config.materials`` (2–5) materials laid out by pattern maps
-    (:func:`sample_layout`), a ground plane (usually), ``config.occluders`` (1–8) unannotated objects (some
-    placed between the camera and the objects), an environment (HDRI when given, else a natural photo or
-    Blender's sky) and a camera aimed at the group. ``attempt`` re-draws a scene whose materials ended up hidden
-    (the renderer asks for it).
-    """
-    assets = assets or default_assets()
-    config = config or Scene3DConfig()
-    rng = scene_rng(seed, index, attempt)
-
+def _sample_spread(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig):
+    """The version-2 sampler (preset ``"spread"``): objects, camera, occluders, ground."""
     # annotated objects: the first of size 1 at the origin, the others smaller, around it
     n_obj = int(rng.integers(config.objects[0], config.objects[1] + 1))
     sizes = [1.0] + [float(rng.uniform(0.4, 1.0)) for _ in range(n_obj - 1)]
@@ -796,13 +948,21 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
     ground = Ground(enabled=bool(rng.random() < config.ground_prob),
                     material=sample_material(rng, assets, config, "ground"), size=40.0 * max(1.0, size))
     ground.material.scale *= 0.5
+    return objects, camera, occluders, ground
+
+
+def _sample_environment(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig) -> Environment:
+    """An HDRI (``hdri_prob``), else a natural photo (``image_env_prob``), else Blender's sky; an extra sun lamp
+    with ``sun_prob``. Authors' style: HDRI strength 1 or U(1, 2.5), half and half (``SetScene.AddBackground``)."""
     # environment
     u = float(rng.random())
     env_rotation = float(rng.uniform(0, 360))
     sun = float(rng.uniform(1.0, 4.0)) if rng.random() < config.sun_prob else 0.0
     if assets.hdris and u < config.hdri_prob:
         path = _pick(rng, assets.hdris)
-        environment = Environment(kind="hdri", path=path, strength=float(rng.uniform(0.6, 1.6)),
+        strength = (float(rng.uniform(0.6, 1.6)) if config.style == "spread" else
+                    1.0 + float(rng.uniform(0.0, 1.5)) * float(rng.random() < 0.5))
+        environment = Environment(kind="hdri", path=path, strength=strength,
                                   rotation=env_rotation, sun=sun, licence=assets.license_of(path))
     elif assets.environment_images and u < config.hdri_prob + config.image_env_prob:
         path = _pick(rng, assets.environment_images)
@@ -817,6 +977,145 @@ def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, co
         environment.sun_elevation = float(rng.uniform(15.0, 75.0))
         environment.sun_rotation = float(rng.uniform(0, 360))
 
+    return environment
+
+
+_TWO_PI = 6.2831853  # the constant of ObjectsHandling.LoadObject
+
+
+def _euler_matrix(a: float, b: float, c: float) -> np.ndarray:
+    """Blender's XYZ Euler rotation (radians) as a 3x3 matrix: ``Rz(c) @ Ry(b) @ Rx(a)``."""
+    ca, sa, cb, sb, cc, sc = math.cos(a), math.sin(a), math.cos(b), math.sin(b), math.cos(c), math.sin(c)
+    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
+    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
+    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def quaternion_quirk_rotation(rng: np.random.Generator) -> Vec3:
+    """The authors' object rotation as XYZ Euler degrees: ``rotation_quaternion[i] = rand() * 2 pi`` for
+    ``i = 0, 1, 2`` (w, x, y) on an object imported in quaternion mode, z left 0; Blender normalises it."""
+    w, x, y = (float(v) * _TWO_PI for v in rng.random(3))
+    n = math.sqrt(w * w + x * x + y * y) or 1.0
+    w, x, y, z = w / n, x / n, y / n, 0.0
+    r = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                  [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                  [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    b = math.asin(float(np.clip(-r[2, 0], -1.0, 1.0)))
+    a = math.atan2(r[2, 1], r[2, 2])
+    c = math.atan2(r[1, 0], r[0, 0])
+    return tuple(float(round(math.degrees(v), 9)) for v in (a, b, c))
+
+
+def _authors_object(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, name: str, size: float,
+                    centre: Sequence[float], layout: MaterialLayout, annotated: bool,
+                    layout_from: Optional[str] = None) -> SceneObject:
+    """One object placed as ``ObjectsHandling.LoadObject`` does: the bounding-box centre at ``centre`` lifted by
+    ``size / 2 * rand()``, the quaternion rotation; a glTF mesh (``gltf_prob``) or a primitive (half of them
+    subdivided and displaced)."""
+    if assets.objects and rng.random() < config.gltf_prob:
+        path = _pick(rng, assets.objects)
+        shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.license_of(path)
+    else:
+        path, shape, licence = None, _pick(rng, config.primitives), ""
+        displaced = rng.random() < config.displacement_prob
+        subdivision = int(rng.integers(2, 4)) if displaced else int(rng.integers(0, 2))
+        displacement = float(rng.uniform(0.03, 0.2)) if displaced else 0.0
+    location = (float(centre[0]), float(centre[1]), float(centre[2]) + size / 2 * float(rng.random()))
+    return SceneObject(name=name, shape=shape, path=path, layout=layout, location=location,
+                       rotation=quaternion_quirk_rotation(rng), size=float(size), subdivision=subdivision,
+                       displacement=displacement, displacement_scale=float(rng.uniform(0.15, 0.8)),
+                       noise_seed=int(rng.integers(2 ** 16)), smooth=bool(rng.random() < 0.8), annotated=annotated,
+                       licence=licence, anchor="centre", layout_from=layout_from)
+
+
+def _main_objects_mode(rng: np.random.Generator, config: Scene3DConfig) -> MainObjectsMode:
+    probs = np.array([m.probability for m in config.main_objects], float)
+    cum = np.cumsum(probs / probs.sum())
+    return config.main_objects[min(int(np.searchsorted(cum, float(rng.random()), side="right")), len(cum) - 1)]
+
+
+def scene_material_count(rng: np.random.Generator, config: Scene3DConfig) -> int:
+    """Phases of the authors' multiphase graph: ``randint(2, 8)`` with probability 0.85, else 2 (the bounds are
+    ``config.materials``, the 2-branch probability ``config.two_materials_prob``)."""
+    lo, hi = config.materials
+    if rng.random() < config.two_materials_prob:
+        return int(min(max(2, lo), hi))
+    return int(rng.integers(lo, hi + 1))
+
+
+def _sample_authors(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig):
+    """The authors' main.py: main objects sharing one layout, scattered objects, ground, camera."""
+    # main objects (LoadRandomObject / LoadNMainObjects), merged into one in their code: one layout for all
+    mode = _main_objects_mode(rng, config)
+    n_obj = int(np.clip(rng.integers(mode.count[0], mode.count[1] + 1), config.objects[0], config.objects[1]))
+    sizes, centres = [], []
+    for _ in range(n_obj):
+        sizes.append(float(rng.uniform(*mode.size)))
+        centres.append([float(rng.uniform(lo, hi)) for lo, hi in zip(mode.box_min, mode.box_max)])
+    extent = 2.0 * max(math.hypot(c[0], c[1]) + 0.5 * sz for c, sz in zip(centres, sizes))
+    layout = sample_layout(rng, assets, config, scene_material_count(rng, config), extent=extent)
+    objects = [_authors_object(rng, assets, config, "object0", sizes[0], centres[0], layout, True)]
+    for o in range(1, n_obj):
+        objects.append(_authors_object(rng, assets, config, f"object{o}", sizes[o], centres[o],
+                                       MaterialLayout(materials=[]), True, layout_from="object0"))
+
+    # ground plane (SetScene.AddGroundPlane, sx = sy = MaxXY = 20: a size-2 plane scaled by 20 * U(2, 6)), PBR
+    enabled = bool(rng.random() < config.ground_prob)
+    ground_material = sample_material(rng, assets, dataclasses.replace(config, pbr_prob=1.0), "ground")
+    ground_material.scale /= 50.0  # repetitions per 50 units (a main object), not per unit
+    ground = Ground(enabled=enabled, material=ground_material, size=40.0 * float(rng.uniform(2.0, 6.0)))
+
+    # scattered objects (LoadNObjectsToScene with AvoidPos 0, AvoidRad 0), with probability scatter_prob
+    occluders = []
+    if rng.random() < config.scatter_prob:
+        n_occ = int(rng.integers(config.occluders[0], config.occluders[1] + 1))
+        px, py = 20.0 * float(rng.uniform(2.0, 6.0)), 20.0 * float(rng.uniform(2.0, 6.0))
+        mn, mx = 20.0 * float(rng.uniform(0.2, 1.0)), 20.0 * float(rng.uniform(1.0, 5.0))
+        for i in range(n_occ):
+            for _ in range(100):  # their loop redraws until the object is farther from the origin than its size
+                size = float(rng.uniform(mn, mx))
+                xyz = [float(rng.uniform(-px / 2, px / 2)), float(rng.uniform(-py / 2, py / 2)),
+                       float(rng.uniform(-1.0, 3.0))]
+                if sum(v * v for v in xyz) > size * size:
+                    break
+            occluders.append(_authors_object(rng, assets, config, f"occluder{i}", size, xyz,
+                                             _single_material(rng, assets, config, f"occluder{i}_material"), False))
+
+    # camera (SetScene.RandomlySetCameraPos with VesWidth = VesHeight = 20)
+    dist = float(rng.random()) * 60.0 + 40.0
+    ang = (1.0 - 1.1 * float(rng.random()) * float(rng.random())) * 3.14 / 2
+    y = math.sin(ang) * dist + float(rng.random()) * 20.0 - 10.0
+    z = math.cos(ang) * dist + 20.0 * float(rng.random())
+    roll = (0.5 * float(rng.random()) - 0.5 * float(rng.random())) * float(rng.random())
+    rot = (ang, roll, 3.14159)
+    sight = _euler_matrix(*rot) @ np.array([0.0, 0.0, -1.0])
+    location = np.array([0.0, y, z])
+    camera = Camera(location=tuple(float(v) for v in location),
+                    target=tuple(float(v) for v in location + dist * sight), lens=50.0,
+                    rotation=tuple(float(math.degrees(v)) for v in rot))
+    return objects, camera, occluders, ground
+
+
+def sample_scene(seed: int, index: int, assets: Optional[SceneAssets] = None, config: Optional[Scene3DConfig] = None,
+                 attempt: int = 0) -> Scene3D:
+    """Draw scene ``index`` of a run with ``seed``: deterministic (same arguments -> equal scenes, same JSON).
+
+    Default (``config.style == "authors"``): the authors' distribution (module docstring) — 1–11 main objects (one
+    in half of the scenes) wearing one layout of 2–8 materials, scattered unannotated objects in a fifth of the
+    scenes, a ground plane in a quarter, an HDRI (else a natural photo, else Blender's sky) and the authors'
+    camera. ``style == "spread"`` (``Scene3DConfig.from_preset("spread")``): the version-2 sampler — objects set
+    apart on the ground, each with its own 2–5 materials, occluders, usually a ground. ``attempt`` re-draws a scene
+    whose materials ended up hidden (the renderer asks for it).
+    """
+    assets = assets or default_assets()
+    config = config or Scene3DConfig()
+    rng = scene_rng(seed, index, attempt)
+    if config.style == "spread":
+        objects, camera, occluders, ground = _sample_spread(rng, assets, config)
+    else:
+        objects, camera, occluders, ground = _sample_authors(rng, assets, config)
+    environment = _sample_environment(rng, assets, config)
     render = RenderSettings(width=int(config.width), height=int(config.height), samples=int(config.samples),
                             denoise=bool(config.denoise), max_bounces=int(config.max_bounces),
                             seed=int(rng.integers(2 ** 31)), pattern_resolution=int(config.pattern_resolution))
