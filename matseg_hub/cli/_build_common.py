@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from ._launch import add_launcher_arguments
+
 
 def add_build_arguments(parser: argparse.ArgumentParser, resume: bool = True) -> None:
     """``--output``, ``--overwrite``, ``--max-shard-size``, ``--skip-bad``, ``--shard/--num-shards``, ``--no-resume``,
@@ -17,12 +19,27 @@ def add_build_arguments(parser: argparse.ArgumentParser, resume: bool = True) ->
     parser.add_argument("--max-shard-size", default="500MB", help="Parquet shard size bound (default: 500MB)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="report and leave out bad items (listed in the card) instead of stopping")
-    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
+                        "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
     if resume:
         parser.add_argument("--no-resume", action="store_true", help="discard an interrupted build instead of resuming")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the finished folder to this dataset repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    add_launcher_arguments(parser)
+
+
+def launch_build(args: argparse.Namespace, module_name: str, what: str) -> Optional[int]:
+    """With ``--launcher``: every job of the build on the engine (none pushes), then once here the check that the
+    dataset was finalised (a typed error naming the jobs that did not finish) and the push. ``None`` without
+    ``--launcher`` (the build runs job ``--shard`` as before)."""
+    from ._launch import check_dataset_finalized, dataset_shard_done, maybe_launch
+
+    def finalize(args: argparse.Namespace, results) -> int:
+        return finish_build(check_dataset_finalized(args.output, args.num_shards), args, what)
+
+    return maybe_launch(args, module_name, finalize, shard_overrides={"push_to_hub": None},
+                        shard_done=dataset_shard_done(args.output, args.num_shards))
 
 
 def finish_build(out: Optional[Path], args: argparse.Namespace, what: str) -> int:

@@ -83,7 +83,8 @@ def run_cli_shard(payload, shard: int) -> int:
 
 def maybe_launch(args: argparse.Namespace, module_name: str, finalize: Callable[[argparse.Namespace, list], int],
                  *, shard_overrides: Optional[Dict[str, Any]] = None,
-                 shard_done: Optional[Callable[[int], bool]] = None) -> Optional[int]:
+                 shard_done: Optional[Callable[[int], bool]] = None, claim: Optional[str] = None,
+                 sources: Sequence[Optional[str]] = ()) -> Optional[int]:
     """Run every job of the array on ``args.launcher`` then ``finalize(args, results)``; ``None`` without one.
 
     Args:
@@ -112,6 +113,10 @@ def maybe_launch(args: argparse.Namespace, module_name: str, finalize: Callable[
                              cpus_per_task=cpus, max_retries=args.ray_max_retries,
                              folder=folder, partition=args.slurm_partition, time_min=args.slurm_time,
                              mem_gb=args.slurm_mem_gb, max_parallel=args.slurm_max_parallel, local=args.slurm_local)
+    if claim is not None:
+        from ..utils.files import claim_output_folder
+
+        claim_output_folder(args.output, claim, sources=sources)
     values = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     values.update(shard_overrides or {})
     results = launch_shards(run_cli_shard, (module_name, values), args.num_shards, launcher,

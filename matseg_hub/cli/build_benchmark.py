@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._build_common import add_build_arguments, finish_build
+from ._build_common import add_build_arguments, finish_build, launch_build
 
 GROUP = "build"
 NAME = "benchmark"
@@ -19,6 +19,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = launch_build(args, __name__, "the MatSeg benchmark")
+    if launched is not None:
+        return launched
     from ..benchmark.dataset import build_benchmark_dataset
 
     out = build_benchmark_dataset(args.source, args.output, max_shard_size=args.max_shard_size,

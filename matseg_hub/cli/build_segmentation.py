@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._build_common import add_build_arguments, finish_build
+from ._build_common import add_build_arguments, finish_build, launch_build
 
 GROUP = "build"
 NAME = "segmentation"
@@ -26,6 +26,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = launch_build(args, __name__, "a segmentation set")
+    if launched is not None:
+        return launched
     from ..segmentation.dataset import build_segmentation_dataset
 
     skipped = []

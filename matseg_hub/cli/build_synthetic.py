@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._build_common import add_build_arguments, finish_build
+from ._build_common import add_build_arguments, finish_build, launch_build
 
 GROUP = "build"
 NAME = "synthetic"
@@ -21,6 +21,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = launch_build(args, __name__, "MatSeg synthetic scenes")
+    if launched is not None:
+        return launched
     from ..synthetic.dataset import folders_to_parquet
 
     out = folders_to_parquet(args.from_folders, args.output, max_shard_size=args.max_shard_size,

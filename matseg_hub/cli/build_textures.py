@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._build_common import add_build_arguments, finish_build
+from ._build_common import add_build_arguments, finish_build, launch_build
 
 GROUP = "build"
 NAME = "textures"
@@ -18,6 +18,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    launched = launch_build(args, __name__, "MatSeg textures")
+    if launched is not None:
+        return launched
     from ..materials.datasets import build_textures_dataset
 
     out = build_textures_dataset(args.input, args.output, max_shard_size=args.max_shard_size, skip_bad=args.skip_bad,

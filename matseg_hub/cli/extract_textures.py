@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._launch import add_launcher_arguments
+
 GROUP = "generate"
 NAME = "textures"
 NAME_KIND = "generate textures"  # the kind recorded in the output manifest
@@ -36,8 +38,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="reproduce the authors' crops exactly (their cell sets and acceptance rule)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (results do not depend on it)")
     parser.add_argument("--preview", help="write a grid picture of some textures here (.png or .jpg)")
-    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
+                        "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
+    add_launcher_arguments(parser)
 
 
 def discard_earlier_textures(output: Path) -> int:
@@ -57,6 +61,19 @@ def discard_earlier_textures(output: Path) -> int:
     return remove_own_files(output, names)
 
 
+def finalize_with_single_job(args: argparse.Namespace, results) -> int:
+    """After every job of a launch (``matseg generate textures|pbr|3d``): the command once more as the whole array
+    in one job, without --overwrite. Every item is done, so it only writes what a job array's last job writes
+    (``metadata.csv`` over every photo, the preview) and prints the totals; an item a job left undone (a photo
+    that failed to read) is retried here, as a rerun would."""
+    import importlib
+
+    from ._launch import single_job
+
+    extra = {"install_blender": False} if hasattr(args, "install_blender") else {}
+    return importlib.import_module(args._run.__module__).run(single_job(args, **extra))
+
+
 def check_overwrite_alone(args: argparse.Namespace) -> None:
     """``--overwrite`` starts a folder over, so it cannot be given to the jobs of an array (each would delete the
     others' results)."""
@@ -72,10 +89,15 @@ def run(args: argparse.Namespace) -> int:
 
     from ..materials.texture_extraction import extract_textures_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
+    from ._launch import maybe_launch
 
     if args.preview:
         check_sources_apart(args.preview, [args.input], option="--preview")
     check_overwrite_alone(args)
+    launched = maybe_launch(args, __name__, finalize_with_single_job, shard_overrides={"preview": None},
+                            claim=NAME_KIND, sources=[args.input])
+    if launched is not None:
+        return launched
     with claimed_output_folder(args.output, NAME_KIND, sources=[args.input]) as output:
         if args.overwrite:
             discard_earlier_textures(output)

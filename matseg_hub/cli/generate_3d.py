@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._launch import add_launcher_arguments
+
 GROUP = "generate"
 NAME = "3d"
 HELP = "render synthetic 3D scenes (objects with 2-5 pattern-mapped PBR materials) with Blender into scene folders"
@@ -28,7 +30,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="unannotated objects per scene, some in front of the annotated ones (default 1 8)")
     parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
     parser.add_argument("--threads", type=int, help="CPU threads per worker (default: CPU count / workers)")
-    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
+                        "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
     parser.add_argument("--natural-images", help="folder of natural photos for pattern maps (and environments)")
     parser.add_argument("--textures", help="folder of RGB textures (made into PBR materials)")
@@ -43,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--install-blender", action="store_true",
                         help="create the bpy environment (CPython 3.11 venv + bpy + OpenEXR) and exit unless "
                              "--output is given")
+    add_launcher_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ..hub.writer import check_job
     from ..scenes3d import find_blender_python, generate_3d, install_instructions, setup_blender_env
     from ..scenes3d.scene import Scene3DConfig, assets_from_folders
+    from ._launch import maybe_launch
+    from .extract_textures import finalize_with_single_job
 
-    check_job(args.shard, args.num_shards)  # before installing or looking for Blender
+    check_job(0 if args.shard is None else args.shard, args.num_shards)  # before installing or looking for Blender
 
     if args.install_blender:
         py = setup_blender_env()
@@ -65,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     if find_blender_python(args.blender_python) is None:
         print("matseg: error: no Python with bpy found.\n" + install_instructions(), file=sys.stderr)
         return 1
+    launched = maybe_launch(args, __name__, finalize_with_single_job,
+                            shard_overrides={"no_preview": True, "install_blender": False}, claim="generate 3d",
+                            sources=[args.natural_images, args.textures, args.pbr, args.hdri, args.objects])
+    if launched is not None:
+        return launched
     config = Scene3DConfig(width=args.resolution, height=args.resolution, samples=args.samples,
                          denoise=not args.no_denoise, max_bounces=args.max_bounces,
                          objects=tuple(args.num_objects), materials=tuple(args.materials),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._launch import add_launcher_arguments
+
 GROUP = "generate"
 NAME = "pbr"
 HELP = "make PBR/SVBRDF materials from textures in the authors' folder layout (seeded, resumable, parallel)"
@@ -24,8 +26,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="fraction of materials that mix two materials (default 0.3)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (results do not depend on it)")
     parser.add_argument("--preview", help="write a picture of some materials here (.png or .jpg)")
-    parser.add_argument("--shard", type=int, default=0, help="this job's index in a job array (default 0)")
+    parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
+                        "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")
+    add_launcher_arguments(parser)
 
 
 def discard_earlier_materials(output: Path) -> int:
@@ -51,11 +55,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ..materials.pbr_generation import generate_pbr_folder
     from ..utils.files import check_sources_apart, claimed_output_folder
-    from .extract_textures import check_overwrite_alone
+    from ._launch import maybe_launch
+    from .extract_textures import check_overwrite_alone, finalize_with_single_job
 
     if args.preview:
         check_sources_apart(args.preview, [args.textures], option="--preview")
     check_overwrite_alone(args)
+    launched = maybe_launch(args, __name__, finalize_with_single_job, shard_overrides={"preview": None},
+                            claim="generate pbr", sources=[args.textures])
+    if launched is not None:
+        return launched
     with claimed_output_folder(args.output, "generate pbr", sources=[args.textures]) as output:
         if args.overwrite:
             discard_earlier_materials(output)

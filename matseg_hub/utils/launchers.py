@@ -176,6 +176,9 @@ class RayLauncher(Launcher):
     max_retries: int = 3
     name: str = field(default="ray", init=False)
 
+    def __post_init__(self) -> None:  # a missing extra is reported before anything is written
+        _require("ray", "ray", "--launcher ray")
+
     def run(self, fn, payload, shards, on_done) -> None:
         ray = _require("ray", "ray", "--launcher ray")
         started = False
@@ -234,6 +237,9 @@ class SlurmLauncher(Launcher):
     local: bool = False
     extra: Dict[str, Any] = field(default_factory=dict)
     name: str = field(default="slurm", init=False)
+
+    def __post_init__(self) -> None:  # a missing extra is reported before anything is written
+        _require("submitit", "slurm", "--launcher slurm")
 
     def executor(self):
         """The configured ``submitit`` executor."""
@@ -342,8 +348,20 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         results[result.shard] = result
         release_lock(shard_lock_path(lock_dir, result.shard, num_shards))
 
+    def take(i: int) -> bool:  # another launch removes the folder when it leaves it empty: make it again
+        for _ in range(20):
+            try:
+                lock_dir.mkdir(parents=True, exist_ok=True)
+                return take_lock(shard_lock_path(lock_dir, i, num_shards))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise cannot_write(lock_dir, exc) from exc
+        raise cannot_write(lock_dir, FileNotFoundError(2, "removed again and again while taking a lock",
+                                                        str(lock_dir)))
+
     try:
-        mine = [i for i in range(num_shards) if take_lock(shard_lock_path(lock_dir, i, num_shards))]
+        mine = [i for i in range(num_shards) if take(i)]
         held = [i for i in range(num_shards) if i not in set(mine)]
         if held:
             logger.info("shards %s are being run by another launch of this job; running the other %d",
@@ -352,7 +370,7 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         while held:  # the other launch's shards: wait for each lock, then check (and finish) the shard
             waiting = []
             for i in held:
-                if not take_lock(shard_lock_path(lock_dir, i, num_shards)):
+                if not take(i):
                     waiting.append(i)
                     continue
                 if shard_done is not None and shard_done(i):

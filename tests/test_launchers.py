@@ -1,0 +1,226 @@
+"""``--launcher local|ray|slurm``: every job of an array on an engine, then finalised once, with the bytes of the
+jobs run by hand (``--shard i``). A local Ray instance on 127.0.0.1 (2 CPUs) is started once per session; submitit
+runs through its ``LocalExecutor`` (``--slurm-local``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import pytest
+
+from matseg_hub.cli import main
+from matseg_hub.utils import launchers
+from test_textures import make_photo
+
+SCENES = ["--num", "12", "--size", "64", "--source-limit", "4", "--max-source-side", "128", "--no-progress"]
+SHARDS = 4
+
+
+def tree_digest(folder: Path) -> dict:
+    """Relative path -> sha256 of every file under ``folder`` (the whole output tree, nothing left out)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def by_hand(command, output: Path, extra=()) -> dict:
+    """The reference: every job of the array run by hand, one after another (``--shard i --num-shards n``)."""
+    for i in range(SHARDS):
+        assert main([*command, "--output", str(output), "--shard", str(i), "--num-shards", str(SHARDS), *extra]) == 0
+    return tree_digest(output)
+
+
+def cli(*args, env=None, timeout=240):
+    """``python -m matseg_hub ...`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "matseg_hub", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "MATSEG_NO_PROGRESS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray instance (127.0.0.1, 2 CPUs) for the whole session; its address for ``--ray-address``."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference_2d(tmp_path_factory):
+    """The 2D scenes (folders and Parquet) of 4 jobs run by hand."""
+    root = tmp_path_factory.mktemp("ref2d")
+    return {fmt: by_hand(["generate", "2d", *SCENES, "--format", fmt], root / fmt) for fmt in ("folders", "parquet")}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    src = tmp_path_factory.mktemp("photos")
+    for k in range(4):
+        cv2.imwrite(str(src / f"p{k}.jpg"), make_photo(8, 10, region=(1 + k % 3, 1, 5), seed=k)[:, :, ::-1],
+                    [cv2.IMWRITE_JPEG_QUALITY, 98])
+    return src
+
+
+TEXTURES = ["generate", "textures", "--min-cells", "5"]
+
+
+@pytest.fixture(scope="module")
+def reference_textures(photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reftex") / "t"
+    digest = by_hand([*TEXTURES, "--input", str(photos)], out)
+    assert any(name.endswith("_Texture.jpg") for name in digest)  # the photos do give textures
+    return digest
+
+
+def test_ray_runs_2d_folders_and_parquet_with_the_bytes_of_hand_run_jobs(ray_address, reference_2d, tmp_path):
+    # Parquet from a separate process that joins the running cluster; folders from this (already connected) one
+    proc = cli("generate", "2d", *SCENES, "--format", "parquet", "--output", str(tmp_path / "p"),
+               "--num-shards", str(SHARDS), "--launcher", "ray", "--ray-address", ray_address)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_digest(tmp_path / "p") == reference_2d["parquet"]
+    assert main(["generate", "2d", *SCENES, "--format", "folders", "--output", str(tmp_path / "f"),
+                 "--num-shards", str(SHARDS), "--launcher", "ray"]) == 0
+    assert tree_digest(tmp_path / "f") == reference_2d["folders"]
+    assert len([k for k in reference_2d["folders"] if k.endswith("Finished.txt")]) == 12
+    assert not (tmp_path / "p.launch").exists() and not (tmp_path / "f.launch").exists()  # the locks are gone
+
+
+def test_ray_runs_texture_extraction_with_the_bytes_of_hand_run_jobs(ray_address, photos, reference_textures,
+                                                                     tmp_path, capsys):
+    assert main([*TEXTURES, "--input", str(photos), "--output", str(tmp_path / "t"), "--num-shards", str(SHARDS),
+                 "--launcher", "ray"]) == 0
+    assert tree_digest(tmp_path / "t") == reference_textures
+    assert "from 4 photos" in capsys.readouterr().out  # the finalising pass counts the whole array
+
+
+def test_a_ray_worker_killed_during_a_shard_is_retried_and_the_bytes_are_the_same(ray_address, reference_2d,
+                                                                                  tmp_path, monkeypatch):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(launchers.KILL_AFTER_ENV, "2")  # the worker dies after its 2nd scene (mid-shard) ...
+    monkeypatch.setenv(launchers.KILL_MARKER_ENV, str(marker))  # ... once
+    assert main(["generate", "2d", *SCENES, "--format", "parquet", "--output", str(tmp_path / "p"),
+                 "--num-shards", str(SHARDS), "--launcher", "ray", "--ray-max-retries", "2"]) == 0
+    assert marker.is_file()  # a worker really was killed
+    assert tree_digest(tmp_path / "p") == reference_2d["parquet"]
+
+
+def test_submitit_local_executor_gives_the_same_bytes(reference_2d, tmp_path):
+    pytest.importorskip("submitit")
+    proc = cli("generate", "2d", *SCENES, "--format", "parquet", "--output", str(tmp_path / "p"),
+               "--num-shards", str(SHARDS), "--launcher", "slurm", "--slurm-local", "--slurm-folder",
+               str(tmp_path / "logs"))
+    assert proc.returncode == 0, proc.stderr
+    assert tree_digest(tmp_path / "p") == reference_2d["parquet"]
+    assert any((tmp_path / "logs").rglob("*_log.out"))  # submitit's own job logs
+
+
+def test_a_killed_slurm_job_fails_in_one_line_and_a_rerun_finishes_with_the_same_bytes(reference_2d, tmp_path):
+    pytest.importorskip("submitit")
+    args = ["generate", "2d", *SCENES, "--format", "folders", "--output", str(tmp_path / "f"),
+            "--num-shards", str(SHARDS), "--launcher", "slurm", "--slurm-local", "--slurm-folder",
+            str(tmp_path / "logs")]
+    marker = tmp_path / "killed"
+    proc = cli(*args, env={launchers.KILL_AFTER_ENV: "1", launchers.KILL_MARKER_ENV: str(marker)})
+    assert proc.returncode == 1 and marker.is_file()
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("matseg: error: 1 of 4 shards failed (") and "rerun the same command" in line
+    assert tree_digest(tmp_path / "f") != reference_2d["folders"]  # a job's scenes are missing ...
+    proc = cli(*args, env={launchers.KILL_AFTER_ENV: "1", launchers.KILL_MARKER_ENV: str(marker)})
+    assert proc.returncode == 0, proc.stderr  # ... and the rerun finishes them (the hook fires once only)
+    assert tree_digest(tmp_path / "f") == reference_2d["folders"]
+
+
+def test_two_launches_at_once_split_or_wait_and_give_the_right_bytes(reference_2d, tmp_path):
+    args = ["generate", "2d", *SCENES, "--format", "parquet", "--output", str(tmp_path / "p"),
+            "--num-shards", str(SHARDS), "--launcher", "local"]
+    procs = [subprocess.Popen([sys.executable, "-m", "matseg_hub", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "MATSEG_NO_PROGRESS": "1"})
+             for _ in range(2)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert tree_digest(tmp_path / "p") == reference_2d["parquet"]
+    assert not (tmp_path / "p.launch").exists()
+
+
+def test_a_shard_another_launch_holds_is_waited_for_then_checked(tmp_path):
+    """The lock of a live process: this launch runs the other shards, waits, then checks the held one."""
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    held = launchers.shard_lock_path(lock_dir, 1, 3)
+    held.write_text(f"{__import__('socket').gethostname()} {os.getpid()}")  # "another launch" (this live pid)
+    from matseg_hub.utils.files import _HELD_LOCKS
+
+    _HELD_LOCKS.add(str(held.resolve()))  # held by this process, as another launch's would be: not stale
+    ran, checked = [], []
+    release = threading.Timer(0.3, lambda: (_HELD_LOCKS.discard(str(held.resolve())), held.unlink()))
+    release.start()
+    results = launchers.launch_shards(_record, ran, 3, launchers.LocalLauncher(), lock_dir=lock_dir,
+                                      shard_done=lambda i: checked.append(i) or True, poll_s=0.05)
+    release.join()
+    assert ran == [0, 2] and checked == [1] and [r.shard for r in results] == [0, 1, 2]
+    assert not lock_dir.exists()
+
+
+def _record(payload, shard):
+    payload.append(shard)
+    return 0
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    launchers.shard_lock_path(lock_dir, 0, 2).write_text(f"{__import__('socket').gethostname()} {dead.stdout.strip()}")
+    ran = []
+    launchers.launch_shards(_record, ran, 2, launchers.LocalLauncher(), lock_dir=lock_dir)
+    assert ran == [0, 1]
+
+
+def test_launcher_option_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    base = ["generate", "2d", *SCENES, "--output", str(tmp_path / "o"), "--num-shards", "2"]
+    assert main([*base, "--launcher", "local", "--shard", "1"]) == 1
+    assert "--shard 1 runs one job of an array by itself" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main([*base, "--launcher", "ray"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and 'pip install "matseg-hub[ray]"' in err
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    assert main(["build", "textures", "--input", str(tmp_path), "--output", str(tmp_path / "b"), "--num-shards", "2",
+                 "--launcher", "slurm", "--slurm-local"]) == 1
+    assert 'pip install "matseg-hub[slurm]"' in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
+
+
+def test_an_unfinished_dataset_names_the_missing_shards(tmp_path):
+    from matseg_hub.cli._launch import check_dataset_finalized
+    from matseg_hub.errors import MatSegOutputError
+
+    out = tmp_path / "p"
+    assert main(["generate", "2d", *SCENES, "--format", "parquet", "--output", str(out), "--shard", "2",
+                 "--num-shards", str(SHARDS)]) == 0
+    with pytest.raises(MatSegOutputError, match=r"shards 0-1, 3 of 4 did not finish"):
+        check_dataset_finalized(str(out), SHARDS)
+
+
+def test_build_with_the_local_launcher_equals_hand_run_jobs(photos, tmp_path):
+    tex = tmp_path / "tex"
+    assert main([*TEXTURES, "--input", str(photos), "--output", str(tex)]) == 0
+    ref = by_hand(["build", "textures", "--input", str(tex)], tmp_path / "ref")
+    assert main(["build", "textures", "--input", str(tex), "--output", str(tmp_path / "b"), "--num-shards",
+                 str(SHARDS), "--launcher", "local"]) == 0
+    assert tree_digest(tmp_path / "b") == ref
+
+
+def test_time_limits_and_ranges():
+    from matseg_hub.cli._launch import _minutes
+
+    assert [_minutes(t) for t in ("90", "1:30", "01:30:00", "0:00:30")] == [90, 2, 90, 1]  # Slurm: M, M:S, H:M:S
+    assert launchers._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
