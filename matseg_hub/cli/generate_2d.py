@@ -51,10 +51,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="official-layout scene folders (default) or a Hub dataset folder of Parquet shards")
     parser.add_argument("--size", type=_size, default=None, help="fixed scene size N or HxW (default: random sides "
                         "in [--min-size, --max-size])")
-    parser.add_argument("--min-size", type=int, default=400)
-    parser.add_argument("--max-size", type=int, default=1000)
-    parser.add_argument("--min-materials", type=int, default=2)
-    parser.add_argument("--max-materials", type=int, default=5)
+    parser.add_argument("--preset", default="paper", metavar="NAME",
+                        help="scene distribution to start from: a name of matseg_hub.synthetic.scenes2d.SCENE_PRESETS "
+                             "('paper': the authors' 2D distribution, default; 'dense'); the options below override it")
+    parser.add_argument("--min-size", type=int, default=None, help="smallest random side (default: the preset's)")
+    parser.add_argument("--max-size", type=int, default=None, help="largest random side (default: the preset's)")
+    parser.add_argument("--min-materials", type=int, default=None, help="fewest materials (default: the preset's)")
+    parser.add_argument("--max-materials", type=int, default=None, help="most materials (default: the preset's)")
     parser.add_argument("--natural-images", default="builtin", help="folder | hub:<id>[:split[:column]] | builtin")
     parser.add_argument("--textures", default="builtin", help="folder | hub:<id>[:split[:column]] | builtin")
     parser.add_argument("--source-limit", type=int, default=1000, help="at most this many source images per pool")
@@ -79,11 +82,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    """The :class:`~matseg_hub.synthetic.scenes2d.SceneConfig` the options describe."""
+    """The :class:`~matseg_hub.synthetic.scenes2d.SceneConfig` the options describe: ``--preset`` with the size and
+    material-count options that were given on top."""
     from ..synthetic.scenes2d import SceneConfig
 
-    return SceneConfig(size=args.size, min_size=args.min_size, max_size=args.max_size,
-                       min_materials=args.min_materials, max_materials=args.max_materials)
+    overrides = {name: getattr(args, name) for name in ("size", "min_size", "max_size", "min_materials",
+                                                         "max_materials") if getattr(args, name) is not None}
+    return SceneConfig.from_preset(args.preset, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
