@@ -2,7 +2,8 @@
 
 Public entry points are imported lazily (``matseg_hub.read_benchmark`` etc.) so that ``import matseg_hub``
 stays cheap and does not import torch. ``import matseg_hub.models.matseg`` (or touching ``matseg_hub.MatSegModel``)
-registers the ``matseg`` model type with ``transformers``' Auto classes.
+registers the ``matseg`` model type with ``transformers``' Auto classes, so that
+``AutoModel.from_pretrained(matseg_hub.builtin_model_dir())`` loads the built-in net ``matseg-tiny``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _LAZY = {
     "MatSegConfig": "models.matseg",
     "MatSegModel": "models.matseg",
     "MatSegImageProcessor": "models.matseg",
+    "builtin_model_dir": "models.matseg",  # through models.matseg: the Auto classes are registered on first use
     "MatSegPredictor": "models.inference",
     "descriptor_map": "models.inference",
     "load_descriptor_fn": "models.inference",

@@ -52,9 +52,11 @@ def test_readme_first_command_prints_and_writes_the_numbers(tmp_path):
                             capture_output=True, text=True, timeout=300,
                             env=dict(os.environ, MATSEG_DISABLE_PROGRESS="1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith(("rgb", "hsv"))}
-    assert rows == {"rgb": ["soft", "1", "0.94652", "0.95148", "1.00000", "1.00000"],
-                    "hsv": ["soft", "1", "0.63126", "0.63586", "0.91892", "0.92121"]}
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()
+            if line.startswith(("rgb ", "hsv ", "matseg-tiny "))}
+    assert list(rows) == ["rgb", "hsv", "matseg-tiny"]  # the built-in net is scored too (tests/test_builtin_model.py)
+    assert {k: rows[k] for k in ("rgb", "hsv")} == {"rgb": ["soft", "1", "0.94652", "0.95148", "1.00000", "1.00000"],
+                                                    "hsv": ["soft", "1", "0.63126", "0.63586", "0.91892", "0.92121"]}
     runs = {run["model"]: run for run in json.loads(out.read_text())["runs"]}
     for model, expected in EXPECTED.items():
         assert tuple(runs[model]["mean"][key] for key in METRIC_KEYS) == pytest.approx(expected, abs=1e-9, rel=0)

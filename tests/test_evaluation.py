@@ -94,8 +94,9 @@ def test_cli_default_is_readme_main_job(tmp_path):
     assert lines[0].startswith("MatSeg triplet accuracy on built-in sample")
     assert any(line.startswith("rgb ") and "1.00000" in line for line in lines)
     assert any(line.startswith("hsv ") for line in lines)
+    assert any(line.startswith("matseg-tiny ") for line in lines)  # the built-in net
     payload = json.loads(out.read_text())
-    assert [r["model"] for r in payload["runs"]] == ["rgb", "hsv"]
+    assert [r["model"] for r in payload["runs"]] == ["rgb", "hsv", "matseg-tiny"]
 
 
 def test_cli_single_model_results_json(banded, tmp_path):

@@ -1,9 +1,11 @@
 """``matseg demo``: click a point in a photo, see how similar every pixel's material is (Gradio app).
 
     pip install "matseg-hub[demo]"
-    matseg demo --model path/or/hub-id [--port 7860] [--share]
+    matseg demo                                       # the built-in net matseg-tiny on the built-in photo
+    matseg demo --model path/or/hub-id [--image photo.jpg] [--port 7860] [--share]
 
-Upload an image (shrunk to ``--max-size`` like the reference ``Demo.py``), click on a material: the app shows
+The app opens on a photo (``--image``; by default the benchmark sample's photo that ships inside the package;
+``--image none``: an empty panel). Upload an image (shrunk to ``--max-size`` like the reference ``Demo.py``), click on a material: the app shows
 the cosine-similarity heat map to the clicked point and the mask ``similarity > threshold`` outlined on the photo;
 moving the radius or threshold slider redoes the last click.
 The image's descriptor map is computed once per upload (:class:`matseg_hub.models.inference.MatSegPredictor`); the
@@ -20,10 +22,14 @@ import numpy as np
 NAME = "demo"
 HELP = "interactive demo (Gradio): click a point, see the material similarity map and mask"
 IMAGE_HEIGHT = 400  # px, the three image panels
+DEFAULT_MODEL = "matseg-tiny"  # matseg_hub.models.builtin.DEFAULT_BUILTIN_MODEL (kept light: no import at parse time)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="MatSeg model folder or Hub model id")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"MatSeg model folder, Hub model id or built-in net (default: {DEFAULT_MODEL}, built in)")
+    parser.add_argument("--image", default=None,
+                        help="photo the app opens on (default: the built-in benchmark photo; 'none': no photo)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     parser.add_argument("--half", action="store_true", help="float16 on CUDA")
     parser.add_argument("--bgr", action="store_true", help="feed BGR like the reference Demo.py")
@@ -82,11 +88,45 @@ def click_result(predictor: Any, image: np.ndarray, x: int, y: int, radius: int,
 
 
 # ------------------------------------------------------------------------------------------------ app
-def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: float = 0.9, radius: int = 10):
-    """The Gradio ``Blocks`` app around a :class:`~matseg_hub.models.inference.MatSegPredictor`."""
+def initial_image(spec: Optional[str], max_size: Optional[int]) -> Optional[np.ndarray]:
+    """The photo the app opens on, RGB uint8 [H, W, 3] shrunk to ``max_size``: ``None`` -> the built-in benchmark
+    photo (``matseg_hub/resources/benchmark_sample``); ``"none"`` -> no photo (``None``); else an image file.
+
+    Raises:
+        MatSegInputError / MatSegFormatError: the file is missing or is no readable image (named).
+    """
+    from pathlib import Path
+
+    from ..benchmark.format import builtin_benchmark_dir
+    from ..errors import MatSegInputError
+    from ..utils.images import list_images, read_image
+
+    if spec is not None and str(spec).lower() == "none":
+        return None
+    if spec is None:
+        path = list_images(builtin_benchmark_dir() / "images")[0]
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise MatSegInputError(f"--image: {path} is not a file; give a photo (JPEG, PNG, ...) or 'none'")
+    return shrink_image(np.ascontiguousarray(read_image(path)[..., :3]), max_size)
+
+
+def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: float = 0.9, radius: int = 10,
+               image: Optional[np.ndarray] = None):
+    """The Gradio ``Blocks`` app around a :class:`~matseg_hub.models.inference.MatSegPredictor`.
+
+    ``image``: RGB uint8 [H, W, 3] the app opens on (set on the predictor now, shown in the input panel), or None.
+    """
     from ..errors import require
 
     gr = require("gradio", "matseg demo", extra="demo")
+    start = None
+    if image is not None:
+        start = shrink_image(np.ascontiguousarray(image[..., :3]).astype(np.uint8), max_size)
+        predictor.set_image(start)
+    start_caption = f"{start.shape[1]}x{start.shape[0]} px: click on a material" if start is not None \
+        else "upload an image"
 
     last_click = {"point": None}  # (x, y) of the last click, re-used when a slider moves (single-user, like the cache)
 
@@ -122,13 +162,13 @@ def build_demo(predictor: Any, *, max_size: Optional[int] = 700, threshold: floa
         # same height for the three panels; outputs as PNG (lossless: exact heat-map colours, crisp mask outline);
         # elem_ids give stable selectors (tests/test_demo_browser.py drives the page in headless Chromium)
         with gr.Row(equal_height=True):
-            image = gr.Image(type="numpy", label="image (click a material)", height=IMAGE_HEIGHT,
+            image = gr.Image(value=start, type="numpy", label="image (click a material)", height=IMAGE_HEIGHT,
                              elem_id="matseg-image")
             heat = gr.Image(type="numpy", label="similarity to the clicked point (black 0 → yellow 1)",
                             interactive=False, format="png", height=IMAGE_HEIGHT, elem_id="matseg-heat")
             overlay = gr.Image(type="numpy", label="mask (red: similarity > threshold; yellow: clicked point)",
                                interactive=False, format="png", height=IMAGE_HEIGHT, elem_id="matseg-mask")
-        caption = gr.Markdown("upload an image", elem_id="matseg-caption")
+        caption = gr.Markdown(start_caption, elem_id="matseg-caption")
         with gr.Row():
             radius_slider = gr.Slider(0, 50, value=radius, step=1, label="point radius (px)",
                                       elem_id="matseg-radius")
@@ -152,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models.inference import MatSegPredictor, load_model_and_processor
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    start = initial_image(args.image, args.max_size)  # a wrong --image fails before the model loads
     model, processor = load_model_and_processor(args.model, device=device, bgr=args.bgr)
     predictor = MatSegPredictor(model, processor, device=device, half=args.half)
-    demo = build_demo(predictor, max_size=args.max_size, threshold=args.threshold, radius=args.radius)
+    demo = build_demo(predictor, max_size=args.max_size, threshold=args.threshold, radius=args.radius, image=start)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share)
     return 0

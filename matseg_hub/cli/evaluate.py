@@ -14,11 +14,14 @@ import sys
 from typing import Any, Dict, List, Optional
 
 NAME = "evaluate"
-HELP = "score models on the MatSeg benchmark with triplet accuracy (default: the built-in sample, rgb and hsv)"
+HELP = ("score models on the MatSeg benchmark with triplet accuracy (default: the built-in sample, rgb, hsv and the "
+        "built-in net matseg-tiny)")
 
 TASKS = ("triplet", "iou")
 MODES = ("soft", "hard", "soft_only")
 TIES = ("first", "average")
+#: what ``matseg evaluate`` scores without ``--model``: the two colour baselines and the net built into the package
+DEFAULT_MODELS = ("rgb", "hsv", "matseg-tiny")
 
 
 def _spec_help() -> str:
@@ -37,7 +40,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="triplet: triplet accuracy on the MatSeg benchmark (default); iou: point-prompted IoU on "
                              "a segmentation set (SPEC §10)")
     parser.add_argument("--model", nargs="+", default=None, metavar="SPEC",
-                        help=f"one or more models: {_spec_help()} (default: rgb hsv)")
+                        help=f"one or more models: {_spec_help()} (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--mode", nargs="+", choices=MODES, default=None, metavar="MODE",
                         help="triplet: one or more of soft (the group relations used: the paper's 'all cases'; "
                              "default), hard (relations ignored), soft_only (only partially similar pairs: the paper's "
@@ -273,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         check_report_folder(args.report, overwrite=args.overwrite, sources=[args.data])
     _check_data(args)
     evaluate, format_table = _evaluators(args.task)
-    models = list(args.model) if args.model else ["rgb", "hsv"]
+    models = list(args.model) if args.model else list(DEFAULT_MODELS)
     models = [m for i, m in enumerate(models) if not isinstance(m, str) or m not in models[:i]]
     modes = _unique(args.mode or ["soft"])
     verbose = bool(getattr(args, "verbose", False))

@@ -17,6 +17,7 @@ normalised again).
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -82,7 +83,8 @@ def load_model_and_processor(name_or_path: str, *, device: Union[str, torch.devi
     """Load a MatSeg model (eval mode, on ``device``) and its image processor: the one place that does this.
 
     Args:
-        name_or_path: a folder written by ``save_pretrained`` or a Hub model id.
+        name_or_path: a folder written by ``save_pretrained``, a Hub model id, or the name of a built-in net
+            (``"matseg-tiny"``, :mod:`matseg_hub.models.builtin`).
         device: torch device (default: ``"cuda"`` when available, else ``"cpu"``).
         bgr: reproduce the reference ``Evaluate.py``: BGR channel order and the image fed at its own size
             (``MatSegImageProcessor.reference_evaluation()``). Otherwise the saved image processor is used
@@ -98,9 +100,13 @@ def load_model_and_processor(name_or_path: str, *, device: Union[str, torch.devi
     """
     from pathlib import Path
 
+    from .builtin import builtin_model_path
     from .matseg import MatSegImageProcessor, MatSegModel
 
     name = str(name_or_path)
+    builtin = builtin_model_path(name)  # "matseg-tiny": the folder inside the package
+    if builtin is not None:
+        name = str(builtin)
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).exists()
     if looks_like_path and not Path(name).expanduser().exists():
         raise MatSegInputError(f"cannot load a MatSeg model from {name!r}: the folder does not exist; give a folder "
@@ -186,7 +192,9 @@ class MatSegPredictor:
     """Caches one image's descriptor map; answers point queries (similarity map, mask, segmentation).
 
     Args:
-        model: a :class:`~matseg_hub.models.matseg.MatSegModel` (put in eval mode and moved to ``device``).
+        model: a :class:`~matseg_hub.models.matseg.MatSegModel` (put in eval mode and moved to ``device``), or a
+            name to load with :func:`load_model_and_processor`: a built-in net (``"matseg-tiny"``), a folder or a
+            Hub id (its saved image processor is then used unless ``processor`` is given).
         processor: a :class:`~matseg_hub.models.matseg.MatSegImageProcessor` (default: RGB, pad to multiples of 32).
         device: where to run (default: the model's device).
         half: run and cache in float16 (CUDA only) — halves the memory of the cache (D x H x W values). The
@@ -194,7 +202,7 @@ class MatSegPredictor:
 
     Example::
 
-        predictor = MatSegPredictor(model)
+        predictor = MatSegPredictor(model)              # or MatSegPredictor("matseg-tiny"), the built-in net
         predictor.set_image(image)                      # RGB uint8 [H, W, 3]
         sim = predictor.similarity_map([[120, 80]])     # float32 [H, W] in [-1, 1]
         labels = predictor.segment([[[120, 80]], [[300, 200], [310, 40]]])  # int64 [H, W] in {0, 1}
@@ -202,6 +210,9 @@ class MatSegPredictor:
 
     def __init__(self, model: Any, processor: Any = None, *, device: Union[str, torch.device, None] = None,
                  half: bool = False):
+        if isinstance(model, (str, os.PathLike)):
+            model, saved = load_model_and_processor(os.fspath(model), device=device)
+            processor = processor if processor is not None else saved
         if half:
             target = torch.device(device) if device is not None else _model_device(model)
             if target.type != "cuda":

@@ -18,7 +18,8 @@ Usage::
     scorer.set_image(image)                   # RGB uint8 [H, W, 3] at evaluation resolution
     maps = scorer.similarity_maps([Prompt.of([[120, 80, 10]])])   # float32 [1, H, W]
 
-Model specs (:func:`resolve_scorer`, ``matseg evaluate --model``): ``rgb``, ``hsv``, ``PATH`` or ``ORG/NAME`` (a MatSeg
+Model specs (:func:`resolve_scorer`, ``matseg evaluate --model``): ``rgb``, ``hsv``, ``matseg-tiny`` (the MatSeg net
+that ships inside the package, :mod:`matseg_hub.models.builtin`), ``PATH`` or ``ORG/NAME`` (a MatSeg
 net), ``features:ORG/NAME|PATH`` (a ``transformers`` vision backbone), ``sam:ORG/NAME|PATH`` (SAM / SAM 2),
 ``materialistic:PATH``; or a :class:`Scorer` / callable object.
 """
@@ -401,7 +402,7 @@ def hsv_descriptors(image: np.ndarray) -> np.ndarray:
 
 BASELINES = {"rgb": rgb_descriptors, "hsv": hsv_descriptors}
 
-SPEC_HELP = ("'rgb', 'hsv', a MatSeg model folder or Hub id ('ORG/NAME'), 'features:ORG/NAME' (a transformers "
+SPEC_HELP = ("'rgb', 'hsv', 'matseg-tiny' (the MatSeg net built into the package), a MatSeg model folder or Hub id ('ORG/NAME'), 'features:ORG/NAME' (a transformers "
              "vision backbone), 'sam:ORG/NAME' (SAM), 'materialistic:FOLDER'")
 
 
@@ -433,12 +434,16 @@ def resolve_scorer(model: Union[str, os.PathLike, Scorer, DescriptorFn], *, devi
                             "multimask": multimask}}.get(prefix, {"prompt_points": prompt_points,
                                                                   "negative_points": negative_points})
         return _loader(prefix)(_spec_target(name), device=device, **options, **hub_kwargs)
-    if "/" not in name and not os.path.exists(name):
+    from .builtin import builtin_model_path
+
+    builtin = builtin_model_path(name)  # "matseg-tiny": the net that ships inside the package
+    if builtin is None and "/" not in name and not os.path.exists(name):
         raise MatSegInputError(f"unknown model {name!r}: use {SPEC_HELP}")
     if device is not None:
         torch_device(device)  # one typed error for an unusable device, as for the prefixed kinds
     load_descriptor_fn = _imported(".inference:load_descriptor_fn")
-    return DescriptorScorer(load_descriptor_fn(name, device=device, bgr=bgr, **hub_kwargs), name)
+    target = str(builtin) if builtin is not None else name
+    return DescriptorScorer(load_descriptor_fn(target, device=device, bgr=bgr, **hub_kwargs), name)
 
 
 #: The model kinds a spec prefix names: ``prefix -> loader`` where a loader is ``f(target, *, device, **options)``

@@ -3,11 +3,13 @@
 Importing this package registers ``MatSegConfig`` / ``MatSegModel`` / ``MatSegImageProcessor`` with
 ``AutoConfig`` / ``AutoModel`` / ``AutoImageProcessor`` (model type ``"matseg"``), so that
 ``AutoModel.from_pretrained(path_or_repo_id)`` works once ``matseg_hub.models.matseg`` (or any of these names from
-``matseg_hub``) has been imported.
+``matseg_hub``) has been imported: ``AutoModel.from_pretrained(matseg_hub.builtin_model_dir())`` loads the net that
+ships inside the package (``matseg-tiny``).
 """
 
 from __future__ import annotations
 
+from ..builtin import builtin_model_dir
 from .configuration_matseg import CONVNEXT_SIZES, MatSegConfig, convnext_encoder_config
 from .image_processing_matseg import MatSegImageProcessor
 from .modeling_matseg import MatSegModel, MatSegOutput, MatSegPreTrainedModel
@@ -19,6 +21,7 @@ __all__ = [
     "MatSegModel",
     "MatSegOutput",
     "MatSegPreTrainedModel",
+    "builtin_model_dir",
     "convnext_encoder_config",
     "register_auto_classes",
 ]
