@@ -5,23 +5,45 @@ A scene is a pure function of ``(seed, index, sources, config)``: its random gen
 of the stream's id word, ``seed`` and ``index``: no other generator of the package draws the same numbers), so scenes
 can be made in any order, by any number of workers or machines, and scene ``i`` is always the same bytes.
 
-How one scene is made (all work at scene resolution with OpenCV, float32):
+The default distribution (``SceneConfig()``, the ``"paper"`` preset of :data:`SCENE_PRESETS`) is the authors' 2D
+generator, ``Generate_2D_Scene_And_Annotation.py`` with ``UV_Map_Extractore.py`` (sagieppel/MatSeg2D-generation-code;
+SPEC §4; measured side by side by ``bench/bench_fidelity.py``). How one scene is made (OpenCV, float32):
 
-1. size ``H x W`` and ``K`` materials (``config.min_materials``..``max_materials``);
-2. each material's share of the image (Dirichlet), plus the background's share unless the scene has none;
-3. regions, top material first: a pattern map (:func:`~matseg_hub.synthetic.patterns.pattern_map`) whose thresholds sit at
-   quantiles of the still-free area, so each material gets its share; material ``k`` covers
-   ``w_k = pattern_k * free`` and leaves ``free * (1 - pattern_k)`` (soft, overlapping, scattered regions);
-   the bottom material takes what is left when there is no background;
-4. optional blur of all weights (gradual transitions) or, for hard scenes, one-hot weights;
-5. each material a texture (tiled with wrap or mirror, random scale, rotation, flips, hue shift, tint of gray
-   textures) or a uniform/gradient colour, optionally shaded by a map from another natural image;
-6. the background is a natural-image crop; the image is ``sum_k w_k * material_k + w_bg * background``;
-7. outputs: RGB uint8, masks ``w_k`` (float32, 0-1), annotated region ``1 - w_bg`` and metadata (seed, index,
-   every parameter drawn, source names).
+1. sides uniform in 400..999, ``K`` uniform in 1..10 materials, hard (one-hot) with probability 0.55, and the scene's
+   largest share of one material ``max_occupancy = rand * rand * 0.5 + 0.04`` (0.1 with probability 0.1);
+2. per material a pattern map (:func:`~matseg_hub.synthetic.patterns.authors_pattern_map`): a natural photo (redrawn
+   while it is not larger than the scene, except 5 % of draws), cut at its resolution (zoomed out at random in 30 %),
+   one of ``B G R`` / ``H S V`` (70 / 30 %) over 255 or over its maximum, a high threshold uniform in [0, 1]
+   redrawn until 1 %..``max_occupancy`` of the crop is above it, and in half of a soft scene's maps a low threshold
+   uniform below it (linear between, 1 above);
+3. the maps blurred (50 %, odd kernel 3..9 px), then shared first-come (75 %: each map takes its part of what the
+   maps before it left) or evenly (25 %: divided by their sum); hard scenes one-hot, a pixel whose winner weighs
+   under 0.1 going to the background; whatever the maps leave is unannotated background (``annotated = sum``);
+4. the background a natural photo (smaller ones kept in 3 % of draws), fitted to the scene or zoomed out at
+   random (50 %); each material a texture (91 %: random 90° rotation and flips, tiled at its resolution or shrunk
+   towards 100 px tiles (75 %, 60 % of them shrunk), else stretched over the scene; hue rotated in 12 %) or a
+   uniform colour (9 %), times a shadow map (75 %: a channel of another photo over its maximum, blurred 1-3.5 px,
+   strength 1 or uniform, 50 / 50); the image is ``sum_k w_k * material_k + w_bg * background``;
+5. outputs: RGB uint8, masks ``w_k`` (float32, 0-1), annotated region and metadata (seed, index, preset, every
+   parameter drawn, source names).
 
-Every material is guaranteed visible: at least ``config.min_material_fraction`` of the pixels have its mask above
-0.5 (a pattern is redrawn, then replaced by a smooth-noise blob, when it does not reach that).
+Kept from the authors' code on purpose because they change the distribution: the threshold tests that never fire
+in theirs (a sign error in two pixel sums: no 2000-pixel escape, no cap on the linear zone), the even mixing that
+makes every touched pixel fully annotated, the one-hot cut at 0.1, the hue shift taken modulo 255 on OpenCV's 0..179
+hue (shifts past 180 wrap), uniform colours in 0..254, and textures stretched by the scene's width on both axes.
+
+Better here on purpose: every crop and resize is area-averaged or bilinear (theirs: OpenCV's default, aliased
+when shrinking), pattern properties are computed at ``pattern_scale`` (0.5) of the scene and thresholds placed on
+every 4th row and column (speed; edges stay sharp), the image is rounded instead of truncated to uint8, photos
+are read from a decoded pool (``max_side``, 1024 px by default, where theirs reads every file at its resolution), and
+every scene is a pure function of ``(seed, index)``. Theirs can hide a material completely (a map inside those
+before it, or one that loses every pixel of a hard scene) and still writes its empty mask; here every material
+is visible: at least ``config.min_material_fraction`` of the pixels have its mask above 0.5 (a hidden material's
+map is redrawn, then the scene), so ``K`` stays uniform in 1..10.
+
+The ``"dense"`` preset (``layout="shares"``) is generator 4, the package's former default, pixel for pixel: 2-5
+materials given Dirichlet shares of the image (quantile thresholds of the still-free area), background in 85 % of
+the scenes, hard in 25 %, gradients, tinted gray textures and arbitrary texture rotations.
 
 Sources are decoded and downscaled once per process into a :class:`~matseg_hub.synthetic.sources.SourcePool`
 (:mod:`matseg_hub.synthetic.sources`: folders, Hub datasets, the built-in photos).
@@ -444,7 +466,7 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
     for attempt in range(_MAX_ATTEMPTS):
         if attempt:  # deterministic redraw: a function of (seed, index, attempt) only
             rng = stream_rng("scenes2d.redraw", int(seed), int(index), attempt)
-        scene, min_px = _generate_once(rng, seed, index, sources, config)
+        scene, min_px = _generate_once(rng, seed, index, sources, config, attempt)
         if all(int(np.count_nonzero(m > 0.5)) >= min_px for m in scene.masks):
             if attempt:
                 scene.metadata["attempt"] = attempt
@@ -457,10 +479,13 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
 _MAX_ATTEMPTS = 8
 
 
-def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
+def _generate_once(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig,
+                   attempt: int = 0):
     if config.layout == "shares":
         return _generate_shares(rng, seed, index, sources, config)
-    return _generate_paper(rng, seed, index, sources, config)
+    # a redrawn scene keeps its first draws (size, materials, hard, occupancy): K stays uniform
+    head = rng if attempt == 0 else scene_rng(seed, index)
+    return _generate_paper(rng, seed, index, sources, config, head)
 
 
 def _generate_shares(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
@@ -721,16 +746,19 @@ def _paper_shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool
     return plane
 
 
-def _generate_paper(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig):
-    """A scene of the authors' distribution (``generate_segmentation``; the ``"paper"`` layout)."""
+def _generate_paper(rng: np.random.Generator, seed: int, index: int, sources: SceneSources, config: SceneConfig,
+                    head: Optional[np.random.Generator] = None):
+    """A scene of the authors' distribution (``generate_segmentation``; the ``"paper"`` layout); the scene's first
+    draws (size, materials, hard, occupancy, background) come from ``head`` (default ``rng``)."""
     import cv2
 
     natural = sources.natural
-    h, w = _draw_size(rng, config)
-    k_mat = int(rng.integers(config.min_materials, config.max_materials + 1))
-    hard = bool(rng.random() < config.hard_prob)
-    max_occupancy = _max_occupancy(rng, config)
-    has_bg = bool(rng.random() < config.background_prob)
+    head = rng if head is None else head
+    h, w = _draw_size(head, config)
+    k_mat = int(head.integers(config.min_materials, config.max_materials + 1))
+    hard = bool(head.random() < config.hard_prob)
+    max_occupancy = _max_occupancy(head, config)
+    has_bg = bool(head.random() < config.background_prob)
     min_px = max(16, int(math.ceil(config.min_material_fraction * h * w)))
 
     maps = np.empty((k_mat, h, w), dtype=np.float32)
