@@ -146,6 +146,92 @@ def test_hidden_material_is_dropped(blender_python, tmp_path):
     assert s.metadata["dropped_materials"] == 1
 
 
+def test_objects_sharing_a_layout_share_its_masks(blender_python, tmp_path):
+    """The authors' merged main object: a second cube with ``layout_from`` wears the first cube's layout (one
+    node tree), so the three masks cover both cubes and still match the RGB pixel for pixel; it is placed by its
+    box centre (``anchor="centre"``) and the camera is oriented by an Euler rotation."""
+    import dataclasses
+
+    from matseg_hub.utils.images import read_image
+
+    base = flat_scene(tmp_path / "assets")
+    twin = SceneObject(name="twin", shape="cube", layout=MaterialLayout([]), location=(1.0, 0.9, 0.5),
+                       rotation=(0.0, 0.0, -20.0), smooth=False, anchor="centre", layout_from="cube")
+    cam = base.camera
+    d = np.subtract(cam.target, cam.location)
+    # the same view as the target gives: Euler XYZ of the look-at rotation (roll 0)
+    pitch = np.degrees(np.arctan2(np.hypot(d[0], d[1]), -d[2]))
+    yaw = np.degrees(np.arctan2(d[1], d[0])) - 90.0
+    scene = dataclasses.replace(base, objects=[base.objects[0], twin],
+                                camera=dataclasses.replace(cam, location=(1.6, -1.9, 1.5), rotation=(pitch, 0.0, yaw),
+                                                           lens=24.0)).validate()
+    work = tmp_path / "work"
+    render_scene(scene, tmp_path / "out" / "000000", work_dir=work, keep_work=True)
+    passes = dict(np.load(work / "render" / "passes.npz"))
+    assert sorted(passes) == ["annotated", "m0_0", "m0_1", "m0_2"]  # the twin adds no masks of its own
+    masks, annotated, info = scene_masks(scene, passes)
+    rgb = read_image(work / "render" / "rgb.png")
+    assert masks.shape == (3, 64, 64) and [m["object"] for m in info] == ["cube"] * 3
+    assert _alignment_errors(rgb, masks, annotated, margin=1) == 0  # decided pixels 1 px from an edge
+    # both cubes are annotated: two blobs of the annotated region, each showing two or more of the materials
+    import cv2
+
+    count, labels = cv2.connectedComponents((annotated > 0.5).astype(np.uint8))
+    blobs = [labels == i for i in range(1, count) if np.count_nonzero(labels == i) >= 30]
+    assert len(blobs) == 2
+    for blob in blobs:
+        assert sum(np.count_nonzero(blob & (masks[k] >= 0.99)) >= 5 for k in range(3)) >= 2
+
+
+def test_default_scenes_render_with_two_visible_materials(blender_python, tmp_path):
+    """Issue #18: every rendered scene ends with 2+ materials visible on the rendered masks (>= 0.1 % of the
+    image at mask >= 0.5); a scene with fewer is redrawn and the redraw is in its metadata."""
+    from matseg_hub.scenes3d.render import MIN_VISIBLE_FRACTION
+
+    config = Scene3DConfig(width=64, height=64, samples=2, denoise=False, pattern_resolution=64)
+    report = generate_3d(tmp_path / "out", 4, seed=0, config=config, blender_python=blender_python,
+                         preview=False, show_progress=False, threads=2)
+    assert not report.failed and len(report.rendered) == 4
+    min_pixels = max(4, round(MIN_VISIBLE_FRACTION * 64 * 64))
+    for res in report.rendered:
+        s = read_scene(res.folder)
+        stored = Scene3D.load(Path(res.folder) / "scene3d.json")
+        assert s.num_materials >= 2
+        for k in range(s.num_materials):  # measured on the written masks, not on the plan
+            assert np.count_nonzero(s.masks[k] >= 0.5) >= min_pixels - 2  # 8-bit rounding at the 0.5 edge
+        assert len(s.metadata["materials"]) == stored.num_materials == len(stored.objects[0].layout.materials)
+        assert s.metadata["attempt"] == stored.attempt == len(s.metadata["redraws"])
+        assert [r["attempt"] for r in s.metadata["redraws"]] == list(range(stored.attempt))
+
+
+def test_quaternion_quirk_matches_blender(blender_python):
+    """The Euler angles written for the authors' quaternion rotation are the rotation Blender makes of it."""
+    from matseg_hub.scenes3d.scene import _euler_matrix, quaternion_quirk_rotation
+
+    rng = np.random.default_rng(1)
+    draws = [rng.random(3).tolist() for _ in range(5)]
+    mine = [_euler_matrix(*np.radians(quaternion_quirk_rotation(_Replay(d)))).tolist() for d in draws]
+    code = ("import json, sys, math\nfrom mathutils import Quaternion\nout = []\n"
+            "for w, x, y in json.loads(sys.argv[1]):\n"
+            "    q = Quaternion((w * 6.2831853, x * 6.2831853, y * 6.2831853, 0.0)).normalized()\n"
+            "    out.append([list(r) for r in q.to_matrix()])\nprint(json.dumps(out))")
+    res = subprocess.run([blender_python, "-c", "import bpy\n" + code, json.dumps(draws)], capture_output=True,
+                         text=True, timeout=120, env=blender_env.worker_env())
+    theirs = json.loads(res.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(mine), np.array(theirs), atol=1e-6)
+
+
+class _Replay:
+    """Hands out given numbers where a generator's ``random(n)`` is asked for."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def random(self, n):
+        out, self.values = self.values[:n], self.values[n:]
+        return np.array(out)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # runs: official layout, CLI, readers, resume
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ roughness, metallic, height image paths) and ``threads`` says how many CPU threa
 One Cycles render gives everything, so the masks align with the RGB pixel for pixel and see the same occlusion:
 the RGB (denoised) and, as AOV passes accumulated over the same samples and pixel filter but never denoised and
 written only where the camera ray first hits a surface, the weight ``w_k`` of every material of every annotated
-object (``m<o>_<k>``) and the annotated-object coverage (``annotated``). Output in ``OUT_DIR``: ``rgb.png``,
+object with a layout of its own (``m<o>_<k>``; objects with ``layout_from`` wear their owner's material and write
+its passes) and the annotated-object coverage (``annotated``). Output in ``OUT_DIR``: ``rgb.png``,
 ``passes.npz`` (float32 [H, W] per pass), ``camera.json`` and ``result.json`` (written last; timings).
 On ``--serve`` each finished job prints one line ``MATSEG-DONE <json>`` on stdout.
 """
