@@ -18,7 +18,8 @@ from matseg_hub.cli import main
 from matseg_hub.utils import launchers
 from test_textures import make_photo
 
-SCENES = ["--num", "12", "--size", "64", "--source-limit", "4", "--max-source-side", "128", "--no-progress"]
+SCENES = ["--num", "12", "--size", "64", "--max-materials", "4", "--source-limit", "4", "--max-source-side", "128",
+          "--no-progress"]
 SHARDS = 4
 
 

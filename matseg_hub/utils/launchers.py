@@ -104,12 +104,27 @@ class ShardResult:
     pid: int = 0
 
 
-def _call_shard(fn: Callable[..., Optional[int]], payload: Any, shard: int, env: Dict[str, str]) -> ShardResult:
-    """Run ``fn(payload, shard)`` in the current process (a local call, a Ray task or a submitit job)."""
+def _limit_threads(threads: Optional[int]) -> None:
+    """Size OpenCV's and the BLAS/OpenMP thread pools of an engine worker to the CPUs its task reserved (a Ray task
+    of 1 CPU must not spread over every core of the node; results do not depend on the thread count)."""
+    if not threads or threads < 1:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(int(threads))
+    with contextlib.suppress(ImportError):
+        import cv2
+
+        cv2.setNumThreads(int(threads))
+
+
+def _call_shard(fn: Callable[..., Optional[int]], payload: Any, shard: int, env: Dict[str, str],
+                threads: Optional[int] = None) -> ShardResult:
+    """Run ``fn(payload, shard)`` in the current process (a local call, a Ray task or a submitit job), with at most
+    ``threads`` threads per pool when given (:func:`_limit_threads`)."""
     import socket
 
     from ..errors import MatSegError
 
+    _limit_threads(threads)
     with _environment(env):
         try:
             rc = int(fn(payload, shard) or 0)
@@ -122,11 +137,11 @@ def _call_shard(fn: Callable[..., Optional[int]], payload: Any, shard: int, env:
 class _CheckpointableShard:
     """The submitit job callable: ``submitit`` requeues it on pre-emption or time-out (it resumes the shard)."""
 
-    def __init__(self, fn: Callable, payload: Any, env: Dict[str, str]):
-        self.fn, self.payload, self.env = fn, payload, env
+    def __init__(self, fn: Callable, payload: Any, env: Dict[str, str], threads: Optional[int] = None):
+        self.fn, self.payload, self.env, self.threads = fn, payload, env, threads
 
     def __call__(self, shard: int) -> ShardResult:
-        return _call_shard(self.fn, self.payload, shard, self.env)
+        return _call_shard(self.fn, self.payload, shard, self.env, self.threads)
 
     def checkpoint(self, shard: int):  # called by submitit on SIGUSR2 / time-out: resubmit the same shard
         import submitit
@@ -199,7 +214,8 @@ class RayLauncher(Launcher):
             task = ray.remote(_call_shard).options(num_cpus=self.cpus_per_task, max_retries=self.max_retries,
                                                    retry_exceptions=False)
             env = _forwarded_env()
-            pending = {task.remote(fn, payload, shard, env): shard for shard in shards}
+            threads = max(1, int(self.cpus_per_task))
+            pending = {task.remote(fn, payload, shard, env, threads): shard for shard in shards}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
@@ -264,7 +280,7 @@ class SlurmLauncher(Launcher):
             return
         executor = self.executor()
         try:
-            jobs = executor.map_array(_CheckpointableShard(fn, payload, _forwarded_env()), shards)
+            jobs = executor.map_array(_CheckpointableShard(fn, payload, _forwarded_env(), self.cpus_per_task), shards)
         except Exception as exc:  # sbatch missing or refusing the array
             raise MatSegInputError(f"--launcher slurm: submitting the job array failed: "
                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
