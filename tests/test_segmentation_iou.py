@@ -177,8 +177,9 @@ def test_generated_2d_scenes_end_to_end(tmp_path):
     from matseg_hub.segmentation.dataset import load_segmentation
 
     env = dict(os.environ, MATSEG_DISABLE_PROGRESS="1")
+    # the "dense" preset: large regions at 128 px (the paper distribution's regions are too small to erode there)
     proc = subprocess.run([sys.executable, "-m", "matseg_hub", "generate", "2d", "--num", "2", "--size", "128",
-                           "--seed", "7", "--output", str(tmp_path / "scenes"), "--no-progress"],
+                           "--preset", "dense", "--seed", "7", "--output", str(tmp_path / "scenes"), "--no-progress"],
                           capture_output=True, text=True, timeout=180, env=env)
     assert proc.returncode == 0, proc.stderr
     items = list(load_segmentation(tmp_path / "scenes"))
