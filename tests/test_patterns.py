@@ -145,3 +145,52 @@ def test_bad_inputs_are_typed_errors():
     _, params = pattern_map(_natural(), rng, 8, return_params=True)
     with pytest.raises(MatSegInputError):
         render_pattern(_natural(50, 50), params)
+
+
+# --- the authors' maps (UV_Map_Extractore.get_uv_binary_map) ---------------------------------------------------------
+def test_authors_map_respects_the_occupancy_cap_and_reproduces_from_params():
+    from matseg_hub.synthetic.patterns import authors_pattern_map
+
+    image = _natural(160, 200)
+    rng = np.random.default_rng(3)
+    seen_soft = seen_sharp = False
+    for _ in range(40):
+        drawn = authors_pattern_map(image, rng, (96, 112), max_occupancy=0.2, hard=False)
+        if drawn is None:
+            continue
+        out, params = drawn
+        assert out.dtype == np.float32 and out.shape == (96, 112) and 0.0 <= out.min() <= out.max() <= 1.0
+        # at most max_occupancy above the high threshold, at least 1 % (counted on every 4th row/column)
+        above = float((out[::4, ::4] >= 1.0).mean())
+        assert 0.01 < above <= 0.2 + 1e-9, above
+        assert params.angle == 0.0 and not params.flip and params.property in "BGRHSV"
+        assert np.array_equal(render_pattern(image, PatternParams.from_dict(json.loads(json.dumps(params.to_dict())))),
+                              out)
+        seen_soft |= params.t_lo < params.t_hi
+        seen_sharp |= params.t_lo == params.t_hi
+    assert seen_soft and seen_sharp  # half of a soft scene's maps have a linear zone
+
+
+def test_authors_map_hard_scenes_have_one_threshold_and_a_flat_image_gives_none():
+    from matseg_hub.synthetic.patterns import authors_pattern_map
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        drawn = authors_pattern_map(_natural(), rng, (64, 64), max_occupancy=0.5, hard=True)
+        if drawn is not None:
+            assert drawn[1].t_lo == drawn[1].t_hi and set(np.unique(drawn[0])) <= {0.0, 1.0}
+    black = np.zeros((80, 80, 3), dtype=np.uint8)
+    assert all(authors_pattern_map(black, rng, (64, 64), max_occupancy=0.5, hard=False) is None for _ in range(5))
+
+
+def test_authors_geometry_covers_the_output_and_keeps_the_source_resolution():
+    from matseg_hub.synthetic.patterns import authors_geometry
+
+    rng = np.random.default_rng(0)
+    g = authors_geometry((300, 400), (100, 120), rng, rescale_prob=0.0)
+    assert g["scale"] == 1.0 and g["angle"] == 0.0 and not g["flip"]  # cut at the source's resolution
+    assert 60 <= g["center_x"] <= 340 and 50 <= g["center_y"] <= 250
+    small = authors_geometry((50, 60), (100, 120), rng, rescale_prob=0.0)
+    assert small["scale"] == pytest.approx(0.5)  # a smaller source is scaled up to cover the output
+    fit = authors_geometry((300, 400), (100, 120), rng, rescale_prob=0.0, fit=True)
+    assert fit["scale"] == pytest.approx(3.0)  # the background: fitted (the shorter-fitting side spans the source)
