@@ -195,6 +195,7 @@ def print_3d(num_scenes: int) -> None:
     if not rows:
         return
     keys = list(rows[0])
+    print(f"\n3D ({num_scenes} rendered scenes, bench/_fidelity3d.py):")
     print("\n| " + " | ".join(keys) + " |\n|" + " --- |" * len(keys))
     for r in rows:
         print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
