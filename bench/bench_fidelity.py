@@ -152,7 +152,7 @@ def table(authors: Optional[Dict[str, object]], ours: Dict[str, object]) -> str:
     lines.append(f"| scenes | {cell(authors, 'scenes', '{}')} | {ours['scenes']} |")
     lines.append("| materials 1..10 (histogram) | " + ("-" if authors is None else " ".join(map(str, authors["hist"])))
                  + " | " + " ".join(map(str, ours["hist"])) + " |")
-    lines.append(f"| materials: mean (min-max) | "
+    lines.append("| materials: mean (min-max) | "
                  + ("-" if authors is None else f"{authors['mean']:.2f} ({authors['min']}-{authors['max']})")
                  + f" | {ours['mean']:.2f} ({ours['min']}-{ours['max']}) |")
     lines.append(f"| visible materials (>0.5 on 0.2 % of pixels): mean | {cell(authors, 'visible_mean', '{:.2f}')} | "
