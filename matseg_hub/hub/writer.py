@@ -433,13 +433,19 @@ class DatasetRepoWriter:
             self._manifest.complete = True
             self._save_manifest()
             progress_dir = self.work_dir / _PROGRESS_DIR
-            manifests = [json.loads(p.read_text()) for p in progress_dir.glob(f"{self.split}-*.json")]
+            try:
+                manifests = [json.loads(p.read_text()) for p in progress_dir.glob(f"{self.split}-*.json")]
+            except FileNotFoundError:  # published by another job that finished at the same moment
+                return None
             if sum(1 for m in manifests if m["complete"] and m["num_shards"] == self.num_shards) < self.num_shards:
                 logger.info("job %d/%d done; the last job of the array finalizes %s", self.shard_index,
                             self.num_shards, self.output_dir)
                 return None
             finalize_lock = progress_dir / "finalize.lock"
-            if not take_lock(finalize_lock):
+            try:
+                if not take_lock(finalize_lock):
+                    return None
+            except FileNotFoundError:  # another job of the array finished at the same moment and published it
                 return None
             try:
                 info, skipped = self.split_info(), self.all_skipped()
