@@ -36,9 +36,9 @@ def by_hand(command, output: Path, extra=()) -> dict:
     return tree_digest(output)
 
 
-def cli(*args, env=None, timeout=240):
+def cli(*args, env=None, timeout=240, cwd=None):
     """``python -m matseg_hub ...`` in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "matseg_hub", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "matseg_hub", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, "MATSEG_NO_PROGRESS": "1", **(env or {})})
 
 
@@ -82,9 +82,10 @@ def reference_textures(photos, tmp_path_factory):
 
 
 def test_ray_runs_2d_folders_and_parquet_with_the_bytes_of_hand_run_jobs(ray_address, reference_2d, tmp_path):
-    # Parquet from a separate process that joins the running cluster; folders from this (already connected) one
-    proc = cli("generate", "2d", *SCENES, "--format", "parquet", "--output", str(tmp_path / "p"),
-               "--num-shards", str(SHARDS), "--launcher", "ray", "--ray-address", ray_address)
+    # Parquet from a separate process that joins the running cluster, in another working directory than the
+    # cluster's workers (a relative --output must still land there); folders from this (already connected) one
+    proc = cli("generate", "2d", *SCENES, "--format", "parquet", "--output", "p", "--num-shards", str(SHARDS),
+               "--launcher", "ray", "--ray-address", ray_address, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert tree_digest(tmp_path / "p") == reference_2d["parquet"]
     assert main(["generate", "2d", *SCENES, "--format", "folders", "--output", str(tmp_path / "f"),

@@ -67,6 +67,22 @@ def launch_dir(output: str) -> Path:
     return out.with_name(out.name + ".launch")
 
 
+_PATH_OPTIONS = ("output", "preview", "slurm_folder")
+
+
+def _absolute(name: str, value: Any) -> Any:
+    """A relative path option made absolute: engine workers run in another working directory (a Ray worker in the
+    one its raylet was started from, a Slurm job wherever the cluster puts it). Options that name an existing path,
+    and the output ones, are paths; other values are kept."""
+    import os
+
+    if not isinstance(value, str) or not value or os.path.isabs(value):
+        return value
+    if name in _PATH_OPTIONS or os.path.exists(value):
+        return os.path.abspath(value)
+    return value
+
+
 def run_cli_shard(payload, shard: int) -> int:
     """One job of a command: ``module.run(args)`` with ``args.shard = shard`` (what a ``--shard`` run calls)."""
     import importlib
@@ -117,7 +133,7 @@ def maybe_launch(args: argparse.Namespace, module_name: str, finalize: Callable[
         from ..utils.files import claim_output_folder
 
         claim_output_folder(args.output, claim, sources=sources)
-    values = {k: v for k, v in vars(args).items() if not k.startswith("_")}
+    values = {k: _absolute(k, v) for k, v in vars(args).items() if not k.startswith("_")}
     values.update(shard_overrides or {})
     results = launch_shards(run_cli_shard, (module_name, values), args.num_shards, launcher,
                             lock_dir=launch_dir(args.output), shard_done=shard_done)
