@@ -98,7 +98,7 @@ def test_spread_preset_keeps_the_version_2_distribution():
     single = sample_scene(3, 0, config=Scene3DConfig.from_preset("single", pattern_resolution=64))
     assert len(single.objects) == 1 and len(single.occluders) <= 3
     with pytest.raises(MatSegInputError, match="unknown 3D scene preset"):
-        Scene3DConfig.from_preset("paper")
+        Scene3DConfig.from_preset("dense")
 
 
 def test_default_distribution_is_the_authors_main_py():
@@ -311,3 +311,21 @@ def test_every_builtin_asset_has_a_licence():
     licenses = s.asset_licenses()
     assert licenses and all(v.startswith("scikit-image sample data: ") and not v.endswith("unknown")
                             for v in licenses.values())
+
+
+def test_cli_preset_and_ranges_make_the_config():
+    """``matseg generate 3d`` builds its config from ``--preset``; a range given on the command line replaces only
+    that range, and the paper preset's ranges are the authors' (1-11 objects, 2-8 materials), not older defaults."""
+    import argparse
+
+    from matseg_hub.cli import generate_3d
+
+    parser = argparse.ArgumentParser()
+    generate_3d.register(parser)
+    paper = generate_3d.scene_config(parser.parse_args(["--resolution", "64"]))
+    assert paper == Scene3DConfig(width=64, height=64)
+    assert (paper.objects, paper.materials, paper.occluders) == ((1, 11), (2, 8), (1, 8))
+    spread = generate_3d.scene_config(parser.parse_args(["--preset", "spread", "--materials", "3", "4"]))
+    assert spread.style == "spread" and spread.materials == (3, 4) and spread.objects == (1, 6)
+    with pytest.raises(MatSegInputError, match="unknown 3D scene preset 'nope'"):
+        generate_3d.scene_config(parser.parse_args(["--preset", "nope"]))

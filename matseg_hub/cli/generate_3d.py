@@ -8,7 +8,7 @@ from ._launch import add_launcher_arguments
 
 GROUP = "generate"
 NAME = "3d"
-HELP = "render synthetic 3D scenes (objects with 2-5 pattern-mapped PBR materials) with Blender into scene folders"
+HELP = "render synthetic 3D scenes (objects sharing 2-8 pattern-mapped PBR materials) with Blender into scene folders"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -22,12 +22,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "cores; 32+ for final-quality renders on GPUs)")
     parser.add_argument("--no-denoise", action="store_true", help="do not denoise the RGB (masks never are)")
     parser.add_argument("--max-bounces", type=int, default=4, help="light bounces (default 4)")
-    parser.add_argument("--num-objects", type=int, nargs=2, default=(1, 6), metavar=("MIN", "MAX"),
-                        help="annotated objects per scene (default 1 6, the authors' range)")
-    parser.add_argument("--materials", type=int, nargs=2, default=(2, 5), metavar=("MIN", "MAX"),
-                        help="materials per object (default 2 5)")
-    parser.add_argument("--occluders", type=int, nargs=2, default=(1, 8), metavar=("MIN", "MAX"),
-                        help="unannotated objects per scene, some in front of the annotated ones (default 1 8)")
+    parser.add_argument("--preset", default="paper", metavar="NAME",
+                        help="scene distribution: paper (default: the authors' Blender script: 1-11 main objects "
+                             "sharing 2-8 materials, 1-8 scattered objects in 20%% of scenes), spread (generator "
+                             "version 2: objects set apart, each with its own materials), single (one object, "
+                             "0-3 occluders)")
+    parser.add_argument("--num-objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="annotated objects per scene (default: the preset's, 1 11 for paper)")
+    parser.add_argument("--materials", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="materials per object (default: the preset's, 2 8 for paper)")
+    parser.add_argument("--occluders", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="unannotated objects per scene (default: the preset's, 1 8 for paper)")
     parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
     parser.add_argument("--threads", type=int, help="CPU threads per worker (default: CPU count / workers)")
     parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
@@ -49,13 +54,25 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_launcher_arguments(parser)
 
 
+def scene_config(args: argparse.Namespace):
+    """The :class:`~matseg_hub.scenes3d.scene.Scene3DConfig` the options describe: ``--preset`` with the render
+    settings and any range given (``--num-objects``, ``--materials``, ``--occluders``) on top."""
+    from ..scenes3d.scene import Scene3DConfig
+
+    ranges = {name: tuple(value) for name, value in (("objects", args.num_objects), ("materials", args.materials),
+                                                     ("occluders", args.occluders)) if value is not None}
+    return Scene3DConfig.from_preset(args.preset, width=args.resolution, height=args.resolution,
+                                     samples=args.samples, denoise=not args.no_denoise,
+                                     max_bounces=args.max_bounces, **ranges)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from ..errors import MatSegInputError
     from ..hub.writer import check_job
     from ..scenes3d import find_blender_python, generate_3d, install_instructions, setup_blender_env
-    from ..scenes3d.scene import Scene3DConfig, assets_from_folders
+    from ..scenes3d.scene import assets_from_folders
     from ._launch import maybe_launch
     from .extract_textures import finalize_with_single_job
 
@@ -76,10 +93,7 @@ def run(args: argparse.Namespace) -> int:
                             sources=[args.natural_images, args.textures, args.pbr, args.hdri, args.objects])
     if launched is not None:
         return launched
-    config = Scene3DConfig(width=args.resolution, height=args.resolution, samples=args.samples,
-                         denoise=not args.no_denoise, max_bounces=args.max_bounces,
-                         objects=tuple(args.num_objects), materials=tuple(args.materials),
-                         occluders=tuple(args.occluders))
+    config = scene_config(args)
     assets = assets_from_folders(natural_images=args.natural_images, textures=args.textures, pbr=args.pbr,
                                  hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
     report = generate_3d(args.output, args.num, seed=args.seed, start=args.start, assets=assets, config=config,

@@ -22,7 +22,7 @@ all of them: the authors' merged "main object"), so a material spans several obj
 :class:`SceneAssets` lists what it draws from (natural images for patterns, textures, PBR folders, HDRIs,
 glTF objects), with :func:`default_assets` built from scikit-image's bundled photos so that it runs with no data.
 
-The default distribution (``Scene3DConfig()``, preset ``"authors"``) is the one of the authors' Blender script
+The default distribution (``Scene3DConfig()``, preset ``"paper"``, as in 2D) is the one of the authors' Blender script
 (``main.py``, ``ObjectsHandling.py``, ``MaterialMapping.py``, ``SetScene.py`` of
 ``sagieppel/MatSeg-Synthethic-Dataset-Generation-Script``), in its units (a single main object is 40–60 long):
 
@@ -645,7 +645,7 @@ AUTHORS_MAIN_OBJECTS: Tuple[MainObjectsMode, ...] = (
     MainObjectsMode(0.25, (1, 11), (10.0, 30.0), (-30.0, -30.0, -5.0), (30.0, 30.0, 15.0)),
 )
 STYLES: Tuple[str, ...] = ("authors", "spread")
-PRESETS: Tuple[str, ...] = ("authors", "spread", "single")
+PRESETS: Tuple[str, ...] = ("paper", "spread", "single")
 
 
 @dataclass
@@ -695,14 +695,14 @@ class Scene3DConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "Scene3DConfig":
-        """``"authors"`` (the defaults), ``"spread"`` (the distribution of generator version 2) or ``"single"``
+        """``"paper"`` (the defaults: the authors' script), ``"spread"`` (the distribution of generator version 2) or ``"single"``
         (one object, 0–3 occluders: version 1); ``overrides`` replace fields (``width=256``).
 
         Raises:
             MatSegInputError: an unknown preset name.
         """
         presets = {
-            "authors": {},
+            "paper": {},
             "spread": dict(style="spread", objects=(1, 6), materials=(2, 5), two_materials_prob=0.0,
                            scatter_prob=1.0, ground_prob=0.85, hdri_prob=0.7, sun_prob=0.4, hard_prob=None,
                            softness_range=(0.0, 0.6), pattern_scale=(0.4, 1.5),
