@@ -212,9 +212,25 @@ def test_an_unfinished_dataset_names_the_missing_shards(tmp_path):
         check_dataset_finalized(str(out), SHARDS)
 
 
-def test_build_with_the_local_launcher_equals_hand_run_jobs(photos, tmp_path):
-    tex = tmp_path / "tex"
+@pytest.fixture(scope="module")
+def texture_folder(photos, tmp_path_factory):
+    tex = tmp_path_factory.mktemp("tex") / "t"
     assert main([*TEXTURES, "--input", str(photos), "--output", str(tex)]) == 0
+    return tex
+
+
+def test_pbr_on_ray_equals_hand_run_jobs(ray_address, texture_folder, tmp_path):
+    pbr = ["generate", "pbr", "--textures", str(texture_folder), "--num", "6", "--seed", "3"]
+    ref = by_hand(pbr, tmp_path / "ref", extra=["--preview", str(tmp_path / "ref.png")])
+    assert main([*pbr, "--output", str(tmp_path / "r"), "--num-shards", str(SHARDS), "--launcher", "ray",
+                 "--preview", str(tmp_path / "r.png")]) == 0
+    assert tree_digest(tmp_path / "r") == ref and len([k for k in ref if k.endswith("Finished.txt")]) == 6
+    # the preview shows the whole array (written once, by the finalising pass), as the last hand-run job's does
+    assert (tmp_path / "r.png").read_bytes() == (tmp_path / "ref.png").read_bytes()
+
+
+def test_build_with_the_local_launcher_equals_hand_run_jobs(texture_folder, tmp_path):
+    tex = texture_folder
     ref = by_hand(["build", "textures", "--input", str(tex)], tmp_path / "ref")
     assert main(["build", "textures", "--input", str(tex), "--output", str(tmp_path / "b"), "--num-shards",
                  str(SHARDS), "--launcher", "local"]) == 0
