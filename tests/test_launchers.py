@@ -242,3 +242,22 @@ def test_time_limits_and_ranges():
 
     assert [_minutes(t) for t in ("90", "1:30", "01:30:00", "0:00:30")] == [90, 2, 90, 1]  # Slurm: M, M:S, H:M:S
     assert launchers._ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+
+
+def test_a_launched_build_pushes_once_after_the_check(texture_folder, tmp_path, monkeypatch, capsys):
+    """The jobs never push; the launching process pushes the finalised folder once (a recorded publish_folder: the
+    local Hub server of the tests takes no uploads)."""
+    import matseg_hub.hub.publish as publish
+
+    calls = []
+
+    def record(folder, repo_id, **kwargs):
+        calls.append((Path(folder), repo_id, (Path(folder) / "README.md").is_file()))
+        return "0" * 40
+
+    monkeypatch.setattr(publish, "publish_folder", record)
+    out = tmp_path / "b"
+    assert main(["build", "textures", "--input", str(texture_folder), "--output", str(out), "--num-shards",
+                 str(SHARDS), "--launcher", "local", "--push-to-hub", "ns/textures"]) == 0
+    assert calls == [(out, "ns/textures", True)]
+    assert "pushed to" in capsys.readouterr().out
