@@ -20,9 +20,10 @@ def test_two_machines_on_one_host_train_together(tmp_path):
     out, port = tmp_path / "run", _free_port()
     args = TINY + ["--output_dir", str(out), "--max_steps", "2", "--eval_every", "2", "--eval_scenes", "2",
                    "--checkpoint_every", "2", "--num_workers", "0", "--report_to", "none"]
-    procs = [subprocess.Popen(["accelerate", "launch", "--multi_gpu", "--num_machines", "2", "--machine_rank", str(rank),
-                               "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port",
-                               str(port), "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), *args],
+    procs = [subprocess.Popen(["accelerate", "launch", "--multi_gpu", "--num_machines", "2", "--machine_rank",
+                               str(rank), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
+                               "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no",
+                               str(SCRIPT), *args],
                               cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for rank in (0, 1)]
     logs = [p.communicate(timeout=400)[0] for p in procs]

@@ -261,3 +261,8 @@ def test_a_launched_build_pushes_once_after_the_check(texture_folder, tmp_path, 
                  str(SHARDS), "--launcher", "local", "--push-to-hub", "ns/textures"]) == 0
     assert calls == [(out, "ns/textures", True)]
     assert "pushed to" in capsys.readouterr().out
+    # the same command again: one line saying the dataset is finished, before any job runs
+    assert main(["build", "textures", "--input", str(texture_folder), "--output", str(out), "--num-shards",
+                 str(SHARDS), "--launcher", "local"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is already a finished dataset" in err and "--overwrite" in err

@@ -39,7 +39,7 @@ def launch_build(args: argparse.Namespace, module_name: str, what: str) -> Optio
         return finish_build(check_dataset_finalized(args.output, args.num_shards), args, what)
 
     return maybe_launch(args, module_name, finalize, shard_overrides={"push_to_hub": None},
-                        shard_done=dataset_shard_done(args.output, args.num_shards))
+                        shard_done=dataset_shard_done(args.output, args.num_shards), finished_dataset=True)
 
 
 def finish_build(out: Optional[Path], args: argparse.Namespace, what: str) -> int:

@@ -100,7 +100,7 @@ def run_cli_shard(payload, shard: int) -> int:
 def maybe_launch(args: argparse.Namespace, module_name: str, finalize: Callable[[argparse.Namespace, list], int],
                  *, shard_overrides: Optional[Dict[str, Any]] = None,
                  shard_done: Optional[Callable[[int], bool]] = None, claim: Optional[str] = None,
-                 sources: Sequence[Optional[str]] = ()) -> Optional[int]:
+                 sources: Sequence[Optional[str]] = (), finished_dataset: bool = False) -> Optional[int]:
     """Run every job of the array on ``args.launcher`` then ``finalize(args, results)``; ``None`` without one.
 
     Args:
@@ -122,6 +122,12 @@ def maybe_launch(args: argparse.Namespace, module_name: str, finalize: Callable[
         raise MatSegInputError(f"--shard {args.shard} runs one job of an array by itself: drop it to run all "
                                f"--num-shards jobs with --launcher {args.launcher}, or drop --launcher")
     check_job(0, args.num_shards)
+    if finished_dataset and dataset_finalized(args.output) and not getattr(args, "overwrite", False):
+        from ..errors import MatSegOutputError
+
+        raise MatSegOutputError(f"{args.output} is already a finished dataset (every job of an earlier run is done); "
+                                "pass --overwrite to rebuild it (only the files this tool wrote there are replaced), "
+                                "or choose another --output", path=args.output)
     workers = max(1, int(getattr(args, "workers", 1) or 1))
     folder = args.slurm_folder or str(launch_dir(args.output) / "slurm")
     cpus = (args.slurm_cpus if args.launcher == "slurm" else args.ray_cpus_per_task) or workers

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.output, f"generate 2d --format {args.format}", sources=source_folders)  # before loading
     launched = maybe_launch(args, __name__, _finalize, shard_overrides={"preview": None},
                             shard_done=_shard_done(args), sources=source_folders,
-                            claim="generate 2d --format folders" if args.format == "folders" else None)
+                            claim="generate 2d --format folders" if args.format == "folders" else None,
+                            finished_dataset=args.format == "parquet")
     if launched is not None:
         return launched
     max_side = args.max_source_side or max(256, 2 * config.largest_side)

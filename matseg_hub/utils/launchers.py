@@ -402,6 +402,8 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         with contextlib.suppress(OSError):
             lock_dir.rmdir()
     failed = [r for _, r in sorted(results.items()) if r.rc != 0]
+    if failed and len(failed) == num_shards and len({r.error for r in failed}) == 1:
+        raise MatSegOutputError(f"every one of the {num_shards} jobs failed: {failed[0].error}")
     if failed:
         first = failed[0]
         raise MatSegOutputError(
