@@ -22,16 +22,10 @@ def test_preset_and_overrides_reach_the_scenes(tmp_path):
     expected = SceneConfig.from_preset("dense", size=(64, 64), max_materials=3).to_dict()
     assert dense == json.loads(json.dumps(expected))
     assert dense["layout"] == SCENE_PRESETS["dense"]["layout"] == "shares" and dense["max_materials"] == 3
-    assert main([*BASE, "--preset", "paper", "--output", str(tmp_path / "p")]) == 0  # the preset, but --size
+    assert main([*BASE, "--output", str(tmp_path / "p")]) == 0  # default: the paper preset, untouched but --size
     paper = _config(tmp_path / "p")
     assert paper == json.loads(json.dumps(SceneConfig.from_preset("paper", size=(64, 64)).to_dict()))
     assert paper["layout"] != dense["layout"]
-    # no --preset: the command's settings as before presets existed (2-5 materials), so earlier outputs resume
-    assert main([*BASE, "--output", str(tmp_path / "n")]) == 0
-    plain = _config(tmp_path / "n")
-    assert plain == json.loads(json.dumps(SceneConfig(size=(64, 64), min_size=400, max_size=1000, min_materials=2,
-                                                      max_materials=5).to_dict()))
-    assert plain != paper
 
 
 def test_an_unknown_preset_is_a_one_line_error(tmp_path, capsys):

@@ -51,17 +51,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="official-layout scene folders (default) or a Hub dataset folder of Parquet shards")
     parser.add_argument("--size", type=_size, default=None, help="fixed scene size N or HxW (default: random sides "
                         "in [--min-size, --max-size])")
-    parser.add_argument("--preset", default=None, metavar="NAME",
+    parser.add_argument("--preset", default="paper", metavar="NAME",
                         help="scene distribution to start from: a name of matseg_hub.synthetic.scenes2d.SCENE_PRESETS "
-                             "('paper': the authors' 2D distribution; 'dense'); the size and material options given "
-                             "override it. Default: the 'paper' settings with this command's defaults of the four "
-                             "options below (400-1000 px, 2-5 materials)")
-    parser.add_argument("--min-size", type=int, default=None,
-                        help="smallest random side (default 400, or the preset's)")
-    parser.add_argument("--max-size", type=int, default=None,
-                        help="largest random side (default 1000, or the preset's)")
-    parser.add_argument("--min-materials", type=int, default=None, help="fewest materials (default 2, or the preset's)")
-    parser.add_argument("--max-materials", type=int, default=None, help="most materials (default 5, or the preset's)")
+                             "('paper': the authors' 2D distribution, default; 'dense'); the options below override it")
+    parser.add_argument("--min-size", type=int, default=None, help="smallest random side (default: the preset's)")
+    parser.add_argument("--max-size", type=int, default=None, help="largest random side (default: the preset's)")
+    parser.add_argument("--min-materials", type=int, default=None, help="fewest materials (default: the preset's)")
+    parser.add_argument("--max-materials", type=int, default=None, help="most materials (default: the preset's)")
     parser.add_argument("--natural-images", default="builtin", help="folder | hub:<id>[:split[:column]] | builtin")
     parser.add_argument("--textures", default="builtin", help="folder | hub:<id>[:split[:column]] | builtin")
     parser.add_argument("--source-limit", type=int, default=1000, help="at most this many source images per pool")
@@ -85,19 +81,13 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_launcher_arguments(parser)
 
 
-_DEFAULTS = {"min_size": 400, "max_size": 1000, "min_materials": 2, "max_materials": 5}
-
-
 def _config(args: argparse.Namespace):
     """The :class:`~matseg_hub.synthetic.scenes2d.SceneConfig` the options describe: ``--preset`` with the size and
-    material-count options that were given on top; without ``--preset``, ``SceneConfig`` with the command's
-    defaults of those options (:data:`_DEFAULTS`)."""
+    material-count options that were given on top."""
     from ..synthetic.scenes2d import SceneConfig
 
     overrides = {name: getattr(args, name) for name in ("size", "min_size", "max_size", "min_materials",
                                                          "max_materials") if getattr(args, name) is not None}
-    if args.preset is None:  # the command's own defaults, as before presets existed (same scenes, same bytes)
-        return SceneConfig(**{**_DEFAULTS, **overrides})
     return SceneConfig.from_preset(args.preset, **overrides)
 
 
