@@ -467,13 +467,31 @@ def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePoo
         if attempt:  # deterministic redraw: a function of (seed, index, attempt) only
             rng = stream_rng("scenes2d.redraw", int(seed), int(index), attempt)
         scene, min_px = _generate_once(rng, seed, index, sources, config, attempt)
-        if all(int(np.count_nonzero(m > 0.5)) >= min_px for m in scene.masks):
+        visible = [int(np.count_nonzero(m > 0.5)) >= min_px for m in scene.masks]
+        if all(visible):
             if attempt:
                 scene.metadata["attempt"] = attempt
             return scene
         logger.debug("scene %d of seed %d: a material is not visible; redrawing (attempt %d)", index, seed, attempt + 1)
-    raise MatSegError(f"scene {index} of seed {seed}: could not place every material visibly in "
-                      f"{_MAX_ATTEMPTS} attempts; use fewer materials or larger scenes")
+    return _drop_hidden_materials(scene, visible, seed, index)
+
+
+def _drop_hidden_materials(scene: SyntheticScene, visible: List[bool], seed: int, index: int) -> SyntheticScene:
+    """The last redraw of a scene that never showed every material (rare: many materials crowded into a small
+    scene): the hidden materials join the unannotated background (their pixels stay in the image, outside the
+    annotated region), recorded in the metadata as ``dropped_materials``; a scene left with no visible material is
+    an error."""
+    keep = [k for k, v in enumerate(visible) if v]
+    if not keep:
+        raise MatSegError(f"scene {index} of seed {seed}: no material is visible in {_MAX_ATTEMPTS} attempts; use "
+                          f"fewer materials or larger scenes")
+    dropped = [k for k, v in enumerate(visible) if not v]
+    annotated = np.clip(scene.annotated - scene.masks[dropped].sum(0), 0.0, 1.0).astype(np.float32)
+    metadata = dict(scene.metadata, attempt=_MAX_ATTEMPTS - 1, num_materials=len(keep), dropped_materials=dropped,
+                    materials=[m for k, m in enumerate(scene.metadata["materials"]) if visible[k]])
+    logger.debug("scene %d of seed %d: materials %s never visible; left unannotated", index, seed, dropped)
+    return SyntheticScene(rgb=scene.rgb, masks=np.ascontiguousarray(scene.masks[keep]), annotated=annotated,
+                          metadata=metadata)
 
 
 _MAX_ATTEMPTS = 8
