@@ -108,7 +108,7 @@ def demo_url(tmp_path_factory):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "matseg_hub", "demo", "--model", str(root / "model"), "--device", "cpu",
-             "--host", HOST, "--port", str(port)],
+             "--image", "none", "--host", HOST, "--port", str(port)],  # no start photo: the test uploads its own
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     url = f"http://{HOST}:{port}/"
     try:
