@@ -329,3 +329,5 @@ def test_cli_preset_and_ranges_make_the_config():
     assert spread.style == "spread" and spread.materials == (3, 4) and spread.objects == (1, 6)
     with pytest.raises(MatSegInputError, match="unknown 3D scene preset 'nope'"):
         generate_3d.scene_config(parser.parse_args(["--preset", "nope"]))
+    with pytest.raises(MatSegInputError, match="must start at 2 or more for the paper preset"):
+        generate_3d.scene_config(parser.parse_args(["--materials", "1", "1"]))

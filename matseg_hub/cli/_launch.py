@@ -33,7 +33,8 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
                        help="reruns of a job whose Ray worker or node died (default 3; a rerun resumes the job)")
     group.add_argument("--slurm-partition", default=None, help="Slurm partition (default: the cluster's)")
     group.add_argument("--slurm-time", type=_minutes, default=None,
-                       help="time limit per job, minutes or HH:MM:SS (a job that runs out is requeued and resumes)")
+                       help="time limit per job, minutes or HH:MM:SS (default 24:00:00; a job that runs out is "
+                            "requeued and resumes)")
     group.add_argument("--slurm-cpus", type=int, default=None, help="CPUs per job (default: --workers)")
     group.add_argument("--slurm-mem-gb", type=float, default=None, help="memory per job in GB")
     group.add_argument("--slurm-max-parallel", type=int, default=None, help="array jobs running at once")

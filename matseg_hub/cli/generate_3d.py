@@ -28,9 +28,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "version 2: objects set apart, each with its own materials), single (one object, "
                              "0-3 occluders)")
     parser.add_argument("--num-objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
-                        help="annotated objects per scene (default: the preset's, 1 11 for paper)")
+                        help="annotated objects per scene (default: the preset's, 1 11 for paper, where the authors' "
+                             "draw of main objects is clipped into this range)")
     parser.add_argument("--materials", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
-                        help="materials per object (default: the preset's, 2 8 for paper)")
+                        help="materials per scene for paper (one layout over all main objects; default 2 8), per object "
+                             "for spread/single (default 2 5)")
     parser.add_argument("--occluders", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                         help="unannotated objects per scene (default: the preset's, 1 8 for paper)")
     parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
@@ -88,14 +90,15 @@ def run(args: argparse.Namespace) -> int:
     if find_blender_python(args.blender_python) is None:
         print("matseg: error: no Python with bpy found.\n" + install_instructions(), file=sys.stderr)
         return 1
+    # a bad preset, range or asset folder is refused here, before any job is queued on an engine
+    config = scene_config(args)
+    assets = assets_from_folders(natural_images=args.natural_images, textures=args.textures, pbr=args.pbr,
+                                 hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
     launched = maybe_launch(args, __name__, finalize_with_single_job,
                             shard_overrides={"no_preview": True, "install_blender": False}, claim="generate 3d",
                             sources=[args.natural_images, args.textures, args.pbr, args.hdri, args.objects])
     if launched is not None:
         return launched
-    config = scene_config(args)
-    assets = assets_from_folders(natural_images=args.natural_images, textures=args.textures, pbr=args.pbr,
-                                 hdri=args.hdri, objects=args.objects, builtin=not args.no_builtin)
     report = generate_3d(args.output, args.num, seed=args.seed, start=args.start, assets=assets, config=config,
                          workers=args.workers, threads=args.threads, blender_python=args.blender_python,
                          shard=args.shard, num_shards=args.num_shards, preview=not args.no_preview,

@@ -34,6 +34,7 @@ from ..errors import MatSegFormatError, MatSegInputError, MatSegOutputError
 from ..utils.files import (OUTPUT_MANIFEST, RUN_PARAMS_FILE, atomic_write_bytes, atomic_write_text, cannot_write,
                            check_output_folder, check_run_fingerprint, check_sources_apart, holds_lock, lock_holder,
                            read_output_manifest, release_lock, remove_own_files, take_lock, write_output_manifest)
+from ..utils.launchers import launched_shard
 from ..utils.logging import get_logger
 
 logger = get_logger(__name__)
@@ -197,7 +198,7 @@ class DatasetRepoWriter:
                 "another --output", path=self.output_dir)
 
     def _acquire(self) -> None:
-        if not take_lock(self._lock_path):
+        if not take_lock(self._lock_path, other_hosts_stale=launched_shard()):
             raise MatSegOutputError(
                 f"{self.output_dir} is being built right now by another process ({lock_holder(self._lock_path) or '?'}"
                 f", job {self.shard_index} of {self.num_shards}); wait for it to finish or choose another --output. "
@@ -443,7 +444,7 @@ class DatasetRepoWriter:
                 return None
             finalize_lock = progress_dir / "finalize.lock"
             try:
-                if not take_lock(finalize_lock):
+                if not take_lock(finalize_lock, other_hosts_stale=launched_shard()):
                     return None
             except FileNotFoundError:  # another job of the array finished at the same moment and published it
                 return None

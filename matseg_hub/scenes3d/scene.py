@@ -719,6 +719,10 @@ class Scene3DConfig:
         lo, hi = self.materials
         if not 1 <= lo <= hi <= 8:
             raise MatSegInputError(f"materials range must satisfy 1 <= lo <= hi <= 8, got {self.materials}")
+        if self.style == "authors" and lo < 2:  # the main objects share one layout: a scene needs 2 visible
+            raise MatSegInputError(f"materials range must start at 2 or more for the paper preset (its main "
+                                   f"objects share one layout, and a scene needs 2 visible materials), got "
+                                   f"{self.materials}")
         if not 1 <= self.objects[0] <= self.objects[1]:
             raise MatSegInputError(f"objects range must satisfy 1 <= lo <= hi, got {self.objects}")
         if self.style == "spread" and self.max_scene_materials < max(2, lo, self.objects[1]):

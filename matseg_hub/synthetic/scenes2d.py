@@ -39,7 +39,9 @@ are read from a decoded pool (``max_side``, 1024 px by default, where theirs rea
 every scene is a pure function of ``(seed, index)``. Theirs can hide a material completely (a map inside those
 before it, or one that loses every pixel of a hard scene) and still writes its empty mask; here every material
 is visible: at least ``config.min_material_fraction`` of the pixels have its mask above 0.5 (a hidden material's
-map is redrawn, then the scene), so ``K`` stays uniform in 1..10.
+map is redrawn, then the scene), so ``K`` stays uniform in 1..10. A scene whose 8 redraws all hide a material
+(rare: many materials in a small scene) keeps its last draw with the hidden materials left unannotated, listed
+(indices of the drawn materials) in its metadata's ``dropped_materials``.
 
 The ``"dense"`` preset (``layout="shares"``) is generator 4, the package's former default, pixel for pixel: 2-5
 materials given Dirichlet shares of the image (quantile thresholds of the still-free area), background in 85 % of
@@ -482,6 +484,11 @@ def _drop_hidden_materials(scene: SyntheticScene, visible: List[bool], seed: int
     annotated region), recorded in the metadata as ``dropped_materials``; a scene left with no visible material is
     an error."""
     keep = [k for k, v in enumerate(visible) if v]
+    if not keep:  # none reached the visible minimum: the most visible one stays, if anything of it shows
+        counts = [int(np.count_nonzero(m > 0.5)) for m in scene.masks]
+        best = int(np.argmax(counts))
+        keep = [best] if counts[best] else []
+        visible = [k == best for k in range(len(visible))] if keep else visible
     if not keep:
         raise MatSegError(f"scene {index} of seed {seed}: no material is visible in {_MAX_ATTEMPTS} attempts; use "
                           f"fewer materials or larger scenes")

@@ -264,11 +264,14 @@ def lock_holder(path: PathLike) -> str:
         return ""
 
 
-def take_lock(path: PathLike) -> bool:
+def take_lock(path: PathLike, other_hosts_stale: bool = False) -> bool:
     """Create the lock file ``path`` exclusively (holding ``<host> <pid>``); ``False`` when a live process holds it.
 
     A lock of a dead process of this host (or one naming this process that it does not hold: left by a writer
-    that was never closed) is taken over. Release it with :func:`release_lock`.
+    that was never closed) is taken over. ``other_hosts_stale``: a lock of another host is taken over too (its
+    process cannot be checked from here): only for a job that an engine's launch holds exclusively
+    (:func:`matseg_hub.utils.launchers.launched_shard`), whose earlier attempt died on another node. Release it
+    with :func:`release_lock`.
     """
     path = Path(path)
     me = f"{socket.gethostname()} {os.getpid()}"
@@ -282,7 +285,8 @@ def take_lock(path: PathLike) -> bool:
             except ValueError:
                 host, pid_number = "", 0
             mine_stale = pid_number == os.getpid() and str(path.resolve()) not in _HELD_LOCKS
-            if host == socket.gethostname() and (mine_stale or not pid_alive(pid_number)):
+            here = host == socket.gethostname()
+            if (here and (mine_stale or not pid_alive(pid_number))) or (other_hosts_stale and host and not here):
                 logger.warning("taking over the lock %s of process %s, which is no longer running", path, pid_number)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()

@@ -47,6 +47,14 @@ PathLike = Union[str, os.PathLike]
 LAUNCHERS = ("local", "ray", "slurm")
 KILL_AFTER_ENV = "MATSEG_TEST_KILL_AFTER"
 KILL_MARKER_ENV = "MATSEG_TEST_KILL_MARKER"
+# set while a shard runs under a launch (which holds that shard's launch lock): its writer may take over the
+# job lock that an earlier attempt left on another node (a lost worker, a requeued Slurm job)
+LAUNCHED_ENV = "MATSEG_LAUNCHED_SHARD"
+
+
+def launched_shard() -> bool:
+    """Whether this process runs a shard for a launch (:func:`launch_shards`), which holds it exclusively."""
+    return os.environ.get(LAUNCHED_ENV) == "1"
 FORWARDED_ENV = (KILL_AFTER_ENV, KILL_MARKER_ENV)
 _FAULT = {"count": 0}
 
@@ -125,7 +133,7 @@ def _call_shard(fn: Callable[..., Optional[int]], payload: Any, shard: int, env:
     from ..errors import MatSegError
 
     _limit_threads(threads)
-    with _environment(env):
+    with _environment({**env, LAUNCHED_ENV: "1"}):
         try:
             rc = int(fn(payload, shard) or 0)
             error = None if rc == 0 else f"exit status {rc}"
@@ -238,8 +246,9 @@ class SlurmLauncher(Launcher):
     Args:
         folder: submitit's folder for job scripts, pickles and logs (``%j`` is replaced by the job id).
         partition, time_min, cpus_per_task, mem_gb: the Slurm options (``--partition``, ``--time``,
-            ``--cpus-per-task``, ``--mem``); ``None`` leaves the cluster's default.
-        max_parallel: array tasks running at once (``--array=...%N``; default: all).
+            ``--cpus-per-task``, ``--mem``); ``None`` leaves the cluster's default, except ``time_min``: a day
+            (submitit's own default is 5 minutes).
+        max_parallel: array tasks running at once (``--array=...%N``; default: submitit's, 256).
         local: ``submitit.LocalExecutor`` (subprocesses on this machine) instead of Slurm.
         extra: more ``slurm_*`` parameters for ``AutoExecutor.update_parameters`` (e.g. ``{"slurm_account": ..}``).
     """
@@ -267,7 +276,9 @@ class SlurmLauncher(Launcher):
                 params["cpus_per_task"] = self.cpus_per_task
         else:
             executor = submitit.AutoExecutor(folder=str(self.folder), cluster="slurm")
-            params = {k: v for k, v in {"slurm_partition": self.partition, "timeout_min": self.time_min,
+            # submitit's own default limit is 5 minutes (a shard would time out and be requeued until
+            # max_num_timeout): a day unless --slurm-time says otherwise
+            params = {k: v for k, v in {"slurm_partition": self.partition, "timeout_min": self.time_min or 24 * 60,
                                         "cpus_per_task": self.cpus_per_task, "mem_gb": self.mem_gb,
                                         "slurm_array_parallelism": self.max_parallel}.items() if v is not None}
             params.update(self.extra)
@@ -287,6 +298,16 @@ class SlurmLauncher(Launcher):
                                    " (use --slurm-local to run the jobs on this machine)") from exc
         logger.info("submitted %d Slurm jobs (%s); logs in %s", len(jobs), jobs[0].job_id, self.folder)
         pending = dict(zip(shards, jobs))
+        try:
+            self._wait(pending, on_done)
+        except BaseException:  # Ctrl-C or a failure here: no job keeps running without a launch watching it
+            for job in pending.values():
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+            raise
+
+    @staticmethod
+    def _wait(pending, on_done) -> None:
         while pending:
             for shard, job in list(pending.items()):
                 if not job.done():
