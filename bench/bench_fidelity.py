@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import json
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from _authors2d import import_authors_generator  # bench/ is on sys.path when a bench runs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -84,22 +84,6 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def _import_authors(path: Path):
-    try:
-        import sklearn.metrics.pairwise  # noqa: F401  (imported, unused, by the authors' module)
-    except ImportError:
-        stub = types.ModuleType("sklearn.metrics.pairwise")
-        stub.cosine_similarity = None
-        sys.modules.setdefault("sklearn", types.ModuleType("sklearn"))
-        sys.modules.setdefault("sklearn.metrics", types.ModuleType("sklearn.metrics"))
-        sys.modules["sklearn.metrics.pairwise"] = stub
-    sys.path.insert(0, str(path))
-    try:
-        return importlib.import_module("Generate_2D_Scene_And_Annotation")
-    finally:
-        sys.path.remove(str(path))
-
-
 def authors_stats(reference: Path, natural: Path, textures: Path, num: int, seed: int) -> List[Dict[str, float]]:
     """Run (or resume) the authors' generator for ``num`` scenes and read their statistics (cached)."""
     import cv2
@@ -111,7 +95,7 @@ def authors_stats(reference: Path, natural: Path, textures: Path, num: int, seed
         if data.get("natural") == str(natural) and data.get("textures") == str(textures):
             return data["rows"]
     out = WORK / f"authors-{seed}"
-    module = _import_authors(reference)
+    module = import_authors_generator(reference)
     np.random.seed(seed)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a few lines per scene

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import io
 import os
 import shutil
@@ -43,6 +42,8 @@ import tempfile
 import time
 import types
 from pathlib import Path
+
+from _authors2d import import_authors_generator  # bench/ is on sys.path when a bench runs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -121,19 +122,7 @@ class Reference:
 
         self.np = np
         path = Path(path).resolve()
-        try:
-            import sklearn.metrics.pairwise  # noqa: F401  (imported, unused, by the reference)
-        except ImportError:
-            stub = types.ModuleType("sklearn.metrics.pairwise")
-            stub.cosine_similarity = None
-            sys.modules.setdefault("sklearn", types.ModuleType("sklearn"))
-            sys.modules.setdefault("sklearn.metrics", types.ModuleType("sklearn.metrics"))
-            sys.modules["sklearn.metrics.pairwise"] = stub
-        sys.path.insert(0, str(path))
-        try:
-            self.ref = importlib.import_module("Generate_2D_Scene_And_Annotation")
-        finally:
-            sys.path.remove(str(path))
+        self.ref = import_authors_generator(path)
         self.ref.np = _PinnedSizeNumpy(np, size) if size else np
         np.random.seed(seed)
         self.natural, self.textures = str(natural), str(textures)

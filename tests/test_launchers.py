@@ -225,6 +225,16 @@ def test_launcher_option_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o").exists() and not (tmp_path / "b").exists()
 
 
+def test_slurm_on_a_machine_without_slurm_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    assert main(["generate", "2d", *SCENES, "--output", str(tmp_path / "o"), "--num-shards", "2",
+                 "--launcher", "slurm"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no Slurm (no `sbatch` on PATH)" in err and "--slurm-local" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_unfinished_dataset_names_the_missing_shards(tmp_path):
     from matseg_hub.cli._launch import check_dataset_finalized
     from matseg_hub.errors import MatSegOutputError

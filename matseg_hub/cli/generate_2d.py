@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synthetic.scenes2d import generate_scene
     from ..synthetic.sources import SceneSources
     from ..synthetic.dataset import generate_folders, generate_parquet, job_indices, preview_png
-    from ..utils.files import atomic_write_bytes, cannot_write, check_output_folder, check_sources_apart
+    from ..utils.files import cannot_write, check_output_folder, check_sources_apart
     from ..utils.logging import disable_progress_bars, get_logger
     from ._launch import maybe_launch
 
@@ -146,12 +146,20 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise cannot_write(args.output, exc) from exc
     if args.preview and preview is not None:
-        try:
-            atomic_write_bytes(args.preview, preview)
-        except OSError as exc:
-            raise cannot_write(args.preview, exc) from exc
-        logger.info("preview grid: %s", args.preview)
+        _write_preview(args.preview, preview)
     return 0
+
+
+def _write_preview(path: str, png: bytes) -> None:
+    """Write the preview grid (atomically); an unwritable path is a one-line error naming it."""
+    from ..utils.files import atomic_write_bytes, cannot_write
+    from ..utils.logging import get_logger
+
+    try:
+        atomic_write_bytes(path, png)
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
+    get_logger("matseg_hub.cli.generate_2d").info("preview grid: %s", path)
 
 
 def _shard_done(args: argparse.Namespace):
@@ -178,7 +186,7 @@ def _finalize(args: argparse.Namespace, results) -> int:
     from ..synthetic.layout import is_complete_scene
     from ..synthetic.scenes2d import generate_scene
     from ..synthetic.sources import SceneSources
-    from ..utils.files import atomic_write_bytes, cannot_write, check_sources_apart
+    from ..utils.files import check_sources_apart
     from ..utils.launchers import describe_missing
     from ..utils.logging import get_logger
     from ._launch import check_dataset_finalized, check_keys
@@ -203,9 +211,5 @@ def _finalize(args: argparse.Namespace, results) -> int:
                                          limit=args.source_limit, on_error="raise" if args.strict else "warn")
         picture = preview_png([generate_scene(args.seed, i, sources, config)
                                for i in range(min(args.num, args.preview_count))])
-        try:
-            atomic_write_bytes(args.preview, picture)
-        except OSError as exc:
-            raise cannot_write(args.preview, exc) from exc
-        logger.info("preview grid: %s", args.preview)
+        _write_preview(args.preview, picture)
     return 0

@@ -888,17 +888,24 @@ def _place_objects(rng: np.random.Generator, sizes: Sequence[float]) -> List[Tup
     return spots
 
 
+def _draw_shape(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, max_subdivision: int):
+    """An object's shape: a glTF mesh (``gltf_prob``, when there are any) or a primitive, subdivided 2..
+    ``max_subdivision`` times and displaced with ``displacement_prob`` (else 0-1 times, no displacement).
+    Returns ``(path, shape, subdivision, displacement, licence)``."""
+    if assets.objects and rng.random() < config.gltf_prob:
+        path = _pick(rng, assets.objects)
+        return path, "gltf", 0, 0.0, assets.license_of(path)
+    shape = _pick(rng, config.primitives)
+    displaced = rng.random() < config.displacement_prob
+    subdivision = int(rng.integers(2, max_subdivision + 1)) if displaced else int(rng.integers(0, 2))
+    displacement = float(rng.uniform(0.03, 0.2)) if displaced else 0.0
+    return None, shape, subdivision, displacement, ""
+
+
 def _sample_object(rng: np.random.Generator, assets: SceneAssets, config: Scene3DConfig, name: str,
                    num_materials: int, size: float, xy: Tuple[float, float]) -> SceneObject:
     """One annotated object (a displaced/subdivided primitive or a glTF mesh) standing on the ground at ``xy``."""
-    if assets.objects and rng.random() < config.gltf_prob:
-        path = _pick(rng, assets.objects)
-        shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.license_of(path)
-    else:
-        path, shape, licence = None, _pick(rng, config.primitives), ""
-        displaced = rng.random() < config.displacement_prob
-        subdivision = int(rng.integers(2, 5)) if displaced else int(rng.integers(0, 2))
-        displacement = float(rng.uniform(0.03, 0.2)) if displaced else 0.0
+    path, shape, subdivision, displacement, licence = _draw_shape(rng, assets, config, max_subdivision=4)
     layout = sample_layout(rng, assets, config, num_materials)
     return SceneObject(name=name, shape=shape, path=path, layout=layout, location=(float(xy[0]), float(xy[1]), 0.0),
                        rotation=(0.0, 0.0, float(rng.uniform(0, 360))) if rng.random() < 0.6 else
@@ -1025,14 +1032,7 @@ def _authors_object(rng: np.random.Generator, assets: SceneAssets, config: Scene
     """One object placed as ``ObjectsHandling.LoadObject`` does: the bounding-box centre at ``centre`` lifted by
     ``size / 2 * rand()``, the quaternion rotation; a glTF mesh (``gltf_prob``) or a primitive (half of them
     subdivided and displaced)."""
-    if assets.objects and rng.random() < config.gltf_prob:
-        path = _pick(rng, assets.objects)
-        shape, subdivision, displacement, licence = "gltf", 0, 0.0, assets.license_of(path)
-    else:
-        path, shape, licence = None, _pick(rng, config.primitives), ""
-        displaced = rng.random() < config.displacement_prob
-        subdivision = int(rng.integers(2, 4)) if displaced else int(rng.integers(0, 2))
-        displacement = float(rng.uniform(0.03, 0.2)) if displaced else 0.0
+    path, shape, subdivision, displacement, licence = _draw_shape(rng, assets, config, max_subdivision=3)
     location = (float(centre[0]), float(centre[1]), float(centre[2]) + size / 2 * float(rng.random()))
     return SceneObject(name=name, shape=shape, path=path, layout=layout, location=location,
                        rotation=quaternion_quirk_rotation(rng), size=float(size), subdivision=subdivision,

@@ -263,8 +263,13 @@ class SlurmLauncher(Launcher):
     extra: Dict[str, Any] = field(default_factory=dict)
     name: str = field(default="slurm", init=False)
 
-    def __post_init__(self) -> None:  # a missing extra is reported before anything is written
+    def __post_init__(self) -> None:  # a missing extra or a machine without Slurm: before anything is written
         _require("submitit", "slurm", "--launcher slurm")
+        import shutil
+
+        if not self.local and shutil.which("sbatch") is None:
+            raise MatSegInputError("--launcher slurm: this machine has no Slurm (no `sbatch` on PATH); run the "
+                                   "command on the cluster's login node, or add --slurm-local to run the jobs here")
 
     def executor(self):
         """The configured ``submitit`` executor."""
