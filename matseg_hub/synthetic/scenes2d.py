@@ -446,6 +446,15 @@ def _shading(rng: np.random.Generator, h: int, w: int, natural: SourcePool, conf
     return plane
 
 
+def _background_layer(natural: SourcePool, b: int, geometry, bg_weight: np.ndarray, scratch):
+    """The first layer of a scene's sum: natural image ``b`` warped by ``geometry`` (mirrored at the borders) times
+    the background weight; returns it (float32 [H, W, 3]) and its metadata."""
+    import cv2
+
+    bg = _warp(natural.images[b], geometry, cv2.BORDER_REFLECT_101, natural.half_resolution(b))
+    return _add_weighted(None, bg, bg_weight, scratch), {"source": natural.names[b], "geometry": geometry}
+
+
 def generate_scene(seed: int, index: int, sources: Union[SceneSources, SourcePool, None] = None,
                    config: Optional[SceneConfig] = None) -> SyntheticScene:
     """Scene ``index`` of the stream ``seed`` (a pure function of its arguments).
@@ -594,9 +603,7 @@ def _generate_shares(rng: np.random.Generator, seed: int, index: int, sources: S
         b = int(rng.integers(len(natural)))
         bimg = natural.images[b]
         geometry = sample_geometry(bimg.shape[:2], (h, w), rng, zoom_range=(0.5, 1.0), rotate_prob=0.2)
-        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half_resolution(b))
-        bg_info = {"source": natural.names[b], "geometry": geometry}
-        acc = _add_weighted(acc, bg, bg_weight, scratch)
+        acc, bg_info = _background_layer(natural, b, geometry, bg_weight, scratch)
     for k in range(k_mat):
         info = materials_info[k]
         img = _material_image(rng, h, w, sources, config, info)
@@ -823,9 +830,7 @@ def _generate_paper(rng: np.random.Generator, seed: int, index: int, sources: Sc
         b = _pick_source(rng, natural, h, w, _ACCEPT_SMALL["background"])
         bimg = natural.images[b]
         geometry = authors_geometry(bimg.shape[:2], (h, w), rng, rescale_prob=_BACKGROUND_RESCALE_PROB, fit=True)
-        bg = _warp(bimg, geometry, cv2.BORDER_REFLECT_101, natural.half_resolution(b))
-        bg_info = {"source": natural.names[b], "geometry": geometry}
-        acc = _add_weighted(acc, bg, bg_weight, scratch)
+        acc, bg_info = _background_layer(natural, b, geometry, bg_weight, scratch)
     textures = sources.textures
     for k in range(k_mat):
         info = materials_info[k]
