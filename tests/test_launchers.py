@@ -300,3 +300,26 @@ def test_a_launched_build_pushes_once_after_the_check(texture_folder, tmp_path, 
                  str(SHARDS), "--launcher", "local"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is already a finished dataset" in err and "--overwrite" in err
+
+
+def _report_cpus(payload, shard):
+    payload.append((shard, launchers.available_cpus(), os.environ.get("OMP_NUM_THREADS")))
+    return 0
+
+
+def test_a_launched_shard_sizes_its_threads_to_the_cpus_its_task_reserved(monkeypatch):
+    """A shard task of 3 CPUs sees 3 usable CPUs (a Blender worker's default threads follow it), whatever the node
+    has; outside a launch it is the CPUs this process may run on (sched_getaffinity: Slurm's cgroup, taskset)."""
+    monkeypatch.delenv(launchers.TASK_CPUS_ENV, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))  # restored after the test
+    assert launchers.available_cpus() == len(os.sched_getaffinity(0))
+    seen, cv_threads = [], cv2.getNumThreads()
+    try:
+        result = launchers._call_shard(_report_cpus, seen, 5, {}, threads=3)
+    finally:
+        cv2.setNumThreads(cv_threads)
+    assert (result.shard, result.rc, result.error) == (5, 0, None)
+    assert seen == [(5, 3, "3")]
+    assert launchers.TASK_CPUS_ENV not in os.environ  # only while the shard runs
+    monkeypatch.setenv(launchers.TASK_CPUS_ENV, "junk")
+    assert launchers.available_cpus() == len(os.sched_getaffinity(0))

@@ -353,6 +353,35 @@ def test_killed_worker_is_reported_and_restarted(blender_python, tmp_path):
         worker.close()
 
 
+def test_a_crash_rerenders_the_same_draw(blender_python, tmp_path, monkeypatch):
+    """A Blender crash while rendering a scene retries the same draw (attempt 0, no redraw recorded), so the scene
+    a seed and index make does not depend on whether a worker crashed; a second crash fails that scene only."""
+    from matseg_hub.scenes3d import render as render_mod
+
+    real = render_mod.render_scene
+    calls = []
+
+    def flaky(scene, folder, **kw):
+        calls.append((scene.index, scene.attempt))
+        if scene.index == 1 and len([c for c in calls if c[0] == 1]) == 1:
+            raise WorkerError("the Blender worker exited (code -9) while rendering (test)")
+        if scene.index == 2:
+            raise WorkerError("the Blender worker exited (code -9) while rendering (test, always)")
+        return real(scene, folder, **kw)
+
+    monkeypatch.setattr(render_mod, "render_scene", flaky)
+    report = generate_3d(tmp_path / "out", 3, seed=4, config=TINY, blender_python=blender_python,
+                         preview=False, show_progress=False, threads=1)
+    assert [r.index for r in report.rendered] == [0, 1]
+    assert [r.index for r in report.failed] == [2] and "always" in report.failed[0].error
+    assert [c for c in calls if c[0] == 1] == [(1, 0), (1, 0)]  # the same draw twice
+    assert [c for c in calls if c[0] == 2] == [(2, 0), (2, 0)]  # one retry, then the scene fails
+    s = read_scene(tmp_path / "out" / "000001")
+    assert s.metadata["attempt"] == 0 and s.metadata["redraws"] == []
+    stored = Scene3D.load(tmp_path / "out" / "000001" / "scene3d.json")
+    assert stored.to_json() == sample_scene(4, 1, config=TINY, attempt=0).to_json()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # without Blender
 # ---------------------------------------------------------------------------------------------------------------

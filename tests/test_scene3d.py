@@ -68,6 +68,18 @@ def test_scene_content_follows_config():
         assert all(not o.annotated for o in s.occluders)
 
 
+def test_num_objects_draws_inside_the_range_not_clipped_to_its_ends():
+    """--num-objects 3 5 on the paper preset: every count 3, 4, 5 is drawn, without the pile-up at 3 that clipping
+    the authors' draw (half of it a single object) made; the default range keeps the code's draw."""
+    from collections import Counter
+
+    config = Scene3DConfig.from_preset("paper", objects=(3, 5), scatter_prob=0.0)
+    counts = Counter(len(sample_scene(2, i, config=config).annotated_objects) for i in range(150))
+    assert set(counts) == {3, 4, 5}
+    assert counts[3] < 0.6 * 150  # clipping gave P(3) = 0.5 + 0.25 * 3/6 + 0.25 * 3/11 = 0.69
+    assert min(counts.values()) >= 0.15 * 150
+
+
 def test_spread_preset_keeps_the_version_2_distribution():
     """Preset "spread" (generator version 2): 1-6 objects set apart on the ground, each with its own 2-5
     materials, 1-8 occluders; every material of every object keeps a share of its surface."""

@@ -28,15 +28,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "version 2: objects set apart, each with its own materials), single (one object, "
                              "0-3 occluders)")
     parser.add_argument("--num-objects", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
-                        help="annotated objects per scene (default: the preset's, 1 11 for paper, where the authors' "
-                             "draw of main objects is clipped into this range)")
+                        help="annotated objects per scene (default: the preset's, 1 11 for paper, where each of the "
+                             "authors' modes draws its count inside this range)")
     parser.add_argument("--materials", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                         help="materials per scene for paper (one layout over all main objects; default 2 8), per object "
                              "for spread/single (default 2 5)")
     parser.add_argument("--occluders", type=int, nargs=2, default=None, metavar=("MIN", "MAX"),
                         help="unannotated objects per scene (default: the preset's, 1 8 for paper)")
     parser.add_argument("--workers", type=int, default=1, help="Blender processes at once (default 1)")
-    parser.add_argument("--threads", type=int, help="CPU threads per worker (default: CPU count / workers)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per worker (default: usable CPUs / workers; under --launcher, the CPUs "
+                             "each task reserved)")
     parser.add_argument("--shard", type=int, default=None, help="this job's index in a job array (default 0; "
                         "with --launcher: leave it out to run every job)")
     parser.add_argument("--num-shards", type=int, default=1, help="number of jobs in the array (default 1)")

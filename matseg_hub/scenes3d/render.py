@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import MatSegError, MatSegFormatError, MatSegInputError
 from ..utils.files import claim_output_folder, pid_alive
 from ..utils.images import swap_rb
+from ..utils.launchers import available_cpus
 from ..utils.logging import get_logger, progress
 from .blender_env import DONE_MARK, WORKER_SCRIPT, require_blender_python, worker_env
 
@@ -343,7 +344,7 @@ def render_scene(scene, folder: PathLike, *, worker: Optional[BlenderWorker] = N
     tmp = Path(work_dir) if work_dir else folder.parent / WORK_DIR / f"{folder.name}.{uuid.uuid4().hex[:8]}"
     try:
         t0 = time.perf_counter()
-        job = prepare_job(scene, tmp / "job", threads=threads or os.cpu_count() or 1)
+        job = prepare_job(scene, tmp / "job", threads=threads or available_cpus())
         t1 = time.perf_counter()
         result = worker.render(job, tmp / "render")
         t2 = time.perf_counter()
@@ -407,8 +408,9 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     than two of its materials are visible it is redrawn with the next ``attempt`` (up to ``max_attempts``; the
     scene's metadata lists the redrawn attempts under ``redraws``, and a scene still hidden after them fails).
     Finished scenes are skipped, unfinished ones redone. ``workers`` Blender processes run at once with ``threads``
-    CPU threads each (default: CPU count / workers). Progress (with ETA) goes to stderr; a preview grid is written to
-    ``output/preview.jpg`` when ``preview``. ``output`` must be new, empty or an earlier output of this command
+    CPU threads each (default: the CPUs this process may use / workers; under a launcher, the CPUs its task
+    reserved: :func:`~matseg_hub.utils.launchers.available_cpus`). Progress (with ETA) goes to stderr; a preview
+    grid is written to ``output/preview.jpg`` when ``preview``. ``output`` must be new, empty or an earlier output of this command
     (:func:`~matseg_hub.utils.files.claim_output_folder`), and apart from the asset folders in ``sources``.
 
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
@@ -431,7 +433,7 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     skipped = sorted(set(indices) - set(todo))
     if skipped:
         logger.info("%d scene(s) already finished in %s; rendering %d", len(skipped), output, len(todo))
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, available_cpus() // workers)
     run_dir = output / WORK_DIR / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     local = threading.local()
@@ -449,13 +451,14 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
         worker = get_worker()
         error = None
         redraws: List[Dict[str, Any]] = []  # recorded in the scene's metadata (deterministic: no timings)
-        for attempt in range(max_attempts):
+        attempt, crashes = 0, 0
+        while attempt < max_attempts:
             try:
                 t0 = time.perf_counter()
                 scene = sample_scene(seed, index, assets, config, attempt=attempt)
                 t_sample = time.perf_counter() - t0
                 timings = render_scene(scene, output / scene_folder_name(index), worker=worker,
-                                       work_dir=run_dir / f"{index}.{attempt}", threads=threads,
+                                       work_dir=run_dir / f"{index}.{attempt}.{crashes}", threads=threads,
                                        min_visible_fraction=min_visible_fraction,
                                        extra_metadata={"redraws": list(redraws)})
                 timings["sample_s"] = t_sample
@@ -464,10 +467,14 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
                 error = str(exc)
                 redraws.append({"attempt": attempt, "reason": str(exc)})
                 logger.info("%s; redrawing", exc)
-            except WorkerError as exc:  # one retry after a crash, then give up on this scene
+                attempt += 1
+            except WorkerError as exc:
+                # one retry of the same draw after a crash (the worker restarts), so a crash never changes the
+                # scene a seed and index make; a second crash gives up on this scene
                 error = str(exc)
                 logger.warning("%s", exc)
-                if attempt >= 1:
+                crashes += 1
+                if crashes > 1:
                     break
             except (MatSegError, OSError) as exc:  # a bad asset or a full disk: this scene fails, the run goes on
                 error = f"{type(exc).__name__}: {exc}"

@@ -653,7 +653,8 @@ class Scene3DConfig:
     """Ranges :func:`sample_scene` draws from (JSON-friendly; recorded nowhere else than in the scene itself).
 
     The defaults are the authors' distribution (module docstring; ``style="authors"``): ``main_objects`` (the
-    branches of the draw of main objects; the number drawn is then clipped into ``objects``) share one layout of
+    branches of the draw of main objects; each draws its number inside ``objects``, or from ``objects`` when its
+    range lies outside) share one layout of
     ``materials`` (2–8) materials, only 2 with probability ``two_materials_prob``; with probability
     ``scatter_prob`` ``occluders`` (1–8) scattered unannotated objects; a ground plane with ``ground_prob``.
     ``hard_prob``: phase maps with one threshold; ``softness_range``, ``pattern_scale`` (log-uniform) and
@@ -1060,7 +1061,12 @@ def _sample_authors(rng: np.random.Generator, assets: SceneAssets, config: Scene
     """The authors' main.py: main objects sharing one layout, scattered objects, ground, camera."""
     # main objects (LoadRandomObject / LoadNMainObjects), merged into one in their code: one layout for all
     mode = _main_objects_mode(rng, config)
-    n_obj = int(np.clip(rng.integers(mode.count[0], mode.count[1] + 1), config.objects[0], config.objects[1]))
+    # the mode's count range within config.objects (the default 1-11 keeps the code's draw); a mode outside it
+    # (the single-object mode under --num-objects 2 4) draws from config.objects instead
+    lo, hi = max(mode.count[0], config.objects[0]), min(mode.count[1], config.objects[1])
+    if lo > hi:
+        lo, hi = config.objects
+    n_obj = int(rng.integers(lo, hi + 1))
     sizes, centres = [], []
     for _ in range(n_obj):
         sizes.append(float(rng.uniform(*mode.size)))

@@ -55,6 +55,22 @@ LAUNCHED_ENV = "MATSEG_LAUNCHED_SHARD"
 def launched_shard() -> bool:
     """Whether this process runs a shard for a launch (:func:`launch_shards`), which holds it exclusively."""
     return os.environ.get(LAUNCHED_ENV) == "1"
+
+
+TASK_CPUS_ENV = "MATSEG_TASK_CPUS"  # the CPUs a launched shard's task reserved (Ray num_cpus, Slurm cpus_per_task)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: those its launched task reserved (``MATSEG_TASK_CPUS``, set by the launchers),
+    else the CPUs it is allowed to run on (``sched_getaffinity``: Slurm's cgroup, ``taskset``), else the CPU count.
+    A Blender worker sizes its threads from it, so a 4-CPU task on a 64-core node does not start 64 threads."""
+    with contextlib.suppress(ValueError, TypeError):
+        reserved = int(float(os.environ.get(TASK_CPUS_ENV, "")))
+        if reserved >= 1:
+            return reserved
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 FORWARDED_ENV = (KILL_AFTER_ENV, KILL_MARKER_ENV)
 _FAULT = {"count": 0}
 
@@ -133,7 +149,8 @@ def _call_shard(fn: Callable[..., Optional[int]], payload: Any, shard: int, env:
     from ..errors import MatSegError
 
     _limit_threads(threads)
-    with _environment({**env, LAUNCHED_ENV: "1"}):
+    task_env = {TASK_CPUS_ENV: str(int(threads))} if threads and threads >= 1 else {}
+    with _environment({**env, **task_env, LAUNCHED_ENV: "1"}):
         try:
             rc = int(fn(payload, shard) or 0)
             error = None if rc == 0 else f"exit status {rc}"
