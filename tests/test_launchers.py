@@ -189,6 +189,72 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert ran == [0, 1]
 
 
+def test_a_launch_lock_of_another_node_is_waited_for_while_fresh_and_taken_over_once_stale(tmp_path):
+    """Another node's launch holds shard 1 (its lock names that node, which this host cannot check): while the lock
+    is fresh this launch waits; once untouched for stale_after_s (that node died), it takes the shard over."""
+    import time
+
+    lock_dir = tmp_path / "locks"
+    lock_dir.mkdir()
+    lock = launchers.shard_lock_path(lock_dir, 1, 2)
+    lock.write_text("another-node.cluster 4242")
+    ran, result = [], {}
+    t = threading.Thread(target=lambda: result.update(r=launchers.launch_shards(
+        _record, ran, 2, launchers.LocalLauncher(), lock_dir=lock_dir, poll_s=0.05, stale_after_s=1.5)))
+    t.start()
+    time.sleep(0.8)
+    assert ran == [0] and t.is_alive()  # shard 1 waits for the fresh lock
+    os.utime(lock)  # the other launch's heartbeat
+    time.sleep(0.9)
+    assert ran == [0] and t.is_alive()
+    t.join(10)
+    assert not t.is_alive() and ran == [0, 1] and [r.shard for r in result["r"]] == [0, 1]
+    assert not lock_dir.exists()
+
+
+def test_a_launch_refreshes_its_locks_while_it_runs(tmp_path):
+    import time
+
+    lock_dir = tmp_path / "locks"
+    stamps = []
+
+    def slow(payload, shard):
+        lock = launchers.shard_lock_path(lock_dir, shard, 1)
+        stamps.append(lock.stat().st_mtime)
+        time.sleep(0.6)
+        stamps.append(lock.stat().st_mtime)
+        return 0
+
+    launchers.launch_shards(slow, None, 1, launchers.LocalLauncher(), lock_dir=lock_dir, heartbeat_s=0.1)
+    assert stamps[1] > stamps[0]
+
+
+def test_two_takers_of_one_stale_lock_never_both_win(tmp_path):
+    """Many threads race to take over one stale lock (a dead process of this host): exactly one gets it."""
+    from matseg_hub.utils import files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = __import__("socket").gethostname()
+    for round_ in range(5):
+        lock = tmp_path / f"r{round_}.lock"
+        lock.write_text(f"{host} {dead.stdout.strip()}")
+        barrier, wins = threading.Barrier(8), []
+
+        def go():
+            barrier.wait()
+            if files.take_lock(lock):
+                wins.append(threading.get_ident())
+
+        threads = [threading.Thread(target=go) for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert len(wins) == 1 and lock.read_text() == f"{host} {os.getpid()}"
+        files.release_lock(lock)
+        assert not lock.exists()
+
+
 def test_a_job_lock_left_on_another_node_is_taken_over_by_the_launch_not_by_a_hand_run(reference_2d, tmp_path):
     """A shard killed on node X leaves its writer's job lock naming X; the launch's rerun (on this node) owns the
     shard through its launch lock, so it takes that lock over; a hand-run job cannot tell and refuses."""
@@ -323,3 +389,20 @@ def test_a_launched_shard_sizes_its_threads_to_the_cpus_its_task_reserved(monkey
     assert launchers.TASK_CPUS_ENV not in os.environ  # only while the shard runs
     monkeypatch.setenv(launchers.TASK_CPUS_ENV, "junk")
     assert launchers.available_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_only_path_options_are_made_absolute_for_the_engine_workers(tmp_path, monkeypatch):
+    """Engine workers run elsewhere, so relative paths travel absolute; a --preset or --push-to-hub value that
+    happens to name a file in the working directory is not a path, and each folder of a list is made absolute."""
+    from matseg_hub.cli._launch import _absolute
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("paper", "photos", "a", "b"):
+        (tmp_path / name).mkdir()
+    assert _absolute("preset", "paper") == "paper"
+    assert _absolute("push_to_hub", "a") == "a"
+    assert _absolute("output", "new/out") == str(tmp_path / "new" / "out")  # an output need not exist yet
+    assert _absolute("natural_images", "photos") == str(tmp_path / "photos")
+    assert _absolute("source", "user/matseg-benchmark") == "user/matseg-benchmark"  # a Hub id, no such folder
+    assert _absolute("from_folders", ["a", "b", "/abs/c"]) == [str(tmp_path / "a"), str(tmp_path / "b"), "/abs/c"]
+    assert _absolute("num", 5) == 5

@@ -69,17 +69,23 @@ def launch_dir(output: str) -> Path:
 
 
 _PATH_OPTIONS = ("output", "preview", "slurm_folder")
+# options that name a local path when one exists by that name (else a Hub id, a command on PATH, ...)
+_MAYBE_PATH_OPTIONS = ("source", "input", "from_folders", "natural_images", "textures", "pbr", "hdri", "objects",
+                       "blender_python")
 
 
 def _absolute(name: str, value: Any) -> Any:
     """A relative path option made absolute: engine workers run in another working directory (a Ray worker in the
-    one its raylet was started from, a Slurm job wherever the cluster puts it). Options that name an existing path,
-    and the output ones, are paths; other values are kept."""
+    one its raylet was started from, a Slurm job wherever the cluster puts it). The output options always; the
+    input ones (``_MAYBE_PATH_OPTIONS``, each item of a list) when such a path exists; any other option (``--preset``,
+    ``--push-to-hub``, ...) is kept as given even if a file of that name happens to exist."""
     import os
 
+    if isinstance(value, list) and name in _MAYBE_PATH_OPTIONS:
+        return [_absolute(name, v) for v in value]
     if not isinstance(value, str) or not value or os.path.isabs(value):
         return value
-    if name in _PATH_OPTIONS or os.path.exists(value):
+    if name in _PATH_OPTIONS or (name in _MAYBE_PATH_OPTIONS and os.path.exists(value)):
         return os.path.abspath(value)
     return value
 

@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Set, Union
 
@@ -264,39 +265,82 @@ def lock_holder(path: PathLike) -> str:
         return ""
 
 
-def take_lock(path: PathLike, other_hosts_stale: bool = False) -> bool:
+EMPTY_LOCK_STALE_S = 10.0  # an empty lock file this old was left by a process that died before writing it
+TAKEOVER_GUARD_S = 60.0  # a takeover guard older than this was left by a process that died while taking over
+
+
+def _take_over(path: Path, seen: str) -> None:
+    """Remove the stale lock ``path`` if it still holds ``seen``, under the guard ``<path>.takeover`` (``O_EXCL``):
+    two processes that both found it stale cannot both remove it (the second would remove the first's new lock)."""
+    guard = path.with_name(path.name + ".takeover")
+    try:
+        os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if time.time() - guard.stat().st_mtime > TAKEOVER_GUARD_S:
+                guard.unlink()
+        return
+    except OSError:
+        return
+    try:
+        if lock_holder(path) == seen:
+            logger.warning("taking over the lock %s of %s, which is no longer running", path, seen or "nobody")
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        with contextlib.suppress(OSError):
+            guard.unlink()
+
+
+def take_lock(path: PathLike, other_hosts_stale: bool = False, stale_after_s: Optional[float] = None) -> bool:
     """Create the lock file ``path`` exclusively (holding ``<host> <pid>``); ``False`` when a live process holds it.
 
     A lock of a dead process of this host (or one naming this process that it does not hold: left by a writer
     that was never closed) is taken over. ``other_hosts_stale``: a lock of another host is taken over too (its
     process cannot be checked from here): only for a job that an engine's launch holds exclusively
-    (:func:`matseg_hub.utils.launchers.launched_shard`), whose earlier attempt died on another node. Release it
-    with :func:`release_lock`.
+    (:func:`matseg_hub.utils.launchers.launched_shard`), whose earlier attempt died on another node.
+    ``stale_after_s``: a lock of another host not touched for that long is taken over (its holder refreshes its
+    modification time while it lives: :func:`touch_lock`). Takeovers go through :func:`_take_over`, so two takers
+    never both win. Release it with :func:`release_lock`.
     """
     path = Path(path)
     me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            seen = lock_holder(path)
             try:
-                host, pid = lock_holder(path).split()
+                host, pid = seen.split()
                 pid_number = int(pid)
             except ValueError:
                 host, pid_number = "", 0
             mine_stale = pid_number == os.getpid() and str(path.resolve()) not in _HELD_LOCKS
             here = host == socket.gethostname()
-            if (here and (mine_stale or not pid_alive(pid_number))) or (other_hosts_stale and host and not here):
-                logger.warning("taking over the lock %s of process %s, which is no longer running", path, pid_number)
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+            quiet_s = None
+            with contextlib.suppress(OSError):
+                quiet_s = time.time() - path.stat().st_mtime
+            # an empty lock: its creator died between creating and writing it (or is writing it right now)
+            empty_stale = not seen and quiet_s is not None and quiet_s > EMPTY_LOCK_STALE_S
+            quiet_stale = (stale_after_s is not None and bool(host) and not here and quiet_s is not None
+                           and quiet_s > stale_after_s)
+            if ((here and (mine_stale or not pid_alive(pid_number))) or (other_hosts_stale and host and not here)
+                    or empty_stale or quiet_stale):
+                _take_over(path, seen)
                 continue
             return False
+        _HELD_LOCKS.add(str(path.resolve()))  # before the write: another thread reading our pid sees it held
         with os.fdopen(fd, "w") as fh:
             fh.write(me)
-        _HELD_LOCKS.add(str(path.resolve()))
         return True
     return False
+
+
+def touch_lock(path: PathLike) -> None:
+    """Refresh the modification time of a lock this process holds (a heartbeat for ``stale_after_s``)."""
+    if holds_lock(path):
+        with contextlib.suppress(OSError):
+            os.utime(path)
 
 
 def holds_lock(path: PathLike) -> bool:

@@ -72,6 +72,8 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 FORWARDED_ENV = (KILL_AFTER_ENV, KILL_MARKER_ENV)
+LAUNCH_HEARTBEAT_S = 60.0  # a launch refreshes its shard locks this often
+LAUNCH_LOCK_STALE_S = 600.0  # a shard lock of another host untouched this long is taken over
 _FAULT = {"count": 0}
 
 
@@ -377,7 +379,8 @@ def shard_lock_path(lock_dir: PathLike, shard: int, num_shards: int) -> Path:
 
 def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_shards: int, launcher: Launcher, *,
                   lock_dir: PathLike, shard_done: Optional[Callable[[int], bool]] = None,
-                  poll_s: float = 0.5) -> List[ShardResult]:
+                  poll_s: float = 0.5, heartbeat_s: float = LAUNCH_HEARTBEAT_S,
+                  stale_after_s: float = LAUNCH_LOCK_STALE_S) -> List[ShardResult]:
     """Run ``fn(payload, i)`` for every shard ``i`` of ``range(num_shards)`` on ``launcher``, each under its lock.
 
     The launching process takes each shard's lock file in ``lock_dir`` (:func:`shard_lock_path`, created with
@@ -386,6 +389,10 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
     shard is checked with ``shard_done(i)`` and run only if that says it is not done (``None``: always rerun, for
     jobs whose rerun of a finished shard is a no-op). ``lock_dir`` is removed when this leaves it empty.
 
+    The launch refreshes its locks every ``heartbeat_s``; a lock of another host left untouched for
+    ``stale_after_s`` (that launch's node died) is taken over, so a relaunch from another node does not wait
+    forever (a lock of a dead process of this host is taken over at once).
+
     Returns one :class:`ShardResult` per shard, in shard order (a shard finished by another launch: ``rc=0`` and
     its host/pid empty).
 
@@ -393,7 +400,9 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         MatSegOutputError: a shard failed (after the engine's retries): the message lists the failed shards and
             their first error, and says to rerun the same command to resume.
     """
-    from .files import cannot_write, release_lock, take_lock
+    import threading
+
+    from .files import cannot_write, release_lock, take_lock, touch_lock
 
     lock_dir = Path(lock_dir)
     try:
@@ -411,7 +420,7 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         for _ in range(20):
             try:
                 lock_dir.mkdir(parents=True, exist_ok=True)
-                return take_lock(shard_lock_path(lock_dir, i, num_shards))
+                return take_lock(shard_lock_path(lock_dir, i, num_shards), stale_after_s=stale_after_s)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -419,6 +428,15 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
         raise cannot_write(lock_dir, FileNotFoundError(2, "removed again and again while taking a lock",
                                                         str(lock_dir)))
 
+    stop = threading.Event()
+
+    def heartbeat() -> None:  # the locks this launch holds stay fresh while it lives
+        while not stop.wait(heartbeat_s):
+            for i in range(num_shards):
+                touch_lock(shard_lock_path(lock_dir, i, num_shards))
+
+    beat = threading.Thread(target=heartbeat, name="launch-heartbeat", daemon=True)
+    beat.start()
     try:
         mine = [i for i in range(num_shards) if take(i)]
         held = [i for i in range(num_shards) if i not in set(mine)]
@@ -440,6 +458,8 @@ def launch_shards(fn: Callable[[Any, int], Optional[int]], payload: Any, num_sha
             if held:
                 time.sleep(poll_s)
     finally:
+        stop.set()
+        beat.join()
         for i in range(num_shards):
             release_lock(shard_lock_path(lock_dir, i, num_shards))
         with contextlib.suppress(OSError):
