@@ -24,7 +24,8 @@ SCENES_2D_SEED0 = {
     2: "18f3ba78a218877a615199b52d397b792366899f7ed511d8f08edbad22bbc636",
     3: "e45b516db19888f736264d4ca081998cbc1510d1292f72e1e74b34e80e18c226",
 }
-# sha256 of the plain-data 3D scene (JSON, floats to 10 significant digits) of scenes 0-3 of seed 0 with the default assets, 3D generator 3
+# sha256 of the plain-data 3D scene (JSON, floats to 10 significant digits) of scenes 0-3 of seed 0 with the
+# default assets, 3D generator 3
 # (3: the authors' distribution by default: shared main-object layout, scattered objects, their camera)
 SCENES_3D_SEED0 = {
     0: "29feebc48a3aeaf7b135f6c663daf853d1a763558a52adcf37035aa040959bf3",

@@ -410,8 +410,9 @@ def generate_3d(output: PathLike, num: int, seed: int = 0, *, start: int = 0, as
     Finished scenes are skipped, unfinished ones redone. ``workers`` Blender processes run at once with ``threads``
     CPU threads each (default: the CPUs this process may use / workers; under a launcher, the CPUs its task
     reserved: :func:`~matseg_hub.utils.launchers.available_cpus`). Progress (with ETA) goes to stderr; a preview
-    grid is written to ``output/preview.jpg`` when ``preview``. ``output`` must be new, empty or an earlier output of this command
-    (:func:`~matseg_hub.utils.files.claim_output_folder`), and apart from the asset folders in ``sources``.
+    grid is written to ``output/preview.jpg`` when ``preview``. ``output`` must be new, empty or an earlier output
+    of this command (:func:`~matseg_hub.utils.files.claim_output_folder`), and apart from the asset folders in
+    ``sources``.
 
     Returns a :class:`GenerationReport` (failed scenes are listed there, not raised).
     """
