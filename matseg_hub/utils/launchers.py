@@ -50,14 +50,16 @@ KILL_MARKER_ENV = "MATSEG_TEST_KILL_MARKER"
 # set while a shard runs under a launch (which holds that shard's launch lock): its writer may take over the
 # job lock that an earlier attempt left on another node (a lost worker, a requeued Slurm job)
 LAUNCHED_ENV = "MATSEG_LAUNCHED_SHARD"
+FORWARDED_ENV = (KILL_AFTER_ENV, KILL_MARKER_ENV)
+LAUNCH_HEARTBEAT_S = 60.0  # a launch refreshes its shard locks this often
+LAUNCH_LOCK_STALE_S = 600.0  # a shard lock of another host untouched this long is taken over
+TASK_CPUS_ENV = "MATSEG_TASK_CPUS"  # the CPUs a launched shard's task reserved (Ray num_cpus, Slurm cpus_per_task)
+_FAULT = {"count": 0}
 
 
 def launched_shard() -> bool:
     """Whether this process runs a shard for a launch (:func:`launch_shards`), which holds it exclusively."""
     return os.environ.get(LAUNCHED_ENV) == "1"
-
-
-TASK_CPUS_ENV = "MATSEG_TASK_CPUS"  # the CPUs a launched shard's task reserved (Ray num_cpus, Slurm cpus_per_task)
 
 
 def available_cpus() -> int:
@@ -71,10 +73,6 @@ def available_cpus() -> int:
     with contextlib.suppress(AttributeError, OSError):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
-FORWARDED_ENV = (KILL_AFTER_ENV, KILL_MARKER_ENV)
-LAUNCH_HEARTBEAT_S = 60.0  # a launch refreshes its shard locks this often
-LAUNCH_LOCK_STALE_S = 600.0  # a shard lock of another host untouched this long is taken over
-_FAULT = {"count": 0}
 
 
 # -- test-only fault injection ------------------------------------------------------------------------------------
